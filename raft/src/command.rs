@@ -1,0 +1,237 @@
+//! Log commands: every replicated state change of the broker, and the values
+//! they carry. Commands hold everything apply needs (including timestamps), so
+//! apply never reads a clock.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// "Never" for expiry intervals, as in MQTT 5.
+pub const NEVER: u32 = u32::MAX;
+
+/// MQTT 5 properties that travel with a message unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgProps {
+    pub payload_format_indicator: Option<u8>,
+    pub content_type: Option<String>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Bytes>,
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// An application message as stored and routed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    /// Client id of the publisher (for no-local).
+    pub publisher: String,
+    pub props: MsgProps,
+    /// Wall-clock ms when the broker accepted it.
+    pub created_ms: u64,
+    /// Absolute expiry (ms) from the message expiry interval, if any.
+    pub expires_ms: Option<u64>,
+}
+
+impl Message {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        matches!(self.expires_ms, Some(e) if e <= now_ms)
+    }
+}
+
+/// A last will: the message and its delay interval in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Will {
+    pub msg: Message,
+    /// MQTT 5 will expiry interval in seconds, applied when it is published.
+    pub expiry_s: Option<u32>,
+    pub delay_s: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubOpts {
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: u8,
+    pub sub_id: Option<u32>,
+}
+
+/// Settings that change what apply does; replicated so every node decides the
+/// same. Set with [`Command::Configure`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Outgoing QoS 1/2 window per session (0 = unlimited).
+    pub max_inflight_messages: u32,
+    /// Queued for an online session beyond its window (-1 = unlimited).
+    pub max_online_messages: i64,
+    /// QoS 1/2 queued for an offline persistent session (-1 = unlimited).
+    pub max_offline_messages: i64,
+    pub suppress_lwt_on_session_takeover: bool,
+    /// Upper bound on will delay in seconds (NEVER = no bound).
+    pub max_last_will_delay: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            max_inflight_messages: 20,
+            max_online_messages: 1000,
+            max_offline_messages: 1000,
+            suppress_lwt_on_session_takeover: false,
+            max_last_will_delay: NEVER,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// CONNECT accepted: registers the client on `node` and starts a new
+    /// session epoch (the log index of this entry).
+    Register {
+        client_id: String,
+        node: u64,
+        clean_start: bool,
+        /// Session expiry in seconds after disconnect (0 = ends at
+        /// disconnect, NEVER = never).
+        expiry_s: u32,
+        will: Option<Will>,
+        now_ms: u64,
+    },
+    /// The connection of `epoch` ended.
+    Disconnect {
+        client_id: String,
+        epoch: u64,
+        publish_will: bool,
+        /// MQTT 5 DISCONNECT may change the session expiry.
+        new_expiry_s: Option<u32>,
+        now_ms: u64,
+    },
+    Subscribe {
+        client_id: String,
+        epoch: u64,
+        filters: Vec<(String, SubOpts)>,
+    },
+    Unsubscribe {
+        client_id: String,
+        epoch: u64,
+        filters: Vec<String>,
+    },
+    /// A QoS 1/2 publish, or a retained publish of any QoS. `packet_id` is
+    /// the inbound QoS 2 packet id (0 otherwise), for duplicate detection.
+    Publish {
+        client_id: String,
+        packet_id: u16,
+        msg: Message,
+    },
+    /// PUBREL from a publisher: forget the inbound QoS 2 packet id.
+    Release { client_id: String, packet_id: u16 },
+    /// PUBACK / PUBCOMP from a subscriber: drop these queue items.
+    Ack {
+        client_id: String,
+        epoch: u64,
+        seqs: Vec<u64>,
+    },
+    /// PUBREC from a subscriber: these QoS 2 items are received; from now on
+    /// only PUBREL is resent for them.
+    Received {
+        client_id: String,
+        epoch: u64,
+        seqs: Vec<u64>,
+    },
+    /// Time passed: fire due wills and expire sessions. Proposed by the leader.
+    Tick { now_ms: u64 },
+    /// A node restarted: every session it owned lost its connection.
+    NodeRestarted { node: u64, now_ms: u64 },
+    /// Cluster-wide settings change.
+    Configure(ClusterSettings),
+}
+
+impl Command {
+    /// The client this command acts for, if any (for tracing).
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Command::Register { client_id, .. }
+            | Command::Disconnect { client_id, .. }
+            | Command::Subscribe { client_id, .. }
+            | Command::Unsubscribe { client_id, .. }
+            | Command::Publish { client_id, .. }
+            | Command::Release { client_id, .. }
+            | Command::Ack { client_id, .. }
+            | Command::Received { client_id, .. } => Some(client_id),
+            _ => None,
+        }
+    }
+}
+
+/// A command with its proposer-assigned id (node, sequence), so that apply can
+/// recognise a command that was proposed twice (leader change, retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub origin: u64,
+    pub seq: u64,
+    pub cmd: Command,
+}
+
+/// The payload of one log entry: a batch of commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub cmds: Vec<Envelope>,
+}
+
+/// One item of a session's queue, as handed to the connection that delivers
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Queue sequence for durable (persistent-session) items; packet ids are
+    /// derived from it so they survive restarts.
+    pub seq: Option<u64>,
+    pub msg: Arc<Message>,
+    pub qos: u8,
+    pub retain: bool,
+    pub sub_ids: Vec<u32>,
+    /// QoS 2: PUBREC was recorded; resend PUBREL, not PUBLISH.
+    pub received: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmdResult {
+    Registered {
+        epoch: u64,
+        session_present: bool,
+        /// The session's durable queue at the moment of registration.
+        queue: Vec<Delivery>,
+    },
+    Subscribed {
+        /// Granted QoS or failure code per filter.
+        codes: Vec<u8>,
+        /// Retained messages to send after SUBACK.
+        retained: Vec<Delivery>,
+    },
+    Unsubscribed {
+        /// 0x00 success or 0x11 no subscription existed, per filter.
+        codes: Vec<u8>,
+    },
+    Published {
+        /// A resent QoS 2 publish whose packet id was already recorded.
+        duplicate: bool,
+        /// Number of subscribers matched (0 => MQTT 5 reason 0x10).
+        matched: u32,
+    },
+    Released {
+        /// false => MQTT 5 PUBCOMP reason 0x92 (packet id not found).
+        found: bool,
+    },
+    Done,
+    /// The command was for a session epoch that is no longer current.
+    Stale,
+}
+
+/// The result of one log entry: one result per command, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub results: Vec<CmdResult>,
+}

@@ -1,0 +1,32 @@
+//! Errors of the raft layer.
+
+use raftmq_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("encoding: {0}")]
+    Encode(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("no quorum: {0}")]
+    Unavailable(String),
+    #[error("proposer stopped")]
+    Stopped,
+}
+
+/// bincode configuration used for everything raftmq writes.
+pub(crate) fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, RaftError> {
+    bincode::serde::encode_to_vec(v, bincode_config()).map_err(|e| RaftError::Encode(e.to_string()))
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RaftError> {
+    bincode::serde::decode_from_slice(b, bincode_config())
+        .map(|(v, _)| v)
+        .map_err(|e| RaftError::Encode(e.to_string()))
+}

@@ -1,0 +1,147 @@
+//! openraft's log storage over RocksDB, with group commit.
+//!
+//! `append` writes entries unsynced and hands the completion callback to a
+//! flusher thread. The flusher takes every callback queued so far, syncs the
+//! WAL once, and completes them all: one fsync per batch of appends, however
+//! many there are, and openraft learns an entry is durable only after it is.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
+use raftmq_storage::Store;
+
+use crate::error::{decode, encode};
+use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
+
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> StorageErr {
+    StorageIOError::write_logs(openraft::AnyError::error(e.to_string())).into()
+}
+fn read_err(e: impl std::fmt::Display) -> StorageErr {
+    StorageIOError::read_logs(openraft::AnyError::error(e.to_string())).into()
+}
+
+impl LogStore {
+    pub fn new(store: Store) -> LogStore {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let s = store.clone();
+        std::thread::Builder::new()
+            .name("raftmq-log-flush".into())
+            .spawn(move || flusher(s, rx))
+            .expect("spawn log flusher thread");
+        LogStore { store, flusher: tx }
+    }
+}
+
+fn flusher(store: Store, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut pending = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            pending.push(more);
+        }
+        let res = store.sync_wal();
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "WAL sync failed; the node cannot make progress");
+        }
+        for cb in pending {
+            let r = match &res {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            cb.log_io_completed(r);
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageErr> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        let rows = self.store.read_log(start, end).map_err(read_err)?;
+        rows.into_iter().map(|(_, b)| decode::<Entry>(&b).map_err(read_err)).collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageErr> {
+        let purged: Option<LogId> = match self.store.raft_meta("purged").map_err(read_err)? {
+            Some(b) => Some(decode(&b).map_err(read_err)?),
+            None => None,
+        };
+        let last = match self.store.last_log().map_err(read_err)? {
+            Some((_, b)) => Some(decode::<Entry>(&b).map_err(read_err)?.log_id),
+            None => purged,
+        };
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageErr> {
+        let b = encode(vote).map_err(io_err)?;
+        self.store.put_raft_meta("vote", &b, true).map_err(io_err)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageErr> {
+        match self.store.raft_meta("vote").map_err(read_err)? {
+            Some(b) => Ok(Some(decode(&b).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageErr> {
+        let b = encode(&committed).map_err(io_err)?;
+        self.store.put_raft_meta("committed", &b, false).map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageErr> {
+        match self.store.raft_meta("committed").map_err(read_err)? {
+            Some(b) => decode(&b).map_err(read_err),
+            None => Ok(None),
+        }
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageErr>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        for e in entries {
+            encoded.push((e.log_id.index, encode(&e).map_err(io_err)?));
+        }
+        self.store
+            .append_log(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
+            .map_err(io_err)?;
+        self.flusher.send(callback).map_err(|_| io_err("log flusher stopped"))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageErr> {
+        self.store.truncate_log_from(log_id.index).map_err(io_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageErr> {
+        let b = encode(&log_id).map_err(io_err)?;
+        self.store.purge_log_upto(log_id.index, &b).map_err(io_err)
+    }
+}
+
+/// Bound helper for readers that want `[start, end)`.
+pub fn range(start: u64, end: u64) -> (Bound<u64>, Bound<u64>) {
+    (Bound::Included(start), Bound::Excluded(end))
+}

@@ -1,0 +1,327 @@
+//! The subscription index: a trie of topic filter levels. Each node holds the
+//! plain subscribers of the filter ending there and its shared subscription
+//! groups (`$share/<group>/<filter>`). Matching follows MQTT: `+` matches one
+//! level, `#` the rest (including the parent), and wildcards at the first level
+//! never match topics starting with `$`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::command::SubOpts;
+
+/// A matching subscription.
+#[derive(Debug, Clone)]
+pub enum Match<'a> {
+    Plain(&'a Arc<str>, &'a SubOpts),
+    /// A shared group: its name and members in a fixed (sorted) order.
+    Shared(&'a Arc<str>, &'a BTreeMap<Arc<str>, SubOpts>),
+}
+
+#[derive(Default, Debug)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    subs: HashMap<Arc<str>, SubOpts>,
+    shared: BTreeMap<Arc<str>, BTreeMap<Arc<str>, SubOpts>>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.subs.is_empty() && self.shared.is_empty()
+    }
+}
+
+/// One session's merged view of the subscriptions a message matched:
+/// overlapping subscriptions merge into one delivery at the highest QoS,
+/// carrying every subscription identifier.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub qos: u8,
+    pub retain_as_published: bool,
+    pub sub_ids: Vec<u32>,
+}
+
+impl Target {
+    fn merge(&mut self, o: &SubOpts) {
+        self.qos = self.qos.max(o.qos);
+        self.retain_as_published |= o.retain_as_published;
+        if let Some(id) = o.sub_id {
+            if !self.sub_ids.contains(&id) {
+                self.sub_ids.push(id);
+            }
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Trie {
+    root: Node,
+    len: usize,
+}
+
+/// Splits `$share/<group>/<filter>` into (Some(group), filter).
+pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        if let Some((group, f)) = rest.split_once('/') {
+            return (Some(group), f);
+        }
+    }
+    (None, filter)
+}
+
+/// A valid topic filter (after removing any `$share/<group>/` prefix).
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.starts_with("$share/") {
+        let rest = &filter["$share/".len()..];
+        let Some((group, f)) = rest.split_once('/') else {
+            return false;
+        };
+        if group.is_empty() || group.contains(['+', '#']) {
+            return false;
+        }
+        return valid_plain_filter(f);
+    }
+    valid_plain_filter(filter)
+}
+
+fn valid_plain_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.len() > 65535 || filter.contains('\0') {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, l) in levels.iter().enumerate() {
+        if l.contains('#') && (*l != "#" || i != levels.len() - 1) {
+            return false;
+        }
+        if l.contains('+') && *l != "+" {
+            return false;
+        }
+    }
+    true
+}
+
+/// A valid topic name for PUBLISH.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= 65535 && !topic.contains(['+', '#', '\0'])
+}
+
+/// Does `filter` (not shared) match `topic`?
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    let mut first = true;
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return !(first && topic.starts_with('$')),
+            (Some("+"), Some(_)) => {
+                if first && topic.starts_with('$') {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
+impl Trie {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds or replaces a subscription; returns true if it already existed.
+    pub fn insert(&mut self, filter: &str, client: &Arc<str>, opts: SubOpts) -> bool {
+        let (group, f) = split_shared(filter);
+        let mut node = &mut self.root;
+        for level in f.split('/') {
+            node = node.children.entry(level.into()).or_default();
+        }
+        let existed = match group {
+            None => node.subs.insert(client.clone(), opts).is_some(),
+            Some(g) => node
+                .shared
+                .entry(Arc::from(g))
+                .or_default()
+                .insert(client.clone(), opts)
+                .is_some(),
+        };
+        if !existed {
+            self.len += 1;
+        }
+        existed
+    }
+
+    /// Removes a subscription; returns true if it existed.
+    pub fn remove(&mut self, filter: &str, client: &str) -> bool {
+        let (group, f) = split_shared(filter);
+        let levels: Vec<&str> = f.split('/').collect();
+        let removed = Self::remove_at(&mut self.root, &levels, group, client);
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, client: &str) -> bool {
+        match levels.split_first() {
+            None => match group {
+                None => node.subs.remove(client).is_some(),
+                Some(g) => {
+                    let Some(members) = node.shared.get_mut(g) else {
+                        return false;
+                    };
+                    let removed = members.remove(client).is_some();
+                    if members.is_empty() {
+                        node.shared.remove(g);
+                    }
+                    removed
+                }
+            },
+            Some((first, rest)) => {
+                let Some(child) = node.children.get_mut(*first) else {
+                    return false;
+                };
+                let removed = Self::remove_at(child, rest, group, client);
+                if child.is_empty() {
+                    node.children.remove(*first);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Calls `f` for every subscription matching `topic`.
+    pub fn matches<'a>(&'a self, topic: &str, f: &mut impl FnMut(Match<'a>)) {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let dollar = topic.starts_with('$');
+        Self::walk(&self.root, &levels, 0, dollar, f);
+    }
+
+    /// Resolves every subscription matching `topic` to one target per
+    /// session. Plain subscriptions with no-local skip `publisher`; each
+    /// shared group delivers to the one member `pick` chooses (members come
+    /// in a fixed order, so a deterministic `pick` gives a deterministic
+    /// result).
+    pub fn targets(
+        &self,
+        topic: &str,
+        publisher: &str,
+        mut pick: impl FnMut(&BTreeMap<Arc<str>, SubOpts>) -> Option<Arc<str>>,
+    ) -> BTreeMap<Arc<str>, Target> {
+        let mut out: BTreeMap<Arc<str>, Target> = BTreeMap::new();
+        self.matches(topic, &mut |m| match m {
+            Match::Plain(c, o) => {
+                if !(o.no_local && **c == *publisher) {
+                    out.entry(c.clone()).or_default().merge(o);
+                }
+            }
+            Match::Shared(_, members) => {
+                if let Some(c) = pick(members) {
+                    if let Some(o) = members.get(&c) {
+                        let mut o = *o;
+                        o.retain_as_published = false;
+                        out.entry(c).or_default().merge(&o);
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    fn emit<'a>(node: &'a Node, f: &mut impl FnMut(Match<'a>)) {
+        for (c, o) in &node.subs {
+            f(Match::Plain(c, o));
+        }
+        for (g, m) in &node.shared {
+            f(Match::Shared(g, m));
+        }
+    }
+
+    fn walk<'a>(node: &'a Node, levels: &[&str], i: usize, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
+        let wild_ok = !(i == 0 && dollar);
+        if wild_ok {
+            if let Some(hash) = node.children.get("#") {
+                Self::emit(hash, f);
+            }
+        }
+        if i == levels.len() {
+            Self::emit(node, f);
+            return;
+        }
+        if let Some(child) = node.children.get(levels[i]) {
+            Self::walk(child, levels, i + 1, dollar, f);
+        }
+        if wild_ok {
+            if let Some(plus) = node.children.get("+") {
+                Self::walk(plus, levels, i + 1, dollar, f);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(qos: u8) -> SubOpts {
+        SubOpts { qos, no_local: false, retain_as_published: false, retain_handling: 0, sub_id: None }
+    }
+
+    fn clients(t: &Trie, topic: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        t.matches(topic, &mut |m| match m {
+            Match::Plain(c, _) => v.push(c.to_string()),
+            Match::Shared(g, _) => v.push(format!("share:{g}")),
+        });
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn wildcards_match_as_the_spec_says() {
+        let mut t = Trie::default();
+        for (f, c) in [("a/b", "exact"), ("a/+", "plus"), ("a/#", "hash"), ("#", "all"), ("+/+", "pp")] {
+            t.insert(f, &Arc::from(c), opts(1));
+        }
+        assert_eq!(clients(&t, "a/b"), ["all", "exact", "hash", "plus", "pp"]);
+        assert_eq!(clients(&t, "a"), ["all", "hash"]);
+        assert_eq!(clients(&t, "a/b/c"), ["all", "hash"]);
+        assert_eq!(clients(&t, "$SYS/x"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn remove_prunes_and_reports_existence() {
+        let mut t = Trie::default();
+        let c: Arc<str> = Arc::from("c");
+        assert!(!t.insert("x/y", &c, opts(0)));
+        assert!(t.insert("x/y", &c, opts(1)));
+        assert!(t.remove("x/y", "c"));
+        assert!(!t.remove("x/y", "c"));
+        assert!(t.root.is_empty());
+    }
+
+    #[test]
+    fn shared_groups_are_reported_once_per_group() {
+        let mut t = Trie::default();
+        t.insert("$share/g/t/#", &Arc::from("a"), opts(1));
+        t.insert("$share/g/t/#", &Arc::from("b"), opts(1));
+        assert_eq!(clients(&t, "t/1"), ["share:g"]);
+    }
+
+    #[test]
+    fn filter_validation() {
+        for ok in ["a", "a/+/b", "#", "a/#", "+", "$share/g/a/#", "/"] {
+            assert!(valid_filter(ok), "{ok}");
+        }
+        for bad in ["", "a/#/b", "a+", "a/b#", "$share/g", "$share//a", "$share/g+/a"] {
+            assert!(!valid_filter(bad), "{bad}");
+        }
+        assert!(filter_matches("a/+/c", "a/b/c"));
+        assert!(filter_matches("a/#", "a"));
+        assert!(!filter_matches("+/x", "$SYS/x"));
+    }
+}

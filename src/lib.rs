@@ -1,0 +1,33 @@
+//! raftmq: a durability-first MQTT broker. Every session, subscription and
+//! retained change, and every QoS 1/2 message, is committed to a Raft log on
+//! RocksDB (see `raftmq-raft` and `raftmq-storage`) before the client gets
+//! its acknowledgement.
+//!
+//! # Layout
+//! - [`codec`]: MQTT 3.1 / 3.1.1 / 5.0 packets to and from bytes.
+//! - [`config`]: settings, defaults and the TOML config file.
+//! - [`server`]: starting a node: Raft, listeners, HTTP, `$SYS`.
+//! - [`broker`]: the context shared by a node's tasks.
+//! - [`listener`]: the MQTT TCP accept loop.
+//! - [`connection`]: one connection from CONNECT to close.
+//! - [`session`]: a session's outbound window, packet ids and retransmission.
+//! - [`registry`]: which clients are connected here; routes apply events.
+//! - [`router`]: best-effort QoS 0 routing outside the log.
+//! - [`http`]: `/health`, `/metrics` and the `/api/v1` admin API.
+//! - [`metrics`]: counters and their Prometheus exposition.
+//! - [`sys`]: the `$SYS` tree.
+//! - [`cli`]: the admin commands, clients of the HTTP API.
+
+pub mod broker;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod registry;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod sys;

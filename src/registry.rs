@@ -1,0 +1,140 @@
+//! The local connection registry: which client ids have a connection on this
+//! node, and the channel to each. It is the apply layer's [`EventSink`]:
+//! deliveries and takeover notices for a session epoch reach the connection
+//! that holds that epoch (or one still waiting to learn its epoch, which
+//! filters them itself).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raftmq_raft::{ApplyEvent, Delivery, EventSink};
+use tokio::sync::mpsc;
+
+/// What a connection task receives besides its socket.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A message for the session of `epoch` (None: whatever epoch is current,
+    /// used for QoS 0 routed outside the log).
+    Deliver(Option<u64>, Delivery),
+    /// The session of `epoch` was taken over by a newer connection.
+    Kick(u64),
+    /// An operator disconnected the client.
+    Disconnect,
+}
+
+struct Slot {
+    conn_id: u64,
+    /// 0 until the registration is applied.
+    epoch: u64,
+    tx: mpsc::UnboundedSender<ConnEvent>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    clients: RwLock<HashMap<Arc<str>, Vec<Slot>>>,
+    next_conn: AtomicU64,
+    /// Queue sequences a finished connection had sent but not seen acked, so
+    /// that the next connection of the session resends them with DUP set.
+    sent_unacked: parking_lot::Mutex<HashMap<Arc<str>, std::collections::HashSet<u64>>>,
+}
+
+impl Registry {
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds a connection for `client` whose registration is in progress.
+    pub fn attach(&self, client: &Arc<str>, conn_id: u64, tx: mpsc::UnboundedSender<ConnEvent>) {
+        self.clients.write().entry(client.clone()).or_default().push(Slot { conn_id, epoch: 0, tx });
+    }
+
+    pub fn set_epoch(&self, client: &str, conn_id: u64, epoch: u64) {
+        if let Some(slots) = self.clients.write().get_mut(client) {
+            for s in slots.iter_mut().filter(|s| s.conn_id == conn_id) {
+                s.epoch = epoch;
+            }
+        }
+    }
+
+    pub fn detach(&self, client: &str, conn_id: u64) {
+        let mut map = self.clients.write();
+        if let Some(slots) = map.get_mut(client) {
+            slots.retain(|s| s.conn_id != conn_id);
+            if slots.is_empty() {
+                map.remove(client);
+            }
+        }
+    }
+
+    pub fn remember_sent(&self, client: &Arc<str>, seqs: std::collections::HashSet<u64>) {
+        let mut m = self.sent_unacked.lock();
+        if seqs.is_empty() {
+            m.remove(client);
+        } else {
+            m.insert(client.clone(), seqs);
+        }
+    }
+
+    pub fn take_sent(&self, client: &str) -> std::collections::HashSet<u64> {
+        self.sent_unacked.lock().remove(client).unwrap_or_default()
+    }
+
+    pub fn is_local(&self, client: &str) -> bool {
+        self.clients.read().contains_key(client)
+    }
+
+    pub fn connected(&self) -> usize {
+        self.clients.read().len()
+    }
+
+    /// Delivers outside the log (QoS 0) to the newest local connection of
+    /// `client`. Returns false if there is none.
+    pub fn deliver_local(&self, client: &str, d: Delivery) -> bool {
+        let map = self.clients.read();
+        match map.get(client).and_then(|v| v.last()) {
+            Some(s) => s.tx.send(ConnEvent::Deliver(None, d)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Asks every local connection of `client` to disconnect.
+    pub fn disconnect(&self, client: &str) -> bool {
+        let map = self.clients.read();
+        match map.get(client) {
+            Some(v) => {
+                for s in v {
+                    let _ = s.tx.send(ConnEvent::Disconnect);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl EventSink for Registry {
+    fn emit(&self, ev: ApplyEvent) {
+        let map = self.clients.read();
+        match ev {
+            ApplyEvent::Deliver { client_id, epoch, delivery } => {
+                if let Some(slots) = map.get(&client_id) {
+                    // The connection holding this epoch, else the newest one
+                    // still waiting to learn its epoch (it filters itself).
+                    let slot = slots.iter().find(|s| s.epoch == epoch).or_else(|| slots.iter().rev().find(|s| s.epoch == 0));
+                    if let Some(s) = slot {
+                        let _ = s.tx.send(ConnEvent::Deliver(Some(epoch), delivery));
+                    }
+                }
+            }
+            ApplyEvent::Kick { client_id, epoch } => {
+                if let Some(slots) = map.get(&client_id) {
+                    for s in slots.iter().filter(|s| s.epoch == epoch) {
+                        let _ = s.tx.send(ConnEvent::Kick(epoch));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The outbound half of a session on its connection: the inflight window,
+//! packet ids, the queue of messages waiting for the window, outgoing topic
+//! aliases, and retransmission. It produces packets; the connection writes
+//! them and commits what the subscriber acknowledged.
+//!
+//! Durable deliveries (persistent sessions, QoS > 0) carry a queue sequence;
+//! their packet id is derived from it, so the same message keeps the same
+//! packet id across reconnects and restarts, which is what makes QoS 2
+//! exactly-once hold after a crash.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use raftmq_raft::Delivery;
+
+use crate::codec::{Packet, PubResp, Publish, PublishProperties, QoS};
+
+pub fn pid_for_seq(seq: u64) -> u16 {
+    (seq % 65535) as u16 + 1
+}
+
+struct InFlight {
+    d: Delivery,
+    /// QoS 2: PUBREC seen (and committed, for durable items); PUBREL sent.
+    released: bool,
+    sent: Instant,
+}
+
+pub struct Outbound {
+    inflight: BTreeMap<u16, InFlight>,
+    waiting: VecDeque<(Delivery, bool)>,
+    window: usize,
+    max_waiting: i64,
+    next_pid: u16,
+    aliases: HashMap<String, u16>,
+    alias_max: u16,
+    /// Client's maximum packet size.
+    max_packet: usize,
+    pub dropped: u64,
+}
+
+/// What the connection must do after an acknowledgement from the client.
+pub enum AckEffect {
+    None,
+    /// Commit removal of this queue item.
+    Commit(u64),
+    /// Commit "received" for this durable QoS 2 item, then send PUBREL(pid).
+    CommitReceived(u64, u16),
+}
+
+impl Outbound {
+    pub fn new(window: usize, max_waiting: i64, alias_max: u16, max_packet: usize) -> Outbound {
+        Outbound {
+            inflight: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            window: window.clamp(1, 65535),
+            max_waiting,
+            next_pid: 1,
+            aliases: HashMap::new(),
+            alias_max,
+            max_packet,
+            dropped: 0,
+        }
+    }
+
+    /// Sequences sent but not acknowledged (for DUP after a reconnect).
+    pub fn unacked_seqs(&self) -> HashSet<u64> {
+        self.inflight.values().filter_map(|f| f.d.seq).collect()
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn free_pid(&mut self) -> Option<u16> {
+        for _ in 0..65535 {
+            let p = self.next_pid;
+            self.next_pid = if self.next_pid == 65535 { 1 } else { self.next_pid + 1 };
+            if !self.inflight.contains_key(&p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Takes a message for the client: sends it now if the window allows,
+    /// else queues it. `out` receives packets to write; `commit` receives
+    /// queue sequences to drop (expired or undeliverable).
+    pub fn offer(&mut self, d: Delivery, dup: bool, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+        if d.msg.expired(now_ms) {
+            commit.extend(d.seq);
+            return;
+        }
+        if d.qos == 0 {
+            self.send(d, dup, 0, now_ms, out, commit);
+            return;
+        }
+        if self.inflight.len() < self.window && self.waiting.is_empty() {
+            if let Some(pid) = self.pid_for(&d) {
+                self.send(d, dup, pid, now_ms, out, commit);
+                return;
+            }
+        }
+        if d.seq.is_none() && self.max_waiting >= 0 && self.waiting.len() as i64 >= self.max_waiting {
+            self.dropped += 1;
+            return;
+        }
+        self.waiting.push_back((d, dup));
+    }
+
+    fn pid_for(&mut self, d: &Delivery) -> Option<u16> {
+        match d.seq {
+            Some(seq) => {
+                let p = pid_for_seq(seq);
+                (!self.inflight.contains_key(&p)).then_some(p)
+            }
+            None => self.free_pid(),
+        }
+    }
+
+    /// Moves waiting messages into the window while it has room.
+    pub fn fill(&mut self, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+        while self.inflight.len() < self.window {
+            let Some((d, dup)) = self.waiting.pop_front() else { break };
+            if d.msg.expired(now_ms) {
+                commit.extend(d.seq);
+                continue;
+            }
+            match self.pid_for(&d) {
+                Some(pid) => self.send(d, dup, pid, now_ms, out, commit),
+                None => {
+                    self.waiting.push_front((d, dup));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, d: Delivery, dup: bool, pid: u16, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+        if d.received {
+            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+            self.inflight.insert(pid, InFlight { d, released: true, sent: Instant::now() });
+            return;
+        }
+        let p = self.publish_packet(&d, dup, pid, now_ms);
+        if crate::codec::encoded_len(&p, crate::codec::Protocol::V5) > self.max_packet {
+            // The client said it cannot take a packet this large: drop it.
+            self.dropped += 1;
+            commit.extend(d.seq);
+            return;
+        }
+        out.push(p);
+        if d.qos > 0 {
+            self.inflight.insert(pid, InFlight { d, released: false, sent: Instant::now() });
+        }
+    }
+
+    fn publish_packet(&mut self, d: &Delivery, dup: bool, pid: u16, now_ms: u64) -> Packet {
+        let m = &d.msg;
+        let mut topic = m.topic.clone();
+        let mut topic_alias = None;
+        if self.alias_max > 0 {
+            if let Some(a) = self.aliases.get(&m.topic) {
+                topic_alias = Some(*a);
+                topic = String::new();
+            } else if self.aliases.len() < self.alias_max as usize {
+                let a = self.aliases.len() as u16 + 1;
+                self.aliases.insert(m.topic.clone(), a);
+                topic_alias = Some(a);
+            }
+        }
+        let expiry = m.expires_ms.map(|e| (e.saturating_sub(now_ms).div_ceil(1000)).max(1) as u32);
+        Packet::Publish(Publish {
+            dup: dup && d.qos > 0,
+            qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce),
+            retain: d.retain,
+            topic,
+            packet_id: if d.qos > 0 { pid } else { 0 },
+            payload: m.payload.clone(),
+            properties: PublishProperties {
+                payload_format_indicator: m.props.payload_format_indicator,
+                message_expiry_interval: expiry,
+                topic_alias,
+                response_topic: m.props.response_topic.clone(),
+                correlation_data: m.props.correlation_data.clone(),
+                user_properties: m.props.user_properties.clone(),
+                subscription_identifiers: d.sub_ids.clone(),
+                content_type: m.props.content_type.clone(),
+            },
+        })
+    }
+
+    /// PUBACK from the client.
+    pub fn puback(&mut self, pid: u16) -> AckEffect {
+        match self.inflight.get(&pid) {
+            Some(f) if f.d.qos == 1 => {}
+            _ => return AckEffect::None,
+        }
+        let f = self.inflight.remove(&pid);
+        f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit)
+    }
+
+    /// PUBREC from the client. `failed` = reason code >= 0x80.
+    pub fn pubrec(&mut self, pid: u16, failed: bool, out: &mut Vec<Packet>) -> AckEffect {
+        let Some(f) = self.inflight.get_mut(&pid) else {
+            // Unknown id: answer so the client can finish (spec 4.3.3).
+            out.push(Packet::PubRel(PubResp { packet_id: pid, reason: 0x92, ..Default::default() }));
+            return AckEffect::None;
+        };
+        if f.d.qos != 2 {
+            return AckEffect::None;
+        }
+        if failed {
+            let f = self.inflight.remove(&pid);
+            return f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit);
+        }
+        if f.released {
+            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+            return AckEffect::None;
+        }
+        match f.d.seq {
+            Some(seq) => AckEffect::CommitReceived(seq, pid),
+            None => {
+                f.released = true;
+                f.sent = Instant::now();
+                out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+                AckEffect::None
+            }
+        }
+    }
+
+    /// The "received" state of a durable QoS 2 item is committed: PUBREL.
+    pub fn released(&mut self, pid: u16, out: &mut Vec<Packet>) {
+        if let Some(f) = self.inflight.get_mut(&pid) {
+            f.released = true;
+            f.d.received = true;
+            f.sent = Instant::now();
+            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+        }
+    }
+
+    /// PUBCOMP from the client.
+    pub fn pubcomp(&mut self, pid: u16) -> AckEffect {
+        match self.inflight.get(&pid) {
+            Some(f) if f.d.qos == 2 && f.released => {}
+            _ => return AckEffect::None,
+        }
+        let f = self.inflight.remove(&pid);
+        f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit)
+    }
+
+    /// Resends what has waited longer than `after` (MQTT 3 only: MQTT 5
+    /// forbids resending except on reconnect).
+    pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut Vec<Packet>) -> usize {
+        let now = Instant::now();
+        let due: Vec<u16> =
+            self.inflight.iter().filter(|(_, f)| now.duration_since(f.sent) >= after).map(|(p, _)| *p).collect();
+        for pid in &due {
+            let pkt = match self.inflight.get(pid) {
+                Some(f) if f.released => Packet::PubRel(PubResp { packet_id: *pid, ..Default::default() }),
+                Some(f) => {
+                    let d = f.d.clone();
+                    self.publish_packet(&d, true, *pid, now_ms)
+                }
+                None => continue,
+            };
+            if let Some(f) = self.inflight.get_mut(pid) {
+                f.sent = now;
+            }
+            out.push(pkt);
+        }
+        due.len()
+    }
+}

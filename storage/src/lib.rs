@@ -1,0 +1,26 @@
+//! raftmq-storage: everything raftmq keeps on disk, in one RocksDB instance.
+//!
+//! # Layout
+//! - [`db`]: opening the database, its column families and options; the one
+//!   place that decides which writes are synced.
+//! - [`log`]: the Raft log (entries by index) and Raft metadata (vote,
+//!   committed, purge point), stored as opaque bytes: this crate knows nothing
+//!   about openraft's types.
+//! - [`state`]: the replicated state tables (sessions, subscriptions, retained
+//!   messages, message bodies, per-session queues, inbound QoS 2 ids, meta),
+//!   written in atomic batches by the state machine and never synced on their
+//!   own (the log is the source of truth; see DESIGN §5).
+//! - [`keys`]: key encoding shared by the tables: every key starts with the id
+//!   of the Raft group it belongs to (always 0 today), so that a later split
+//!   into many groups needs no change of format.
+//! - [`error`]: the typed error every function here returns.
+
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod log;
+pub mod state;
+
+pub use db::Store;
+pub use error::StorageError;
+pub use state::{StateBatch, Table};
