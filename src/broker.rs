@@ -1,12 +1,9 @@
 //! The broker context shared by every task of a node: settings, the Raft node
-//! (proposer, state, trie), the local connection registry, metrics, and the
-//! node-local `$SYS` values.
+//! (proposer, state, trie), the local connection registry and metrics.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::RwLock;
 use raftmq_raft::RaftNode;
 
 use crate::config::Settings;
@@ -19,8 +16,6 @@ pub struct Broker {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub started: Instant,
-    /// Latest `$SYS/<node>/...` values, sent to new `$SYS` subscribers.
-    pub sys: RwLock<BTreeMap<String, String>>,
 }
 
 impl Broker {

@@ -321,7 +321,7 @@ impl Conn {
         let mut commit = Vec::new();
         let sent_before = self.broker.registry.take_sent(&self.client_id);
         for d in queue {
-            let dup = d.seq.is_some_and(|q| sent_before.contains(&q));
+            let dup = d.seq.is_some_and(|q| sent_before.as_ref().is_none_or(|sent| sent.contains(&q)));
             ob.offer(d, dup, now, &mut self.out, &mut commit);
         }
         let exit = self.session_loop(&mut ob, &mut events, keepalive, commit).await;
@@ -503,7 +503,7 @@ impl Conn {
                 for d in retained {
                     ob.offer(d, false, now, &mut self.out, commit);
                 }
-                if !failed {
+                if !failed && self.broker.settings.systree_enabled {
                     self.send_sys(&filters, ob, now, commit);
                 }
             }
@@ -526,7 +526,7 @@ impl Conn {
 
     /// New `$SYS` subscribers get the latest values at once.
     fn send_sys(&mut self, filters: &[(String, SubOpts)], ob: &mut Outbound, now: u64, commit: &mut Vec<u64>) {
-        let sys = self.broker.sys.read().clone();
+        let sys = crate::sys::values(&self.broker);
         for (f, o) in filters.iter().filter(|(f, _)| f.starts_with("$SYS")) {
             for (topic, value) in sys.iter().filter(|(t, _)| raftmq_raft::trie::filter_matches(f, t)) {
                 let msg = Message {

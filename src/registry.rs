@@ -69,16 +69,15 @@ impl Registry {
     }
 
     pub fn remember_sent(&self, client: &Arc<str>, seqs: std::collections::HashSet<u64>) {
-        let mut m = self.sent_unacked.lock();
-        if seqs.is_empty() {
-            m.remove(client);
-        } else {
-            m.insert(client.clone(), seqs);
-        }
+        self.sent_unacked.lock().insert(client.clone(), seqs);
     }
 
-    pub fn take_sent(&self, client: &str) -> std::collections::HashSet<u64> {
-        self.sent_unacked.lock().remove(client).unwrap_or_default()
+    /// What the previous connection of `client` on this node had sent but
+    /// not seen acked. `None` = unknown (the node restarted, or the session
+    /// was elsewhere): the caller must assume every queued item may have been
+    /// sent, and set DUP.
+    pub fn take_sent(&self, client: &str) -> Option<std::collections::HashSet<u64>> {
+        self.sent_unacked.lock().remove(client)
     }
 
     pub fn is_local(&self, client: &str) -> bool {

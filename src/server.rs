@@ -45,7 +45,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         registry,
         metrics: Default::default(),
         started: Instant::now(),
-        sys: Default::default(),
     });
     info!(node_id = broker.settings.node_id, mqtt = %broker.settings.mqtt_addr, http = %broker.settings.http_addr, "raftmq node started");
     tokio::spawn(crate::sys::run(broker.clone()));

@@ -1,6 +1,7 @@
 //! `$SYS/<node-id>/...`: every `systree_interval` the node publishes its
 //! uptime, connected clients and message and byte counters as QoS 0 messages
-//! to local subscribers, and keeps the latest values for new subscribers.
+//! to local subscribers; a new `$SYS` subscriber gets the current values at
+//! once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,21 +18,8 @@ pub async fn run(broker: Arc<Broker>) {
     let mut iv = tokio::time::interval(Duration::from_millis(broker.settings.systree_interval_ms));
     loop {
         iv.tick().await;
-        let m = &broker.metrics;
-        let prefix = broker.sys_prefix();
-        let values = [
-            ("uptime", broker.started.elapsed().as_secs()),
-            ("clients/connected", broker.registry.connected() as u64),
-            ("messages/received", m.messages_received.get()),
-            ("messages/sent", m.messages_sent.get()),
-            ("bytes/received", m.bytes_received.get()),
-            ("bytes/sent", m.bytes_sent.get()),
-        ];
         let now = now_ms();
-        for (name, v) in values {
-            let topic = format!("{prefix}{name}");
-            let value = v.to_string();
-            broker.sys.write().insert(topic.clone(), value.clone());
+        for (topic, value) in values(&broker) {
             let msg = Message {
                 topic,
                 payload: bytes::Bytes::from(value.into_bytes()),
@@ -45,4 +33,21 @@ pub async fn run(broker: Arc<Broker>) {
             crate::router::route_qos0(&broker, Arc::new(msg));
         }
     }
+}
+
+/// The node's current `$SYS` topics and values.
+pub fn values(broker: &Broker) -> Vec<(String, String)> {
+    let m = &broker.metrics;
+    let prefix = broker.sys_prefix();
+    [
+        ("uptime", broker.started.elapsed().as_secs()),
+        ("clients/connected", broker.registry.connected() as u64),
+        ("messages/received", m.messages_received.get()),
+        ("messages/sent", m.messages_sent.get()),
+        ("bytes/received", m.bytes_received.get()),
+        ("bytes/sent", m.bytes_sent.get()),
+    ]
+    .into_iter()
+    .map(|(name, v)| (format!("{prefix}{name}"), v.to_string()))
+    .collect()
 }

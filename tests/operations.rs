@@ -413,6 +413,18 @@ fn persistent_client_expiration_keeps_a_recently_disconnected_session() {
     assert!(ack.session_present);
 }
 
+#[test]
+fn persistent_client_expiration_removes_an_expired_offline_session() {
+    let b = Broker::start_with_config("persistent_client_expiration = \"2s\"\n");
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "pce-exp", false);
+    s.subscribe("pce/exp", QoS::AtLeastOnce);
+    s.disconnect();
+    // Let the 2 s pass (with margin); reconnecting earlier would resume it.
+    std::thread::sleep(Duration::from_millis(3500));
+    let (_s, ack) = RawClient::v3(b.mqtt_port, "pce-exp", false);
+    assert!(!ack.session_present, "offline session should have expired: {ack:?}");
+}
+
 // ---------------------------------------------------------------------------
 // MQTT 5 limits from the config
 // ---------------------------------------------------------------------------

@@ -84,6 +84,15 @@ pub fn decode(
         }
         _ => {}
     }
+    // Reject a bad first byte at once, before waiting for a body it announces
+    // (so a stray non-MQTT peer, e.g. an HTTP request, is closed promptly).
+    let flags = first & 0x0F;
+    match first >> 4 {
+        3 if flags & 0x06 == 0x06 => return Err(malformed("PUBLISH with QoS 3")),
+        3 => {}
+        6 | 8 | 10 => check_flags(flags, 0b0010, protocol)?,
+        _ => check_flags(flags, 0, protocol)?,
+    }
 
     // Remaining length: a variable byte integer of at most four bytes.
     let mut remaining = 0usize;

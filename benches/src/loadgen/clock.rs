@@ -112,6 +112,9 @@ mod imp {
                 });
                 match res {
                     Ok(Ok(())) => {
+                        // One read drains a timerfd: drop the cached readiness
+                        // so the next sleep doesn't start with a wasted EAGAIN read.
+                        guard.clear_ready();
                         if mono_ns() >= deadline {
                             return Ok(());
                         }
@@ -150,7 +153,7 @@ mod imp {
 pub use imp::Pacer;
 
 /// Raise the open-files soft limit to the hard limit (conn mode opens many sockets).
-pub fn raise_nofile_limit() -> io::Result<u64> {
+pub fn raise_nofile_limit() -> io::Result<()> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -166,5 +169,5 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(rl.rlim_cur as u64)
+    Ok(())
 }

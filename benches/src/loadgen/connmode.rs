@@ -50,7 +50,7 @@ pub async fn one(
         if let Err(e) = c.flush() {
             return Some(format!("held connection write: {}", io_kind(&e)));
         }
-        let deadline = if ka_ns > 0 {
+        let deadline = if ka_ns > 0 && !c.want_write() {
             c.last_write + ka_ns
         } else {
             u64::MAX

@@ -232,6 +232,20 @@ fn spawn_publishers(
     counters: &Arc<Counters>,
 ) -> PubFleet {
     let n = conns.len() as u64;
+    if let Some(c) = conns.first() {
+        if o.qos > 0 && (c.receive_max as usize) < o.inflight {
+            eprintln!(
+                "loadgen: note: broker Receive Maximum {} caps --inflight {}",
+                c.receive_max, o.inflight
+            );
+        }
+        if c.max_qos < o.qos {
+            eprintln!(
+                "loadgen: note: broker Maximum QoS {} caps --qos {}",
+                c.max_qos, o.qos
+            );
+        }
+    }
     let handles = conns
         .into_iter()
         .enumerate()
@@ -260,11 +274,27 @@ fn spawn_publishers(
     PubFleet { handles }
 }
 
+/// A task that panicked or was cancelled has no result; say so loudly.
+fn task_lost(role: &str, e: tokio::task::JoinError) {
+    eprintln!("loadgen: internal error: a {role} task failed: {e}");
+    TASKS_LOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+static TASKS_LOST: AtomicU64 = AtomicU64::new(0);
+
+fn tasks_lost(errors: &mut Errors) {
+    let n = TASKS_LOST.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..n {
+        errors.add("internal: client task failed");
+    }
+}
+
 async fn join_pubs(f: PubFleet) -> Vec<PubResult> {
     let mut out = Vec::new();
     for h in f.handles {
-        if let Ok(r) = h.await {
-            out.push(r);
+        match h.await {
+            Ok(r) => out.push(r),
+            Err(e) => task_lost("publisher", e),
         }
     }
     out
@@ -278,10 +308,7 @@ struct SubFleet {
 /// Spawn subscriber tasks and wait for every SUBACK.
 async fn spawn_subscribers(
     conns: Vec<Conn>,
-    filter: &str,
-    qos: u8,
-    keepalive: u16,
-    run_id: Option<u32>,
+    spec: SubSpec,
     ctl: &watch::Receiver<Phase>,
     counters: &Arc<Counters>,
     timeout: Duration,
@@ -292,12 +319,7 @@ async fn spawn_subscribers(
     };
     let mut acks = Vec::new();
     for c in conns {
-        let spec = SubSpec {
-            filter: filter.to_string(),
-            qos,
-            keepalive,
-            run_id,
-        };
+        let spec = spec.clone();
         let (tx, rx) = oneshot::channel();
         let unique = Arc::new(AtomicU64::new(0));
         fleet.unique.push(unique.clone());
@@ -326,8 +348,9 @@ async fn spawn_subscribers(
 async fn join_subs(f: SubFleet) -> Vec<SubResult> {
     let mut out = Vec::new();
     for h in f.handles {
-        if let Ok(r) = h.await {
-            out.push(r);
+        match h.await {
+            Ok(r) => out.push(r),
+            Err(e) => task_lost("subscriber", e),
         }
     }
     out
@@ -425,6 +448,19 @@ fn agg_subs(rs: &[SubResult]) -> SubAgg {
     a
 }
 
+/// Publisher + subscriber errors, plus any client task that died.
+fn all_errors(pa: Option<&PubAgg>, sa: Option<&SubAgg>) -> Errors {
+    let mut e = Errors::default();
+    if let Some(p) = pa {
+        e.merge(&p.errors);
+    }
+    if let Some(s) = sa {
+        e.merge(&s.errors);
+    }
+    tasks_lost(&mut e);
+    e
+}
+
 fn offered(rate_opt: u64) -> (String, Value) {
     if rate_opt == 0 {
         ("max".into(), Value::Null)
@@ -514,7 +550,8 @@ async fn run_pub(a: PubArgs) -> i32 {
         "  not sent (behind schedule) {}, unacked at end {}\n",
         pa.not_sent, pa.unacked
     );
-    t += &pa.errors.lines();
+    let errors = all_errors(Some(&pa), None);
+    t += &errors.lines();
     let j = json!({
         "mode": "pub", "host": c.host, "mqtt_version": version_name(c.mqtt_version),
         "qos": o.qos, "size": size, "clients": o.clients, "inflight": o.inflight,
@@ -524,10 +561,10 @@ async fn run_pub(a: PubArgs) -> i32 {
         "acked": pa.acked_total, "acked_in_window": pa.acked_win, "acked_rate": rate(pa.acked_win, secs),
         "ack_latency_ms": lat_json(&pa.hist),
         "not_sent": pa.not_sent, "unacked": pa.unacked,
-        "errors": pa.errors.total(), "error_kinds": pa.errors.json(),
+        "errors": errors.total(), "error_kinds": errors.json(),
     });
     emit(c, t, j);
-    if pa.errors.total() > 0 {
+    if errors.total() > 0 {
         EXIT_ERRORS
     } else {
         0
@@ -552,10 +589,12 @@ async fn run_sub(a: SubArgs) -> i32 {
     let (ctl_tx, ctl_rx) = watch::channel(Phase::Waiting);
     let fleet = match spawn_subscribers(
         conns,
-        &a.topic,
-        a.qos,
-        c.keepalive,
-        None,
+        SubSpec {
+            filter: a.topic.clone(),
+            qos: a.qos,
+            keepalive: c.keepalive,
+            run_id: None,
+        },
         &ctl_rx,
         &counters,
         cfg.connect_timeout,
@@ -615,7 +654,8 @@ async fn run_sub(a: SubArgs) -> i32 {
         "  publishers seen {}, duplicates {}, sequence gaps {}, non-loadgen payloads {}\n",
         sa.publishers_seen, sa.duplicates, sa.gaps, sa.foreign
     );
-    t += &sa.errors.lines();
+    let errors = all_errors(None, Some(&sa));
+    t += &errors.lines();
     let j = json!({
         "mode": "sub", "host": c.host, "mqtt_version": version_name(c.mqtt_version),
         "topic": a.topic, "qos": a.qos, "clients": a.clients,
@@ -625,10 +665,10 @@ async fn run_sub(a: SubArgs) -> i32 {
         "e2e_latency_ms": lat_json(&sa.hist),
         "publishers_seen": sa.publishers_seen, "duplicates": sa.duplicates, "gaps": sa.gaps,
         "foreign": sa.foreign, "disconnected": sa.disconnected,
-        "errors": sa.errors.total(), "error_kinds": sa.errors.json(),
+        "errors": errors.total(), "error_kinds": errors.json(),
     });
     emit(c, t, j);
-    if sa.errors.total() > 0 {
+    if errors.total() > 0 {
         EXIT_ERRORS
     } else {
         0
@@ -702,11 +742,13 @@ async fn run_conn(a: ConnArgs) -> i32 {
         )));
     }
     drop(rep_tx);
+    let mut next_note = 1000;
     while let Some(att) = rep_rx.recv().await {
         tally.absorb(att);
         let done = tally.ok + tally.failed;
-        if !c.quiet && done % 1000 == 0 {
+        if !c.quiet && done >= next_note {
             eprintln!("[conn] {done}/{} attempted", a.clients);
+            next_note += 1000;
         }
     }
     let ConnTally {
@@ -802,10 +844,12 @@ async fn run_bench(a: BenchArgs) -> i32 {
     };
     let subs = match spawn_subscribers(
         sub_conns,
-        &filter,
-        sub_qos,
-        c.keepalive,
-        Some(rid),
+        SubSpec {
+            filter: filter.clone(),
+            qos: sub_qos,
+            keepalive: c.keepalive,
+            run_id: Some(rid),
+        },
         &ctl_rx,
         &counters,
         sub_cfg.connect_timeout,
@@ -841,16 +885,18 @@ async fn run_bench(a: BenchArgs) -> i32 {
     let pa = agg_pubs(&pub_results);
 
     // 4. Let subscribers catch up on everything that was sent, bounded by --drain.
-    let catchup_until = mono_ns() + secs_ns(o.drain);
-    loop {
+    let catchup_from = mono_ns();
+    let catchup_until = catchup_from + secs_ns(o.drain);
+    let caught_up = loop {
         let caught_up = subs.unique.iter().zip(&subs.handles).all(|(u, h)| {
             h.is_finished() || u.load(std::sync::atomic::Ordering::Relaxed) >= pa.sent_total
         });
         if caught_up || mono_ns() >= catchup_until {
-            break;
+            break caught_up;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    let catchup_s = (mono_ns() - catchup_from) as f64 / 1e9;
     let _ = ctl_tx.send(Phase::Stop);
     let sub_results = join_subs(subs).await;
     if let Some(p) = progress {
@@ -860,19 +906,27 @@ async fn run_bench(a: BenchArgs) -> i32 {
     // 5. Loss / duplicates per (subscriber, publisher).
     let mut lost = 0u64;
     let mut missing = 0u64;
-    for s in &sub_results {
+    // A few concrete lost messages, to help debug a broker.
+    let mut lost_sample: Vec<Value> = Vec::new();
+    for (si, s) in sub_results.iter().enumerate() {
         for pr in &pub_results {
             let t = s.trackers.get(&(rid, pr.idx));
             let seen = |seq: u64| t.is_some_and(|t| t.seen.contains(seq));
             if o.qos > 0 {
-                lost += pr.acked.iter().filter(|&q| !seen(q)).count() as u64;
+                for q in pr.acked.iter().filter(|&q| !seen(q)) {
+                    lost += 1;
+                    if lost_sample.len() < 10 {
+                        lost_sample.push(
+                            json!({"sub": si, "publisher": pr.idx, "seq": q, "of": pr.sent_total}),
+                        );
+                    }
+                }
             }
             missing += (0..pr.sent_total).filter(|&q| !seen(q)).count() as u64;
         }
     }
     let sa = agg_subs(&sub_results);
-    let mut errors = pa.errors.clone();
-    errors.merge(&sa.errors);
+    let errors = all_errors(Some(&pa), Some(&sa));
 
     let win = Window {
         t0: tl.t0,
@@ -933,6 +987,30 @@ async fn run_bench(a: BenchArgs) -> i32 {
         "duplicates {}, missing (sent, never received) {missing}\n  not sent (behind schedule) {}, unacked at end {}, subscribers disconnected {}, stale (other runs) {}, non-loadgen {}\n",
         sa.duplicates, pa.not_sent, pa.unacked, sa.disconnected, sa.stale, sa.foreign
     );
+    if !lost_sample.is_empty() {
+        t += &format!(
+            "  first lost (subscriber, publisher, seq of sent): {}\n",
+            lost_sample
+                .iter()
+                .map(|v| format!(
+                    "({}, {}, {}/{})",
+                    v["sub"], v["publisher"], v["seq"], v["of"]
+                ))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    t += &format!(
+        "  subscriber catch-up after the publishers finished: {catchup_s:.2} s{}\n",
+        if caught_up {
+            String::new()
+        } else {
+            format!(
+                " (gave up after --drain {} s: \"lost\" may include late deliveries)",
+                o.drain
+            )
+        }
+    );
     t += &errors.lines();
     let j = json!({
         "mode": "bench", "host": c.host, "sub_host": sub_host,
@@ -949,6 +1027,8 @@ async fn run_bench(a: BenchArgs) -> i32 {
         "lost": if o.qos > 0 { json!(lost) } else { Value::Null },
         "duplicates": sa.duplicates, "missing": missing,
         "not_sent": pa.not_sent, "unacked": pa.unacked,
+        "lost_sample": lost_sample,
+        "catchup_s": (catchup_s * 1000.0).round() / 1000.0, "catchup_timed_out": !caught_up,
         "subs_disconnected": sa.disconnected, "stale": sa.stale, "foreign": sa.foreign,
         "errors": errors.total(), "error_kinds": errors.json(),
     });

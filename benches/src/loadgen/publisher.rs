@@ -227,7 +227,7 @@ pub async fn run(
                 _ => tl.t1,
             }
         };
-        if ka_ns > 0 {
+        if ka_ns > 0 && !conn.want_write() {
             deadline = deadline.min(conn.last_write + ka_ns);
         }
         let ev = tokio::select! {

@@ -103,7 +103,7 @@ pub async fn run(
         if conn.want_write() {
             interest |= Interest::WRITABLE;
         }
-        let deadline = if ka_ns > 0 {
+        let deadline = if ka_ns > 0 && !conn.want_write() {
             conn.last_write + ka_ns
         } else {
             u64::MAX
