@@ -120,7 +120,11 @@ EOF
 start_raftmq() {
     local port=$1 http=$2 dir=$3
     mkdir -p "$dir/data"
-    "$RAFTMQ_BIN" start --node-id 1 --data-dir "$dir/data" \
+    # The same caps as Mosquitto above: none that would throttle or drop the
+    # benchmark's traffic (the defaults, VerneMQ's, drop beyond 20 inflight +
+    # 1000 queued per online session). Durability is unchanged: fsync per batch.
+    printf 'max_inflight_messages = 0\nmax_online_messages = -1\n' >"$dir/raftmq.toml"
+    "$RAFTMQ_BIN" start --node-id 1 --data-dir "$dir/data" --config "$dir/raftmq.toml" \
         --mqtt "127.0.0.1:$port" --http "127.0.0.1:$http" >"$WORK/raftmq.log" 2>&1 &
     BROKER_PID=$!
 }

@@ -5,22 +5,46 @@ use anyhow::{bail, Context};
 
 pub fn get(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let url = format!("http://{node}{path}");
-    let mut resp = ureq::get(&url).config().http_status_as_error(false).build().call().with_context(|| format!("GET {url}"))?;
+    let mut resp = ureq::get(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.body_mut().read_json().with_context(|| format!("reading {url}"))?;
+    let body: serde_json::Value = resp
+        .body_mut()
+        .read_json()
+        .with_context(|| format!("reading {url}"))?;
     if !status.is_success() {
-        bail!("{url}: {status}: {}", body.get("error").map(|e| e.to_string()).unwrap_or_default());
+        bail!(
+            "{url}: {status}: {}",
+            body.get("error").map(|e| e.to_string()).unwrap_or_default()
+        );
     }
     Ok(body)
 }
 
 pub fn post(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let url = format!("http://{node}{path}");
-    let mut resp = ureq::post(&url).config().http_status_as_error(false).build().send_empty().with_context(|| format!("POST {url}"))?;
+    let mut resp = ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .with_context(|| format!("POST {url}"))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.body_mut().read_json().with_context(|| format!("reading {url}"))?;
+    let body: serde_json::Value = resp
+        .body_mut()
+        .read_json()
+        .with_context(|| format!("reading {url}"))?;
     if !status.is_success() {
-        bail!("{}", body.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
+        bail!(
+            "{}",
+            body.get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("request failed")
+        );
     }
     Ok(body)
 }
@@ -35,14 +59,32 @@ pub fn print_table(v: &serde_json::Value) {
         println!("(none)");
         return;
     }
-    let cols: Vec<String> = rows[0].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let cols: Vec<String> = rows[0]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     let cell = |r: &serde_json::Value, c: &str| match r.get(c) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
         None => String::new(),
     };
-    let widths: Vec<usize> = cols.iter().map(|c| rows.iter().map(|r| cell(r, c).len()).max().unwrap_or(0).max(c.len())).collect();
-    let line = |vals: Vec<String>| vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ");
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
     println!("{}", line(cols.clone()));
     for r in rows {
         println!("{}", line(cols.iter().map(|c| cell(r, c)).collect()));

@@ -19,7 +19,12 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Syntax { path: String, message: String },
     #[error("config file {path}, line {line}: `{key}`: {message}")]
-    Key { path: String, line: usize, key: String, message: String },
+    Key {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
 }
 
 /// Everything a node needs to run.
@@ -110,17 +115,29 @@ impl Settings {
     /// Loads a TOML config file over the defaults.
     pub fn load_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         self.apply_toml(&text, &p)
     }
 
     /// Applies TOML text over the current settings.
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
         let table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
         for (key, value) in table {
             let line = line_of(text, &key);
-            let err = |message: String| ConfigError::Key { path: path.into(), line, key: key.clone(), message };
+            let err = |message: String| ConfigError::Key {
+                path: path.into(),
+                line,
+                key: key.clone(),
+                message,
+            };
             self.set(&key, &value).map_err(err)?;
         }
         Ok(())
@@ -135,9 +152,13 @@ impl Settings {
             "http" | "listener.http.default" => self.http_addr = addr(v)?,
             "allow_anonymous" => self.allow_anonymous = boolean(v)?,
             "users" => {
-                let t = v.as_table().ok_or("expected a table of user = \"password\"")?;
+                let t = v
+                    .as_table()
+                    .ok_or("expected a table of user = \"password\"")?;
                 for (u, p) in t {
-                    let p = p.as_str().ok_or(format!("password of user `{u}` must be a string"))?;
+                    let p = p
+                        .as_str()
+                        .ok_or(format!("password of user `{u}` must be a string"))?;
                     self.users.insert(u.clone(), p.to_string());
                 }
             }
@@ -153,14 +174,18 @@ impl Settings {
             "topic_alias_max_client" => self.topic_alias_max_client = uint(v, 0, 65535)? as u16,
             "receive_max_broker" => self.receive_max_broker = uint(v, 1, 65535)? as u16,
             "server_keep_alive" => self.server_keep_alive = uint(v, 0, 65535)? as u16,
-            "suppress_lwt_on_session_takeover" => self.suppress_lwt_on_session_takeover = boolean(v)?,
+            "suppress_lwt_on_session_takeover" => {
+                self.suppress_lwt_on_session_takeover = boolean(v)?
+            }
             "max_last_will_delay" => self.max_last_will_delay_s = duration_s(v)?,
             "systree_enabled" => self.systree_enabled = boolean(v)?,
             "systree_interval" => self.systree_interval_ms = uint(v, 100, 86_400_000)?,
             "allow_register_during_netsplit" => self.allow_register_during_netsplit = boolean(v)?,
             "allow_publish_during_netsplit" => self.allow_publish_during_netsplit = boolean(v)?,
             "allow_subscribe_during_netsplit" => self.allow_subscribe_during_netsplit = boolean(v)?,
-            "allow_unsubscribe_during_netsplit" => self.allow_unsubscribe_during_netsplit = boolean(v)?,
+            "allow_unsubscribe_during_netsplit" => {
+                self.allow_unsubscribe_during_netsplit = boolean(v)?
+            }
             "snapshot_interval_entries" => self.snapshot_interval_entries = uint(v, 100, u64::MAX)?,
             "commit_timeout" => self.commit_timeout_ms = uint(v, 100, 600_000)?,
             _ => return Err("unknown setting".into()),
@@ -173,7 +198,8 @@ fn line_of(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
                 || l.trim_start_matches('[').starts_with(key) && l.starts_with('[')
         })
         .map_or(0, |i| i + 1)
@@ -184,7 +210,9 @@ fn boolean(v: &toml::Value) -> Result<bool, String> {
         toml::Value::Boolean(b) => Ok(*b),
         toml::Value::String(s) if s == "on" => Ok(true),
         toml::Value::String(s) if s == "off" => Ok(false),
-        other => Err(format!("expected true/false or \"on\"/\"off\", got {other}")),
+        other => Err(format!(
+            "expected true/false or \"on\"/\"off\", got {other}"
+        )),
     }
 }
 
@@ -199,17 +227,22 @@ fn uint(v: &toml::Value, min: u64, max: u64) -> Result<u64, String> {
 fn int_or_unlimited(v: &toml::Value) -> Result<i64, String> {
     match v.as_integer() {
         Some(i) if i >= -1 => Ok(i),
-        _ => Err(format!("expected an integer >= -1 (-1 = no limit), got {v}")),
+        _ => Err(format!(
+            "expected an integer >= -1 (-1 = no limit), got {v}"
+        )),
     }
 }
 
 fn string(v: &toml::Value) -> Result<String, String> {
-    v.as_str().map(str::to_string).ok_or(format!("expected a string, got {v}"))
+    v.as_str()
+        .map(str::to_string)
+        .ok_or(format!("expected a string, got {v}"))
 }
 
 fn addr(v: &toml::Value) -> Result<SocketAddr, String> {
     let s = string(v)?;
-    s.parse().map_err(|e| format!("`{s}` is not an address (ip:port): {e}"))
+    s.parse()
+        .map_err(|e| format!("`{s}` is not an address (ip:port): {e}"))
 }
 
 /// Seconds from an integer or a duration string such as "90s", "2h", "1w",
@@ -219,7 +252,9 @@ pub fn duration_s(v: &toml::Value) -> Result<u32, String> {
         return u32::try_from(i).map_err(|_| format!("{i} seconds is out of range"));
     }
     let s = string(v)?;
-    parse_duration_s(&s).ok_or(format!("`{s}` is not a duration (like 30s, 5m, 2h, 1d, 1w, 1y or never)"))
+    parse_duration_s(&s).ok_or(format!(
+        "`{s}` is not a duration (like 30s, 5m, 2h, 1d, 1w, 1y or never)"
+    ))
 }
 
 pub fn parse_duration_s(s: &str) -> Option<u32> {
@@ -237,7 +272,9 @@ pub fn parse_duration_s(s: &str) -> Option<u32> {
         "y" => 31_536_000,
         _ => return None,
     };
-    u32::try_from(n.checked_mul(mult)?).ok().filter(|v| *v != NEVER)
+    u32::try_from(n.checked_mul(mult)?)
+        .ok()
+        .filter(|v| *v != NEVER)
 }
 
 #[cfg(test)]
@@ -247,15 +284,25 @@ mod tests {
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let mut s = Settings::default();
-        let e = s.apply_toml("allow_anonymous = true\nmax_inflite_messages = 3\n", "x.toml").unwrap_err();
+        let e = s
+            .apply_toml(
+                "allow_anonymous = true\nmax_inflite_messages = 3\n",
+                "x.toml",
+            )
+            .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("line 2") && msg.contains("max_inflite_messages"), "{msg}");
+        assert!(
+            msg.contains("line 2") && msg.contains("max_inflite_messages"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn bad_value_is_named() {
         let mut s = Settings::default();
-        let e = s.apply_toml("max_inflight_messages = \"many\"\n", "x.toml").unwrap_err();
+        let e = s
+            .apply_toml("max_inflight_messages = \"many\"\n", "x.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("max_inflight_messages"), "{e}");
     }
 
@@ -265,7 +312,11 @@ mod tests {
         assert_eq!(parse_duration_s("never"), Some(NEVER));
         assert_eq!(parse_duration_s("5x"), None);
         let mut s = Settings::default();
-        s.apply_toml("persistent_client_expiration = \"2h\"\nmax_online_messages = -1", "x").unwrap();
+        s.apply_toml(
+            "persistent_client_expiration = \"2h\"\nmax_online_messages = -1",
+            "x",
+        )
+        .unwrap();
         assert_eq!(s.persistent_client_expiration_s, 7200);
         assert_eq!(s.max_online_messages, -1);
     }

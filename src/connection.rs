@@ -17,7 +17,9 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use raftmq_raft::node::now_ms;
 use raftmq_raft::proposer::ResultRx;
 use raftmq_raft::trie::{split_shared, valid_filter, valid_topic};
-use raftmq_raft::{CmdResult, Command, Delivery, Message, MsgProps, RaftError, SubOpts, Will, NEVER};
+use raftmq_raft::{
+    CmdResult, Command, Delivery, Message, MsgProps, RaftError, SubOpts, Will, NEVER,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,7 +27,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::Broker;
-use crate::codec::{self, reason, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, Protocol, PubResp, Publish};
+use crate::codec::{
+    self, reason, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, Protocol, PubResp,
+    Publish,
+};
 use crate::registry::ConnEvent;
 use crate::session::{AckEffect, Outbound};
 
@@ -36,8 +41,15 @@ enum Action {
     PubAck(u16),
     PubRec(u16),
     PubComp(u16),
-    SubAck { pid: u16, codes: Vec<Option<u8>>, filters: Vec<(String, SubOpts)> },
-    UnsubAck { pid: u16, codes: Vec<Option<u8>> },
+    SubAck {
+        pid: u16,
+        codes: Vec<Option<u8>>,
+        filters: Vec<(String, SubOpts)>,
+    },
+    UnsubAck {
+        pid: u16,
+        codes: Vec<Option<u8>>,
+    },
     PubRel(u16),
 }
 
@@ -47,7 +59,9 @@ type PendingFut = Pin<Box<dyn Future<Output = (Action, Result<CmdResult, RaftErr
 #[derive(Debug)]
 enum Exit {
     /// DISCONNECT from the client; `will` = MQTT 5 "disconnect with will".
-    Client { will: bool },
+    Client {
+        will: bool,
+    },
     /// Socket closed or failed without DISCONNECT.
     Closed,
     /// We close with this reason code (protocol violation, limits).
@@ -59,7 +73,10 @@ enum Exit {
 
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     broker.metrics.connections_total.inc();
@@ -127,7 +144,10 @@ impl Conn {
             }
         }
         if !self.wbuf.is_empty() {
-            self.broker.metrics.bytes_sent.inc_by(self.wbuf.len() as u64);
+            self.broker
+                .metrics
+                .bytes_sent
+                .inc_by(self.wbuf.len() as u64);
             self.wr.write_all(&self.wbuf).await?;
             self.wbuf.clear();
         }
@@ -149,8 +169,17 @@ impl Conn {
         }
     }
 
-    async fn connack(&mut self, code: u8, session_present: bool, props: ConnAckProperties) -> std::io::Result<()> {
-        self.out.push(Packet::ConnAck(ConnAck { session_present, code, properties: props }));
+    async fn connack(
+        &mut self,
+        code: u8,
+        session_present: bool,
+        props: ConnAckProperties,
+    ) -> std::io::Result<()> {
+        self.out.push(Packet::ConnAck(ConnAck {
+            session_present,
+            code,
+            properties: props,
+        }));
         self.flush().await
     }
 
@@ -163,7 +192,12 @@ impl Conn {
             Ok(Err(DecodeError::UnsupportedProtocol { name, level })) => {
                 info!(%name, level, "unsupported protocol version");
                 self.proto = Protocol::V311;
-                self.connack(reason::UNSUPPORTED_PROTOCOL_VERSION, false, Default::default()).await?;
+                self.connack(
+                    reason::UNSUPPORTED_PROTOCOL_VERSION,
+                    false,
+                    Default::default(),
+                )
+                .await?;
                 return Ok(None);
             }
             Ok(Err(e)) => {
@@ -202,18 +236,30 @@ impl Conn {
                 assigned = v5.then(|| id.clone());
                 id
             } else {
-                return self.refuse(reason::CLIENT_IDENTIFIER_NOT_VALID, "empty client id needs a clean session").await;
+                return self
+                    .refuse(
+                        reason::CLIENT_IDENTIFIER_NOT_VALID,
+                        "empty client id needs a clean session",
+                    )
+                    .await;
             }
         } else {
             c.client_id.clone()
         };
         if client_id.len() > s.max_client_id_size {
-            return self.refuse(reason::CLIENT_IDENTIFIER_NOT_VALID, "client id too long").await;
+            return self
+                .refuse(reason::CLIENT_IDENTIFIER_NOT_VALID, "client id too long")
+                .await;
         }
         tracing::Span::current().record("client_id", client_id.as_str());
         // Authentication.
         if c.properties.authentication_method.is_some() {
-            return self.refuse(reason::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported").await;
+            return self
+                .refuse(
+                    reason::BAD_AUTHENTICATION_METHOD,
+                    "enhanced authentication is not supported",
+                )
+                .await;
         }
         if !s.allow_anonymous {
             let ok = match (&c.username, &c.password) {
@@ -221,14 +267,20 @@ impl Conn {
                 _ => false,
             };
             if !ok {
-                let code = if c.username.is_some() { reason::BAD_USER_NAME_OR_PASSWORD } else { reason::NOT_AUTHORIZED };
+                let code = if c.username.is_some() {
+                    reason::BAD_USER_NAME_OR_PASSWORD
+                } else {
+                    reason::NOT_AUTHORIZED
+                };
                 return self.refuse(code, "authentication failed").await;
             }
         }
         let now = now_ms();
         let will = match &c.will {
             Some(w) if !valid_topic(&w.topic) => {
-                return self.refuse(reason::TOPIC_NAME_INVALID, "invalid will topic").await;
+                return self
+                    .refuse(reason::TOPIC_NAME_INVALID, "invalid will topic")
+                    .await;
             }
             Some(w) => Some(Will {
                 msg: Message {
@@ -259,13 +311,19 @@ impl Conn {
         } else {
             s.persistent_client_expiration_s
         };
-        let keepalive = if v5 && s.server_keep_alive > 0 { s.server_keep_alive } else { c.keep_alive };
+        let keepalive = if v5 && s.server_keep_alive > 0 {
+            s.server_keep_alive
+        } else {
+            c.keep_alive
+        };
 
         // Register through the log.
         self.client_id = Arc::from(client_id.as_str());
         self.conn_id = self.broker.registry.next_conn_id();
         let (tx, mut events) = mpsc::unbounded_channel();
-        self.broker.registry.attach(&self.client_id, self.conn_id, tx);
+        self.broker
+            .registry
+            .attach(&self.client_id, self.conn_id, tx);
         let reg = Command::Register {
             client_id: client_id.clone(),
             node: self.broker.settings.node_id,
@@ -275,18 +333,34 @@ impl Conn {
             now_ms: now,
         };
         let (session_present, queue) = match self.commit(reg).await {
-            Ok(CmdResult::Registered { epoch, session_present, queue }) => {
+            Ok(CmdResult::Registered {
+                epoch,
+                session_present,
+                queue,
+            }) => {
                 self.epoch = epoch;
                 (session_present, queue)
             }
             other => {
                 self.broker.registry.detach(&self.client_id, self.conn_id);
                 warn!(result = ?other.err(), "registration not committed");
-                return self.refuse(reason::SERVER_UNAVAILABLE, "registration could not be committed").await;
+                return self
+                    .refuse(
+                        reason::SERVER_UNAVAILABLE,
+                        "registration could not be committed",
+                    )
+                    .await;
             }
         };
-        self.broker.registry.set_epoch(&self.client_id, self.conn_id, self.epoch);
-        info!(epoch = self.epoch, session_present, proto = self.proto.level(), "client connected");
+        self.broker
+            .registry
+            .set_epoch(&self.client_id, self.conn_id, self.epoch);
+        info!(
+            epoch = self.epoch,
+            session_present,
+            proto = self.proto.level(),
+            "client connected"
+        );
 
         let broker = self.broker.clone();
         let s = &broker.settings;
@@ -306,8 +380,13 @@ impl Conn {
                 props.server_keep_alive = Some(s.server_keep_alive);
             }
         }
-        if self.connack(reason::SUCCESS, session_present, props).await.is_err() {
-            self.teardown(Exit::Closed, None, &mut Outbound::new(1, 0, 0, usize::MAX)).await;
+        if self
+            .connack(reason::SUCCESS, session_present, props)
+            .await
+            .is_err()
+        {
+            self.teardown(Exit::Closed, None, &mut Outbound::new(1, 0, 0, usize::MAX))
+                .await;
             return;
         }
 
@@ -315,16 +394,30 @@ impl Conn {
             (0, r) => r.unwrap_or(65535) as usize,
             (m, r) => (m as usize).min(r.unwrap_or(65535) as usize),
         };
-        let alias_max = if v5 { c.properties.topic_alias_maximum.unwrap_or(0).min(s.topic_alias_max_client) } else { 0 };
-        let max_packet_out = c.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
+        let alias_max = if v5 {
+            c.properties
+                .topic_alias_maximum
+                .unwrap_or(0)
+                .min(s.topic_alias_max_client)
+        } else {
+            0
+        };
+        let max_packet_out = c
+            .properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |m| m as usize);
         let mut ob = Outbound::new(window, s.max_online_messages, alias_max, max_packet_out);
         let mut commit = Vec::new();
         let sent_before = self.broker.registry.take_sent(&self.client_id);
         for d in queue {
-            let dup = d.seq.is_some_and(|q| sent_before.as_ref().is_none_or(|sent| sent.contains(&q)));
+            let dup = d
+                .seq
+                .is_some_and(|q| sent_before.as_ref().is_none_or(|sent| sent.contains(&q)));
             ob.offer(d, dup, now, &mut self.out, &mut commit);
         }
-        let exit = self.session_loop(&mut ob, &mut events, keepalive, commit).await;
+        let exit = self
+            .session_loop(&mut ob, &mut events, keepalive, commit)
+            .await;
         let new_expiry = match &exit {
             Ok((_, e)) => *e,
             Err(_) => None,
@@ -340,11 +433,26 @@ impl Conn {
     /// commit timeout.
     async fn commit(&self, cmd: Command) -> Result<CmdResult, RaftError> {
         let rx = self.broker.node.proposer.submit(cmd).await?;
-        wait(rx, Duration::from_millis(self.broker.settings.commit_timeout_ms)).await
+        wait(
+            rx,
+            Duration::from_millis(self.broker.settings.commit_timeout_ms),
+        )
+        .await
     }
 
-    async fn submit(&self, cmd: Command, action: Action, pending: &mut FuturesOrdered<PendingFut>) -> Result<(), Exit> {
-        let rx = self.broker.node.proposer.submit(cmd).await.map_err(|_| Exit::Error(reason::SERVER_UNAVAILABLE, "proposer stopped".into()))?;
+    async fn submit(
+        &self,
+        cmd: Command,
+        action: Action,
+        pending: &mut FuturesOrdered<PendingFut>,
+    ) -> Result<(), Exit> {
+        let rx = self
+            .broker
+            .node
+            .proposer
+            .submit(cmd)
+            .await
+            .map_err(|_| Exit::Error(reason::SERVER_UNAVAILABLE, "proposer stopped".into()))?;
         let timeout = Duration::from_millis(self.broker.settings.commit_timeout_ms);
         pending.push_back(Box::pin(async move { (action, wait(rx, timeout).await) }));
         Ok(())
@@ -371,7 +479,11 @@ impl Conn {
         loop {
             if !commit.is_empty() {
                 let seqs = std::mem::take(&mut commit);
-                let cmd = Command::Ack { client_id: self.client_id.to_string(), epoch: self.epoch, seqs };
+                let cmd = Command::Ack {
+                    client_id: self.client_id.to_string(),
+                    epoch: self.epoch,
+                    seqs,
+                };
                 let _ = self.broker.node.proposer.submit_forget(cmd).await;
             }
             if self.flush().await.is_err() {
@@ -433,7 +545,13 @@ impl Conn {
         }
     }
 
-    fn on_event(&mut self, ev: ConnEvent, ob: &mut Outbound, now: u64, commit: &mut Vec<u64>) -> Result<(), Exit> {
+    fn on_event(
+        &mut self,
+        ev: ConnEvent,
+        ob: &mut Outbound,
+        now: u64,
+        commit: &mut Vec<u64>,
+    ) -> Result<(), Exit> {
         match ev {
             ConnEvent::Deliver(epoch, d) => {
                 if epoch.is_none_or(|e| e == self.epoch) {
@@ -465,7 +583,10 @@ impl Conn {
             Action::PubAck(pid) | Action::PubRec(pid) => {
                 let is_ack = matches!(action, Action::PubAck(_));
                 let code = match &res {
-                    Ok(CmdResult::Published { matched: 0, duplicate: false }) if v5 => reason::NO_MATCHING_SUBSCRIBERS,
+                    Ok(CmdResult::Published {
+                        matched: 0,
+                        duplicate: false,
+                    }) if v5 => reason::NO_MATCHING_SUBSCRIBERS,
                     Ok(_) => reason::SUCCESS,
                     Err(_) => reason::IMPLEMENTATION_SPECIFIC_ERROR,
                 };
@@ -476,8 +597,16 @@ impl Conn {
                 if failed && !v5 {
                     return;
                 }
-                let r = PubResp { packet_id: pid, reason: code, ..Default::default() };
-                self.out.push(if is_ack { Packet::PubAck(r) } else { Packet::PubRec(r) });
+                let r = PubResp {
+                    packet_id: pid,
+                    reason: code,
+                    ..Default::default()
+                };
+                self.out.push(if is_ack {
+                    Packet::PubAck(r)
+                } else {
+                    Packet::PubRec(r)
+                });
             }
             Action::PubComp(pid) => {
                 *inbound_qos = inbound_qos.saturating_sub(1);
@@ -488,17 +617,31 @@ impl Conn {
                 if failed && !v5 {
                     return;
                 }
-                self.out.push(Packet::PubComp(PubResp { packet_id: pid, reason: code, ..Default::default() }));
+                self.out.push(Packet::PubComp(PubResp {
+                    packet_id: pid,
+                    reason: code,
+                    ..Default::default()
+                }));
             }
-            Action::SubAck { pid, mut codes, filters } => {
+            Action::SubAck {
+                pid,
+                mut codes,
+                filters,
+            } => {
                 let (granted, retained) = match res {
                     Ok(CmdResult::Subscribed { codes, retained }) => (codes, retained),
                     _ => (vec![reason::UNSPECIFIED_ERROR; filters.len()], Vec::new()),
                 };
                 let mut g = granted.into_iter();
-                let reason_codes =
-                    codes.iter_mut().map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR))).collect();
-                self.out.push(Packet::SubAck(codec::SubAck { packet_id: pid, reason_codes, ..Default::default() }));
+                let reason_codes = codes
+                    .iter_mut()
+                    .map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
+                    .collect();
+                self.out.push(Packet::SubAck(codec::SubAck {
+                    packet_id: pid,
+                    reason_codes,
+                    ..Default::default()
+                }));
                 let now = now_ms();
                 for d in retained {
                     ob.offer(d, false, now, &mut self.out, commit);
@@ -512,9 +655,15 @@ impl Conn {
                     Ok(CmdResult::Unsubscribed { codes }) => codes.into_iter(),
                     _ => Vec::new().into_iter(),
                 };
-                let reason_codes =
-                    codes.iter_mut().map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR))).collect();
-                self.out.push(Packet::UnsubAck(codec::UnsubAck { packet_id: pid, reason_codes, ..Default::default() }));
+                let reason_codes = codes
+                    .iter_mut()
+                    .map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
+                    .collect();
+                self.out.push(Packet::UnsubAck(codec::UnsubAck {
+                    packet_id: pid,
+                    reason_codes,
+                    ..Default::default()
+                }));
             }
             Action::PubRel(pid) => {
                 if !failed {
@@ -525,10 +674,19 @@ impl Conn {
     }
 
     /// New `$SYS` subscribers get the latest values at once.
-    fn send_sys(&mut self, filters: &[(String, SubOpts)], ob: &mut Outbound, now: u64, commit: &mut Vec<u64>) {
+    fn send_sys(
+        &mut self,
+        filters: &[(String, SubOpts)],
+        ob: &mut Outbound,
+        now: u64,
+        commit: &mut Vec<u64>,
+    ) {
         let sys = crate::sys::values(&self.broker);
         for (f, o) in filters.iter().filter(|(f, _)| f.starts_with("$SYS")) {
-            for (topic, value) in sys.iter().filter(|(t, _)| raftmq_raft::trie::filter_matches(f, t)) {
+            for (topic, value) in sys
+                .iter()
+                .filter(|(t, _)| raftmq_raft::trie::filter_matches(f, t))
+            {
                 let msg = Message {
                     topic: topic.clone(),
                     payload: bytes::Bytes::from(value.clone().into_bytes()),
@@ -539,7 +697,14 @@ impl Conn {
                     created_ms: now,
                     expires_ms: None,
                 };
-                let d = Delivery { seq: None, msg: Arc::new(msg), qos: 0, retain: true, sub_ids: o.sub_id.into_iter().collect(), received: false };
+                let d = Delivery {
+                    seq: None,
+                    msg: Arc::new(msg),
+                    qos: 0,
+                    retain: true,
+                    sub_ids: o.sub_id.into_iter().collect(),
+                    received: false,
+                };
                 ob.offer(d, false, now, &mut self.out, commit);
             }
         }
@@ -561,7 +726,8 @@ impl Conn {
         match p {
             Packet::Publish(p) => {
                 self.broker.metrics.messages_received.inc();
-                self.on_publish(p, pending, in_aliases, inbound_qos, now).await?;
+                self.on_publish(p, pending, in_aliases, inbound_qos, now)
+                    .await?;
             }
             Packet::PubAck(r) => {
                 if let AckEffect::Commit(seq) = ob.puback(r.packet_id) {
@@ -571,7 +737,11 @@ impl Conn {
             }
             Packet::PubRec(r) => match ob.pubrec(r.packet_id, r.reason >= 0x80, &mut self.out) {
                 AckEffect::CommitReceived(seq, pid) => {
-                    let cmd = Command::Received { client_id: self.client_id.to_string(), epoch: self.epoch, seqs: vec![seq] };
+                    let cmd = Command::Received {
+                        client_id: self.client_id.to_string(),
+                        epoch: self.epoch,
+                        seqs: vec![seq],
+                    };
                     self.submit(cmd, Action::PubRel(pid), pending).await?;
                 }
                 AckEffect::Commit(seq) => {
@@ -587,8 +757,12 @@ impl Conn {
                 ob.fill(now, &mut self.out, commit);
             }
             Packet::PubRel(r) => {
-                let cmd = Command::Release { client_id: self.client_id.to_string(), packet_id: r.packet_id };
-                self.submit(cmd, Action::PubComp(r.packet_id), pending).await?;
+                let cmd = Command::Release {
+                    client_id: self.client_id.to_string(),
+                    packet_id: r.packet_id,
+                };
+                self.submit(cmd, Action::PubComp(r.packet_id), pending)
+                    .await?;
             }
             Packet::Subscribe(s) => {
                 let sub_id = s.properties.subscription_identifier;
@@ -597,10 +771,17 @@ impl Conn {
                 for f in s.filters {
                     let (group, _) = split_shared(&f.filter);
                     if group.is_some() && f.options.no_local && v5 {
-                        return Err(Exit::Error(reason::PROTOCOL_ERROR, "no local on a shared subscription".into()));
+                        return Err(Exit::Error(
+                            reason::PROTOCOL_ERROR,
+                            "no local on a shared subscription".into(),
+                        ));
                     }
                     if !valid_filter(&f.filter) {
-                        codes.push(Some(if v5 { reason::TOPIC_FILTER_INVALID } else { reason::UNSPECIFIED_ERROR }));
+                        codes.push(Some(if v5 {
+                            reason::TOPIC_FILTER_INVALID
+                        } else {
+                            reason::UNSPECIFIED_ERROR
+                        }));
                         continue;
                     }
                     codes.push(None);
@@ -617,32 +798,79 @@ impl Conn {
                     ));
                 }
                 if filters.is_empty() {
-                    let reason_codes = codes.into_iter().map(|c| c.unwrap_or(reason::UNSPECIFIED_ERROR)).collect();
-                    self.out.push(Packet::SubAck(codec::SubAck { packet_id: s.packet_id, reason_codes, ..Default::default() }));
+                    let reason_codes = codes
+                        .into_iter()
+                        .map(|c| c.unwrap_or(reason::UNSPECIFIED_ERROR))
+                        .collect();
+                    self.out.push(Packet::SubAck(codec::SubAck {
+                        packet_id: s.packet_id,
+                        reason_codes,
+                        ..Default::default()
+                    }));
                 } else {
-                    let cmd = Command::Subscribe { client_id: self.client_id.to_string(), epoch: self.epoch, filters: filters.clone() };
-                    self.submit(cmd, Action::SubAck { pid: s.packet_id, codes, filters }, pending).await?;
+                    let cmd = Command::Subscribe {
+                        client_id: self.client_id.to_string(),
+                        epoch: self.epoch,
+                        filters: filters.clone(),
+                    };
+                    self.submit(
+                        cmd,
+                        Action::SubAck {
+                            pid: s.packet_id,
+                            codes,
+                            filters,
+                        },
+                        pending,
+                    )
+                    .await?;
                 }
             }
             Packet::Unsubscribe(u) => {
                 let codes = vec![None; u.filters.len()];
-                let cmd = Command::Unsubscribe { client_id: self.client_id.to_string(), epoch: self.epoch, filters: u.filters };
-                self.submit(cmd, Action::UnsubAck { pid: u.packet_id, codes }, pending).await?;
+                let cmd = Command::Unsubscribe {
+                    client_id: self.client_id.to_string(),
+                    epoch: self.epoch,
+                    filters: u.filters,
+                };
+                self.submit(
+                    cmd,
+                    Action::UnsubAck {
+                        pid: u.packet_id,
+                        codes,
+                    },
+                    pending,
+                )
+                .await?;
             }
             Packet::PingReq => self.out.push(Packet::PingResp),
             Packet::Disconnect(d) => {
                 if let Some(e) = d.properties.session_expiry_interval {
                     if self.expiry_s == 0 && e != 0 {
-                        return Err(Exit::Error(reason::PROTOCOL_ERROR, "session expiry set at DISCONNECT after 0 at CONNECT".into()));
+                        return Err(Exit::Error(
+                            reason::PROTOCOL_ERROR,
+                            "session expiry set at DISCONNECT after 0 at CONNECT".into(),
+                        ));
                     }
                     *new_expiry = Some(e);
                 }
-                return Ok(Some(Exit::Client { will: v5 && d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE }));
+                return Ok(Some(Exit::Client {
+                    will: v5 && d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE,
+                }));
             }
-            Packet::Connect(_) => return Err(Exit::Error(reason::PROTOCOL_ERROR, "second CONNECT".into())),
-            Packet::Auth(_) => return Err(Exit::Error(reason::PROTOCOL_ERROR, "AUTH without enhanced authentication".into())),
+            Packet::Connect(_) => {
+                return Err(Exit::Error(reason::PROTOCOL_ERROR, "second CONNECT".into()))
+            }
+            Packet::Auth(_) => {
+                return Err(Exit::Error(
+                    reason::PROTOCOL_ERROR,
+                    "AUTH without enhanced authentication".into(),
+                ))
+            }
             other => {
-                return Err(Exit::Error(reason::PROTOCOL_ERROR, format!("unexpected packet from client: {}", packet_name(&other))));
+                return Err(Exit::Error(
+                    reason::PROTOCOL_ERROR,
+                    format!("unexpected packet from client: {}", packet_name(&other)),
+                ));
             }
         }
         Ok(None)
@@ -661,31 +889,54 @@ impl Conn {
         let mut topic = p.topic;
         if let Some(a) = p.properties.topic_alias {
             if a == 0 || a > s.topic_alias_max_broker {
-                return Err(Exit::Error(reason::TOPIC_ALIAS_INVALID, format!("topic alias {a} out of range")));
+                return Err(Exit::Error(
+                    reason::TOPIC_ALIAS_INVALID,
+                    format!("topic alias {a} out of range"),
+                ));
             }
             if topic.is_empty() {
                 match in_aliases.get(&a) {
                     Some(t) => topic = t.clone(),
-                    None => return Err(Exit::Error(reason::PROTOCOL_ERROR, format!("unknown topic alias {a}"))),
+                    None => {
+                        return Err(Exit::Error(
+                            reason::PROTOCOL_ERROR,
+                            format!("unknown topic alias {a}"),
+                        ))
+                    }
                 }
             } else {
                 in_aliases.insert(a, topic.clone());
             }
         }
         if topic.is_empty() || !valid_topic(&topic) {
-            return Err(Exit::Error(reason::TOPIC_NAME_INVALID, "invalid topic name".into()));
+            return Err(Exit::Error(
+                reason::TOPIC_NAME_INVALID,
+                "invalid topic name".into(),
+            ));
         }
         if !p.properties.subscription_identifiers.is_empty() {
-            return Err(Exit::Error(reason::PROTOCOL_ERROR, "subscription identifier in PUBLISH from client".into()));
+            return Err(Exit::Error(
+                reason::PROTOCOL_ERROR,
+                "subscription identifier in PUBLISH from client".into(),
+            ));
         }
         if s.max_message_size > 0 && p.payload.len() > s.max_message_size {
-            return Err(Exit::Error(reason::PACKET_TOO_LARGE, format!("payload of {} bytes exceeds max_message_size", p.payload.len())));
+            return Err(Exit::Error(
+                reason::PACKET_TOO_LARGE,
+                format!(
+                    "payload of {} bytes exceeds max_message_size",
+                    p.payload.len()
+                ),
+            ));
         }
         let qos = p.qos as u8;
         if qos > 0 {
             *inbound_qos += 1;
             if v5 && *inbound_qos > s.receive_max_broker as usize {
-                return Err(Exit::Error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded".into()));
+                return Err(Exit::Error(
+                    reason::RECEIVE_MAXIMUM_EXCEEDED,
+                    "receive maximum exceeded".into(),
+                ));
             }
         }
         let msg = Message {
@@ -702,13 +953,24 @@ impl Conn {
                 user_properties: p.properties.user_properties,
             },
             created_ms: now,
-            expires_ms: p.properties.message_expiry_interval.map(|e| now + e as u64 * 1000),
+            expires_ms: p
+                .properties
+                .message_expiry_interval
+                .map(|e| now + e as u64 * 1000),
         };
         if msg.topic.starts_with("$SYS") {
             // Clients may not write the broker's own tree; acknowledge and drop.
             match qos {
-                1 => self.out.push(Packet::PubAck(PubResp { packet_id: p.packet_id, reason: reason::NOT_AUTHORIZED, ..Default::default() })),
-                2 => self.out.push(Packet::PubRec(PubResp { packet_id: p.packet_id, reason: reason::NOT_AUTHORIZED, ..Default::default() })),
+                1 => self.out.push(Packet::PubAck(PubResp {
+                    packet_id: p.packet_id,
+                    reason: reason::NOT_AUTHORIZED,
+                    ..Default::default()
+                })),
+                2 => self.out.push(Packet::PubRec(PubResp {
+                    packet_id: p.packet_id,
+                    reason: reason::NOT_AUTHORIZED,
+                    ..Default::default()
+                })),
                 _ => {}
             }
             if qos == 1 {
@@ -722,16 +984,30 @@ impl Conn {
                 crate::router::route_qos0(&self.broker, Arc::new(msg));
             }
             0 => {
-                let cmd = Command::Publish { client_id, packet_id: 0, msg };
+                let cmd = Command::Publish {
+                    client_id,
+                    packet_id: 0,
+                    msg,
+                };
                 let _ = self.broker.node.proposer.submit_forget(cmd).await;
             }
             1 => {
-                let cmd = Command::Publish { client_id, packet_id: 0, msg };
-                self.submit(cmd, Action::PubAck(p.packet_id), pending).await?;
+                let cmd = Command::Publish {
+                    client_id,
+                    packet_id: 0,
+                    msg,
+                };
+                self.submit(cmd, Action::PubAck(p.packet_id), pending)
+                    .await?;
             }
             _ => {
-                let cmd = Command::Publish { client_id, packet_id: p.packet_id, msg };
-                self.submit(cmd, Action::PubRec(p.packet_id), pending).await?;
+                let cmd = Command::Publish {
+                    client_id,
+                    packet_id: p.packet_id,
+                    msg,
+                };
+                self.submit(cmd, Action::PubRec(p.packet_id), pending)
+                    .await?;
             }
         }
         Ok(())
@@ -758,13 +1034,18 @@ impl Conn {
             Exit::Admin => (Some(reason::ADMINISTRATIVE_ACTION), true),
         };
         if let (true, Some(code)) = (v5, code) {
-            self.out.push(Packet::Disconnect(codec::Disconnect { reason: code, ..Default::default() }));
+            self.out.push(Packet::Disconnect(codec::Disconnect {
+                reason: code,
+                ..Default::default()
+            }));
         } else {
             self.out.clear();
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         let _ = self.wr.shutdown().await;
-        self.broker.registry.remember_sent(&self.client_id, ob.unacked_seqs());
+        self.broker
+            .registry
+            .remember_sent(&self.client_id, ob.unacked_seqs());
         self.broker.registry.detach(&self.client_id, self.conn_id);
         if self.epoch != 0 && !matches!(exit, Exit::TakenOver) {
             let cmd = Command::Disconnect {
@@ -799,4 +1080,3 @@ fn packet_name(p: &Packet) -> &'static str {
         _ => "packet",
     }
 }
-

@@ -30,7 +30,11 @@ async fn health(State(b): State<Arc<Broker>>) -> Response {
     if b.node.in_quorum() {
         (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "no quorum"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "no quorum"})),
+        )
+            .into_response()
     }
 }
 
@@ -74,19 +78,33 @@ struct ClientQuery {
     client_id: Option<String>,
 }
 
-async fn session_show(State(b): State<Arc<Broker>>, Query(q): Query<ClientQuery>) -> Json<serde_json::Value> {
+async fn session_show(
+    State(b): State<Arc<Broker>>,
+    Query(q): Query<ClientQuery>,
+) -> Json<serde_json::Value> {
     let list = b.node.state.lock().session_info(q.client_id.as_deref());
     Json(json!({ "table": list }))
 }
 
-async fn session_disconnect(State(b): State<Arc<Broker>>, Query(q): Query<ClientQuery>) -> Response {
+async fn session_disconnect(
+    State(b): State<Arc<Broker>>,
+    Query(q): Query<ClientQuery>,
+) -> Response {
     let Some(c) = q.client_id else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "client_id is required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "client_id is required"})),
+        )
+            .into_response();
     };
     if b.registry.disconnect(&c) {
         Json(json!({"disconnected": c})).into_response()
     } else {
-        (StatusCode::NOT_FOUND, Json(json!({"error": format!("client `{c}` is not connected to this node")}))).into_response()
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("client `{c}` is not connected to this node")})),
+        )
+            .into_response()
     }
 }
 
@@ -95,7 +113,10 @@ struct TopicQuery {
     topic: Option<String>,
 }
 
-async fn retain_show(State(b): State<Arc<Broker>>, Query(q): Query<TopicQuery>) -> Json<serde_json::Value> {
+async fn retain_show(
+    State(b): State<Arc<Broker>>,
+    Query(q): Query<TopicQuery>,
+) -> Json<serde_json::Value> {
     let filter = q.topic.unwrap_or_else(|| "#".into());
     let list: Vec<_> = b
         .node

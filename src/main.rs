@@ -10,7 +10,11 @@ use raftmq::cli;
 use raftmq::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "raftmq", version, about = "A durability-first MQTT broker on a Raft log")]
+#[command(
+    name = "raftmq",
+    version,
+    about = "A durability-first MQTT broker on a Raft log"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -93,7 +97,9 @@ fn kv<'a>(arg: &'a Option<String>, key: &str) -> anyhow::Result<Option<&'a str>>
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -102,18 +108,41 @@ fn enc(s: &str) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Start { node_id, data_dir, mqtt, http, config } => start(node_id, data_dir, mqtt, http, config),
-        Cmd::Status { node } => cli::get(&node, "/api/v1/status").map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
-        Cmd::Session { cmd: SessionCmd::Show { node, filter } } => (|| {
-            let q = kv(&filter, "client_id")?.map(|c| format!("?client_id={}", enc(c))).unwrap_or_default();
+        Cmd::Start {
+            node_id,
+            data_dir,
+            mqtt,
+            http,
+            config,
+        } => start(node_id, data_dir, mqtt, http, config),
+        Cmd::Status { node } => cli::get(&node, "/api/v1/status")
+            .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
+        Cmd::Session {
+            cmd: SessionCmd::Show { node, filter },
+        } => (|| {
+            let q = kv(&filter, "client_id")?
+                .map(|c| format!("?client_id={}", enc(c)))
+                .unwrap_or_default();
             cli::get(&node, &format!("/api/v1/session/show{q}")).map(|v| cli::print_table(&v))
         })(),
-        Cmd::Session { cmd: SessionCmd::Disconnect { node, filter } } => (|| {
-            let c = kv(&Some(filter), "client_id")?.unwrap_or_default().to_string();
-            cli::post(&node, &format!("/api/v1/session/disconnect?client_id={}", enc(&c))).map(|v| println!("{v}"))
+        Cmd::Session {
+            cmd: SessionCmd::Disconnect { node, filter },
+        } => (|| {
+            let c = kv(&Some(filter), "client_id")?
+                .unwrap_or_default()
+                .to_string();
+            cli::post(
+                &node,
+                &format!("/api/v1/session/disconnect?client_id={}", enc(&c)),
+            )
+            .map(|v| println!("{v}"))
         })(),
-        Cmd::Retain { cmd: RetainCmd::Show { node, filter } } => (|| {
-            let q = kv(&filter, "topic")?.map(|t| format!("?topic={}", enc(t))).unwrap_or_default();
+        Cmd::Retain {
+            cmd: RetainCmd::Show { node, filter },
+        } => (|| {
+            let q = kv(&filter, "topic")?
+                .map(|t| format!("?topic={}", enc(t)))
+                .unwrap_or_default();
             cli::get(&node, &format!("/api/v1/retain/show{q}")).map(|v| cli::print_table(&v))
         })(),
     };
@@ -158,6 +187,8 @@ fn start(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(raftmq::server::run(s))
 }

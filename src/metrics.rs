@@ -38,29 +38,97 @@ pub struct Snapshot {
 impl Metrics {
     pub fn render(&self, s: &Snapshot) -> String {
         let mut r = Registry::with_prefix("raftmq");
-        r.register("connections", "MQTT connections accepted", self.connections_total.clone());
-        r.register("connections_current", "Open MQTT connections", self.connections_current.clone());
-        r.register("messages_received", "PUBLISH packets received", self.messages_received.clone());
-        r.register("messages_sent", "PUBLISH packets sent", self.messages_sent.clone());
-        r.register("bytes_received", "Bytes read from MQTT sockets", self.bytes_received.clone());
-        r.register("bytes_sent", "Bytes written to MQTT sockets", self.bytes_sent.clone());
-        r.register("publishes_dropped", "Messages dropped by queue limits or size", self.publishes_dropped.clone());
-        r.register("protocol_errors", "Connections closed for protocol errors", self.protocol_errors.clone());
-        r.register("commit_failures", "Client operations refused because they could not commit", self.commit_failures.clone());
+        r.register(
+            "connections",
+            "MQTT connections accepted",
+            self.connections_total.clone(),
+        );
+        r.register(
+            "connections_current",
+            "Open MQTT connections",
+            self.connections_current.clone(),
+        );
+        r.register(
+            "messages_received",
+            "PUBLISH packets received",
+            self.messages_received.clone(),
+        );
+        r.register(
+            "messages_sent",
+            "PUBLISH packets sent",
+            self.messages_sent.clone(),
+        );
+        r.register(
+            "bytes_received",
+            "Bytes read from MQTT sockets",
+            self.bytes_received.clone(),
+        );
+        r.register(
+            "bytes_sent",
+            "Bytes written to MQTT sockets",
+            self.bytes_sent.clone(),
+        );
+        r.register(
+            "publishes_dropped",
+            "Messages dropped by queue limits or size",
+            self.publishes_dropped.clone(),
+        );
+        r.register(
+            "protocol_errors",
+            "Connections closed for protocol errors",
+            self.protocol_errors.clone(),
+        );
+        r.register(
+            "commit_failures",
+            "Client operations refused because they could not commit",
+            self.commit_failures.clone(),
+        );
         let gauge = |v: u64| {
             let g: Gauge = Gauge::default();
             g.set(v as i64);
             g
         };
-        r.register("retransmits", "PUBLISH/PUBREL resent", gauge(self.retransmits.load(Ordering::Relaxed)));
-        r.register("sessions", "Sessions in the replicated state", gauge(s.sessions));
-        r.register("subscriptions", "Subscriptions in the replicated state", gauge(s.subscriptions));
+        r.register(
+            "retransmits",
+            "PUBLISH/PUBREL resent",
+            gauge(self.retransmits.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "sessions",
+            "Sessions in the replicated state",
+            gauge(s.sessions),
+        );
+        r.register(
+            "subscriptions",
+            "Subscriptions in the replicated state",
+            gauge(s.subscriptions),
+        );
         r.register("retained_messages", "Retained messages", gauge(s.retained));
-        r.register("queued_messages", "Messages in persistent session queues", gauge(s.queued));
-        r.register("raft_last_applied", "Index of the last applied log entry", gauge(s.raft_last_applied));
-        r.register("raft_entries_proposed", "Log entries proposed by this node", gauge(s.raft_entries));
-        r.register("raft_commands_proposed", "Commands proposed by this node", gauge(s.raft_commands));
-        r.register("raft_is_leader", "1 if this node is the Raft leader", gauge(s.is_leader as u64));
+        r.register(
+            "queued_messages",
+            "Messages in persistent session queues",
+            gauge(s.queued),
+        );
+        r.register(
+            "raft_last_applied",
+            "Index of the last applied log entry",
+            gauge(s.raft_last_applied),
+        );
+        r.register(
+            "raft_entries_proposed",
+            "Log entries proposed by this node",
+            gauge(s.raft_entries),
+        );
+        r.register(
+            "raft_commands_proposed",
+            "Commands proposed by this node",
+            gauge(s.raft_commands),
+        );
+        r.register(
+            "raft_is_leader",
+            "1 if this node is the Raft leader",
+            gauge(s.is_leader as u64),
+        );
         let mut out = String::new();
         if encode(&mut out, &r).is_err() {
             out.push_str("# encoding failed\n");

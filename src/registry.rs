@@ -47,7 +47,15 @@ impl Registry {
 
     /// Adds a connection for `client` whose registration is in progress.
     pub fn attach(&self, client: &Arc<str>, conn_id: u64, tx: mpsc::UnboundedSender<ConnEvent>) {
-        self.clients.write().entry(client.clone()).or_default().push(Slot { conn_id, epoch: 0, tx });
+        self.clients
+            .write()
+            .entry(client.clone())
+            .or_default()
+            .push(Slot {
+                conn_id,
+                epoch: 0,
+                tx,
+            });
     }
 
     pub fn set_epoch(&self, client: &str, conn_id: u64, epoch: u64) {
@@ -117,11 +125,18 @@ impl EventSink for Registry {
     fn emit(&self, ev: ApplyEvent) {
         let map = self.clients.read();
         match ev {
-            ApplyEvent::Deliver { client_id, epoch, delivery } => {
+            ApplyEvent::Deliver {
+                client_id,
+                epoch,
+                delivery,
+            } => {
                 if let Some(slots) = map.get(&client_id) {
                     // The connection holding this epoch, else the newest one
                     // still waiting to learn its epoch (it filters itself).
-                    let slot = slots.iter().find(|s| s.epoch == epoch).or_else(|| slots.iter().rev().find(|s| s.epoch == 0));
+                    let slot = slots
+                        .iter()
+                        .find(|s| s.epoch == epoch)
+                        .or_else(|| slots.iter().rev().find(|s| s.epoch == 0));
                     if let Some(s) = slot {
                         let _ = s.tx.send(ConnEvent::Deliver(Some(epoch), delivery));
                     }

@@ -17,7 +17,10 @@ pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
     let targets = {
         let trie = broker.node.trie.read();
         trie.targets(&msg.topic, &msg.publisher, |members| {
-            let local: Vec<_> = members.keys().filter(|c| broker.registry.is_local(c)).collect();
+            let local: Vec<_> = members
+                .keys()
+                .filter(|c| broker.registry.is_local(c))
+                .collect();
             if local.is_empty() {
                 return None;
             }

@@ -30,15 +30,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let wanted = settings.cluster();
     if node.state.lock().settings != wanted {
-        node.proposer.propose(Command::Configure(wanted)).await.context("committing settings")?;
+        node.proposer
+            .propose(Command::Configure(wanted))
+            .await
+            .context("committing settings")?;
     }
     node.proposer
-        .propose(Command::NodeRestarted { node: settings.node_id, now_ms: now_ms() })
+        .propose(Command::NodeRestarted {
+            node: settings.node_id,
+            now_ms: now_ms(),
+        })
         .await
         .context("committing node restart")?;
 
-    let mqtt = TcpListener::bind(settings.mqtt_addr).await.with_context(|| format!("binding MQTT {}", settings.mqtt_addr))?;
-    let http = TcpListener::bind(settings.http_addr).await.with_context(|| format!("binding HTTP {}", settings.http_addr))?;
+    let mqtt = TcpListener::bind(settings.mqtt_addr)
+        .await
+        .with_context(|| format!("binding MQTT {}", settings.mqtt_addr))?;
+    let http = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP {}", settings.http_addr))?;
     let broker = Arc::new(Broker {
         settings,
         node,

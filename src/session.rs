@@ -75,7 +75,11 @@ impl Outbound {
     fn free_pid(&mut self) -> Option<u16> {
         for _ in 0..65535 {
             let p = self.next_pid;
-            self.next_pid = if self.next_pid == 65535 { 1 } else { self.next_pid + 1 };
+            self.next_pid = if self.next_pid == 65535 {
+                1
+            } else {
+                self.next_pid + 1
+            };
             if !self.inflight.contains_key(&p) {
                 return Some(p);
             }
@@ -86,7 +90,14 @@ impl Outbound {
     /// Takes a message for the client: sends it now if the window allows,
     /// else queues it. `out` receives packets to write; `commit` receives
     /// queue sequences to drop (expired or undeliverable).
-    pub fn offer(&mut self, d: Delivery, dup: bool, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+    pub fn offer(
+        &mut self,
+        d: Delivery,
+        dup: bool,
+        now_ms: u64,
+        out: &mut Vec<Packet>,
+        commit: &mut Vec<u64>,
+    ) {
         if d.msg.expired(now_ms) {
             commit.extend(d.seq);
             return;
@@ -101,7 +112,8 @@ impl Outbound {
                 return;
             }
         }
-        if d.seq.is_none() && self.max_waiting >= 0 && self.waiting.len() as i64 >= self.max_waiting {
+        if d.seq.is_none() && self.max_waiting >= 0 && self.waiting.len() as i64 >= self.max_waiting
+        {
             self.dropped += 1;
             return;
         }
@@ -121,7 +133,9 @@ impl Outbound {
     /// Moves waiting messages into the window while it has room.
     pub fn fill(&mut self, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
         while self.inflight.len() < self.window {
-            let Some((d, dup)) = self.waiting.pop_front() else { break };
+            let Some((d, dup)) = self.waiting.pop_front() else {
+                break;
+            };
             if d.msg.expired(now_ms) {
                 commit.extend(d.seq);
                 continue;
@@ -136,10 +150,28 @@ impl Outbound {
         }
     }
 
-    fn send(&mut self, d: Delivery, dup: bool, pid: u16, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+    fn send(
+        &mut self,
+        d: Delivery,
+        dup: bool,
+        pid: u16,
+        now_ms: u64,
+        out: &mut Vec<Packet>,
+        commit: &mut Vec<u64>,
+    ) {
         if d.received {
-            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
-            self.inflight.insert(pid, InFlight { d, released: true, sent: Instant::now() });
+            out.push(Packet::PubRel(PubResp {
+                packet_id: pid,
+                ..Default::default()
+            }));
+            self.inflight.insert(
+                pid,
+                InFlight {
+                    d,
+                    released: true,
+                    sent: Instant::now(),
+                },
+            );
             return;
         }
         let p = self.publish_packet(&d, dup, pid, now_ms);
@@ -151,7 +183,14 @@ impl Outbound {
         }
         out.push(p);
         if d.qos > 0 {
-            self.inflight.insert(pid, InFlight { d, released: false, sent: Instant::now() });
+            self.inflight.insert(
+                pid,
+                InFlight {
+                    d,
+                    released: false,
+                    sent: Instant::now(),
+                },
+            );
         }
     }
 
@@ -169,7 +208,9 @@ impl Outbound {
                 topic_alias = Some(a);
             }
         }
-        let expiry = m.expires_ms.map(|e| (e.saturating_sub(now_ms).div_ceil(1000)).max(1) as u32);
+        let expiry = m
+            .expires_ms
+            .map(|e| (e.saturating_sub(now_ms).div_ceil(1000)).max(1) as u32);
         Packet::Publish(Publish {
             dup: dup && d.qos > 0,
             qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce),
@@ -197,14 +238,19 @@ impl Outbound {
             _ => return AckEffect::None,
         }
         let f = self.inflight.remove(&pid);
-        f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit)
+        f.and_then(|f| f.d.seq)
+            .map_or(AckEffect::None, AckEffect::Commit)
     }
 
     /// PUBREC from the client. `failed` = reason code >= 0x80.
     pub fn pubrec(&mut self, pid: u16, failed: bool, out: &mut Vec<Packet>) -> AckEffect {
         let Some(f) = self.inflight.get_mut(&pid) else {
             // Unknown id: answer so the client can finish (spec 4.3.3).
-            out.push(Packet::PubRel(PubResp { packet_id: pid, reason: 0x92, ..Default::default() }));
+            out.push(Packet::PubRel(PubResp {
+                packet_id: pid,
+                reason: 0x92,
+                ..Default::default()
+            }));
             return AckEffect::None;
         };
         if f.d.qos != 2 {
@@ -212,10 +258,15 @@ impl Outbound {
         }
         if failed {
             let f = self.inflight.remove(&pid);
-            return f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit);
+            return f
+                .and_then(|f| f.d.seq)
+                .map_or(AckEffect::None, AckEffect::Commit);
         }
         if f.released {
-            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+            out.push(Packet::PubRel(PubResp {
+                packet_id: pid,
+                ..Default::default()
+            }));
             return AckEffect::None;
         }
         match f.d.seq {
@@ -223,7 +274,10 @@ impl Outbound {
             None => {
                 f.released = true;
                 f.sent = Instant::now();
-                out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+                out.push(Packet::PubRel(PubResp {
+                    packet_id: pid,
+                    ..Default::default()
+                }));
                 AckEffect::None
             }
         }
@@ -235,7 +289,10 @@ impl Outbound {
             f.released = true;
             f.d.received = true;
             f.sent = Instant::now();
-            out.push(Packet::PubRel(PubResp { packet_id: pid, ..Default::default() }));
+            out.push(Packet::PubRel(PubResp {
+                packet_id: pid,
+                ..Default::default()
+            }));
         }
     }
 
@@ -246,18 +303,26 @@ impl Outbound {
             _ => return AckEffect::None,
         }
         let f = self.inflight.remove(&pid);
-        f.and_then(|f| f.d.seq).map_or(AckEffect::None, AckEffect::Commit)
+        f.and_then(|f| f.d.seq)
+            .map_or(AckEffect::None, AckEffect::Commit)
     }
 
     /// Resends what has waited longer than `after` (MQTT 3 only: MQTT 5
     /// forbids resending except on reconnect).
     pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut Vec<Packet>) -> usize {
         let now = Instant::now();
-        let due: Vec<u16> =
-            self.inflight.iter().filter(|(_, f)| now.duration_since(f.sent) >= after).map(|(p, _)| *p).collect();
+        let due: Vec<u16> = self
+            .inflight
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.sent) >= after)
+            .map(|(p, _)| *p)
+            .collect();
         for pid in &due {
             let pkt = match self.inflight.get(pid) {
-                Some(f) if f.released => Packet::PubRel(PubResp { packet_id: *pid, ..Default::default() }),
+                Some(f) if f.released => Packet::PubRel(PubResp {
+                    packet_id: *pid,
+                    ..Default::default()
+                }),
                 Some(f) => {
                     let d = f.d.clone();
                     self.publish_packet(&d, true, *pid, now_ms)

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// SIGKILL/restart cycles in the load test.
+const KILLS: u32 = 5;
+
 /// Queue limits high enough that nothing is dropped by policy during load.
 const NO_DROP_CONFIG: &str = "max_online_messages = 1000000\nmax_offline_messages = -1\n";
 
@@ -301,7 +304,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
 
     // Kill the broker mid-load, several times.
     let mut kills = 0;
-    for _ in 0..3 {
+    for _ in 0..KILLS {
         let before = sh
             .ledger
             .lock()
@@ -319,7 +322,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
                 .values()
                 .map(|s| s.len())
                 .sum::<usize>()
-                >= before + 100
+                >= before + 250
         });
         b.kill9();
         kills += 1;
@@ -342,7 +345,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
             .values()
             .map(|s| s.len())
             .sum::<usize>()
-            >= before + 100
+            >= before + 250
     });
     sh.stop_publishing.store(true, Ordering::SeqCst);
     for t in pub_threads {
@@ -387,7 +390,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
             .map(|(k, v)| (k, v.len()))
             .collect::<Vec<_>>()
     );
-    assert_eq!(kills, 3);
+    assert_eq!(kills, KILLS);
     assert!(
         q1.len() >= 50 && q2.len() >= 50,
         "too little load to mean anything: {} / {}",
@@ -447,8 +450,8 @@ fn acknowledged_messages_survive_repeated_sigkill() {
     );
     for id in ["dur-sub-q1", "dur-sub-q2", "dur-sub-v5"] {
         assert!(
-            l.connects.get(id).copied().unwrap_or(0) >= 3,
-            "{id} reconnected only {:?} times across 3 kills",
+            l.connects.get(id).copied().unwrap_or(0) >= KILLS,
+            "{id} reconnected only {:?} times across {KILLS} kills",
             l.connects.get(id)
         );
     }

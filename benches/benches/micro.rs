@@ -53,7 +53,13 @@ fn bench_codec(c: &mut Criterion) {
 }
 
 fn opts(qos: u8) -> SubOpts {
-    SubOpts { qos, no_local: false, retain_as_published: false, retain_handling: 0, sub_id: None }
+    SubOpts {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+        sub_id: None,
+    }
 }
 
 fn bench_trie(c: &mut Criterion) {
@@ -70,14 +76,25 @@ fn bench_trie(c: &mut Criterion) {
         ] {
             t.insert(&f, &client, opts(1));
         }
-        for f in [format!("a/{i}"), format!("b/{i}/#"), format!("c/+/{i}"), format!("d/{i}/e"), format!("$share/g/site/{}/dev/{i}/temp", i % 10)] {
+        for f in [
+            format!("a/{i}"),
+            format!("b/{i}/#"),
+            format!("c/+/{i}"),
+            format!("d/{i}/e"),
+            format!("$share/g/site/{}/dev/{i}/temp", i % 10),
+        ] {
             t.insert(&f, &client, opts(0));
         }
     }
     let mut g = c.benchmark_group("trie");
     g.throughput(Throughput::Elements(1));
     g.bench_function("match_10k_subs", |b| {
-        b.iter(|| t.targets("site/3/dev/503/temp", "publisher", |m| m.keys().next().cloned()).len())
+        b.iter(|| {
+            t.targets("site/3/dev/503/temp", "publisher", |m| {
+                m.keys().next().cloned()
+            })
+            .len()
+        })
     });
     g.finish();
 }
@@ -104,7 +121,14 @@ fn entry(index: u64, cmds: Vec<Command>) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(Request {
-            cmds: cmds.into_iter().map(|cmd| Envelope { origin: 1, seq: 0, cmd }).collect(),
+            cmds: cmds
+                .into_iter()
+                .map(|cmd| Envelope {
+                    origin: 1,
+                    seq: 0,
+                    cmd,
+                })
+                .collect(),
         }),
     }
 }
@@ -112,8 +136,13 @@ fn entry(index: u64, cmds: Vec<Command>) -> Entry {
 fn bench_log_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
-    let cmds: Vec<Command> =
-        (0..100).map(|i| Command::Publish { client_id: format!("p{i}"), packet_id: 0, msg: msg(i) }).collect();
+    let cmds: Vec<Command> = (0..100)
+        .map(|i| Command::Publish {
+            client_id: format!("p{i}"),
+            packet_id: 0,
+            msg: msg(i),
+        })
+        .collect();
     let bytes = raftmq_raft::error::encode(&entry(1, cmds)).expect("encode");
     let mut g = c.benchmark_group("log");
     g.throughput(Throughput::Elements(100));
@@ -121,7 +150,9 @@ fn bench_log_append(c: &mut Criterion) {
     g.bench_function("append_entry_of_100_publishes_and_fsync", |b| {
         b.iter(|| {
             index += 1;
-            store.append_log([(index, bytes.as_slice())]).expect("append");
+            store
+                .append_log([(index, bytes.as_slice())])
+                .expect("append");
             store.sync_wal().expect("sync");
         })
     });
@@ -143,11 +174,17 @@ fn bench_apply(c: &mut Criterion) {
             will: None,
             now_ms: 1,
         };
-        st.apply_entries(vec![entry(index, vec![reg])]).expect("register");
+        st.apply_entries(vec![entry(index, vec![reg])])
+            .expect("register");
         let epoch = index << 16;
         index += 1;
-        let sub = Command::Subscribe { client_id: client.into(), epoch, filters: vec![("loadgen/+".into(), opts(1))] };
-        st.apply_entries(vec![entry(index, vec![sub])]).expect("subscribe");
+        let sub = Command::Subscribe {
+            client_id: client.into(),
+            epoch,
+            filters: vec![("loadgen/+".into(), opts(1))],
+        };
+        st.apply_entries(vec![entry(index, vec![sub])])
+            .expect("subscribe");
         index += 1;
     }
     let persistent_epoch = 1u64 << 16;
@@ -161,8 +198,13 @@ fn bench_apply(c: &mut Criterion) {
         b.iter_batched(
             || {
                 index += 1;
-                let mut cmds: Vec<Command> =
-                    (0..1000).map(|i| Command::Publish { client_id: "p".into(), packet_id: 0, msg: msg(i) }).collect();
+                let mut cmds: Vec<Command> = (0..1000)
+                    .map(|i| Command::Publish {
+                        client_id: "p".into(),
+                        packet_id: 0,
+                        msg: msg(i),
+                    })
+                    .collect();
                 cmds.push(Command::Ack {
                     client_id: "persistent".into(),
                     epoch: persistent_epoch,
@@ -178,5 +220,11 @@ fn bench_apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_codec, bench_trie, bench_log_append, bench_apply);
+criterion_group!(
+    benches,
+    bench_codec,
+    bench_trie,
+    bench_log_append,
+    bench_apply
+);
 criterion_main!(benches);

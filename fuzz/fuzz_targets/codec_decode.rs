@@ -8,7 +8,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
+#[allow(dead_code, clippy::enum_variant_names)]
 #[path = "../../src/codec/mod.rs"]
 mod codec;
 
@@ -40,7 +40,12 @@ fuzz_target!(|data: &[u8]| {
 /// `wire` is exactly the bytes `packet` was decoded from.
 fn check(packet: &Packet, protocol: Protocol, wire: &[u8]) {
     // The fixed header alone is enough to reject it with a limit one below its size.
-    let header_len = 1 + wire[1..].iter().position(|b| b & 0x80 == 0).expect("header") + 1;
+    let header_len = 1
+        + wire[1..]
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .expect("header")
+        + 1;
     let mut head = BytesMut::from(&wire[..header_len]);
     match decode(&mut head, protocol, wire.len() - 1) {
         Err(DecodeError::PacketTooLarge { size, .. }) => assert_eq!(size, wire.len()),

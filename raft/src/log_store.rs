@@ -69,7 +69,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
         let rows = self.store.read_log(start, end).map_err(read_err)?;
-        rows.into_iter().map(|(_, b)| decode::<Entry>(&b).map_err(read_err)).collect()
+        rows.into_iter()
+            .map(|(_, b)| decode::<Entry>(&b).map_err(read_err))
+            .collect()
     }
 }
 
@@ -85,7 +87,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some((_, b)) => Some(decode::<Entry>(&b).map_err(read_err)?.log_id),
             None => purged,
         };
-        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -106,7 +111,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageErr> {
         let b = encode(&committed).map_err(io_err)?;
-        self.store.put_raft_meta("committed", &b, false).map_err(io_err)
+        self.store
+            .put_raft_meta("committed", &b, false)
+            .map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageErr> {
@@ -116,7 +123,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageErr>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageErr>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -128,7 +139,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store
             .append_log(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
             .map_err(io_err)?;
-        self.flusher.send(callback).map_err(|_| io_err("log flusher stopped"))
+        self.flusher
+            .send(callback)
+            .map_err(|_| io_err("log flusher stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageErr> {

@@ -5,8 +5,8 @@
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 
@@ -19,8 +19,12 @@ pub struct NoPeer(NodeId);
 
 type Err<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
-fn unreachable<E: std::error::Error>(to: NodeId) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
-    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!("no transport to node {to}"))))
+fn unreachable<E: std::error::Error>(
+    to: NodeId,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+        "no transport to node {to}"
+    ))))
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -47,7 +51,11 @@ impl RaftNetwork<TypeConfig> for NoPeer {
         Err(unreachable(self.0))
     }
 
-    async fn vote(&mut self, _rpc: VoteRequest<NodeId>, _option: RPCOption) -> Result<VoteResponse<NodeId>, Err> {
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, Err> {
         Err(unreachable(self.0))
     }
 }

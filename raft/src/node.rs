@@ -73,17 +73,35 @@ impl RaftNode {
         let raft = Raft::new(cfg.node_id, Arc::new(config), Network, log, sm)
             .await
             .map_err(|e| RaftError::Raft(e.to_string()))?;
-        if !raft.is_initialized().await.map_err(|e| RaftError::Raft(e.to_string()))? {
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| RaftError::Raft(e.to_string()))?
+        {
             let mut members = BTreeMap::new();
-            members.insert(cfg.node_id, BasicNode { addr: cfg.addr.clone() });
-            raft.initialize(members).await.map_err(|e| RaftError::Raft(e.to_string()))?;
+            members.insert(
+                cfg.node_id,
+                BasicNode {
+                    addr: cfg.addr.clone(),
+                },
+            );
+            raft.initialize(members)
+                .await
+                .map_err(|e| RaftError::Raft(e.to_string()))?;
         }
         raft.wait(Some(Duration::from_secs(30)))
             .state(ServerState::Leader, "single voter becomes leader")
             .await
             .map_err(|e| RaftError::Unavailable(e.to_string()))?;
         let proposer = Proposer::start(raft.clone(), cfg.node_id);
-        let node = RaftNode { node_id: cfg.node_id, raft, proposer, state, trie, store };
+        let node = RaftNode {
+            node_id: cfg.node_id,
+            raft,
+            proposer,
+            state,
+            trie,
+            store,
+        };
         tokio::spawn(ticker(node.clone()));
         Ok(node)
     }

@@ -69,13 +69,22 @@ impl Proposer {
     /// Queues a command; the receiver yields its result once it is applied.
     pub async fn submit(&self, cmd: Command) -> Result<ResultRx, RaftError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Proposal { cmd, reply: Some(reply) }).await.map_err(|_| RaftError::Stopped)?;
+        self.tx
+            .send(Proposal {
+                cmd,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| RaftError::Stopped)?;
         Ok(rx)
     }
 
     /// Queues a command whose result nobody waits for (subscriber acks).
     pub async fn submit_forget(&self, cmd: Command) -> Result<(), RaftError> {
-        self.tx.send(Proposal { cmd, reply: None }).await.map_err(|_| RaftError::Stopped)
+        self.tx
+            .send(Proposal { cmd, reply: None })
+            .await
+            .map_err(|_| RaftError::Stopped)
     }
 
     /// Proposes and waits until applied.
@@ -85,7 +94,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, node_id: NodeId, mut rx: mpsc::Receiver<Proposal>, stats: Arc<ProposerStats>) {
+async fn run(
+    raft: Raft,
+    node_id: NodeId,
+    mut rx: mpsc::Receiver<Proposal>,
+    stats: Arc<ProposerStats>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_ENTRIES));
     // Proposer sequence numbers only grow, across restarts too (they start
     // from the clock), so apply can recognise a command proposed twice.
@@ -94,7 +108,9 @@ async fn run(raft: Raft, node_id: NodeId, mut rx: mpsc::Receiver<Proposal>, stat
         .map(|d| d.as_micros() as u64)
         .unwrap_or(1);
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let mut bytes = approx_size(&first.cmd);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_CMDS && bytes < MAX_BATCH_BYTES {
@@ -110,11 +126,17 @@ async fn run(raft: Raft, node_id: NodeId, mut rx: mpsc::Receiver<Proposal>, stat
         let mut cmds = Vec::with_capacity(batch.len());
         for p in batch {
             seq += 1;
-            cmds.push(Envelope { origin: node_id, seq, cmd: p.cmd });
+            cmds.push(Envelope {
+                origin: node_id,
+                seq,
+                cmd: p.cmd,
+            });
             replies.push(p.reply);
         }
         stats.entries.fetch_add(1, Ordering::Relaxed);
-        stats.commands.fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
         match raft.client_write_ff(Request { cmds }).await {
             Ok(pending) => {
                 tokio::spawn(async move {
@@ -124,7 +146,9 @@ async fn run(raft: Raft, node_id: NodeId, mut rx: mpsc::Receiver<Proposal>, stat
                         Ok(Ok(resp)) => {
                             let mut results = resp.data.results.into_iter();
                             for r in replies {
-                                let res = results.next().ok_or(RaftError::Raft("missing result".into()));
+                                let res = results
+                                    .next()
+                                    .ok_or(RaftError::Raft("missing result".into()));
                                 if let Some(r) = r {
                                     let _ = r.send(res);
                                 }

@@ -21,6 +21,9 @@ use crate::error::{decode, encode, RaftError};
 use crate::trie::{split_shared, Target, Trie};
 use crate::types::{LogId, NodeId};
 
+/// One state row in a snapshot: (table index in `Table::ALL`, key, value).
+pub type Row = (u8, Vec<u8>, Vec<u8>);
+
 /// What apply tells the connections of this node.
 #[derive(Debug, Clone)]
 pub enum ApplyEvent {
@@ -226,13 +229,24 @@ impl MqttState {
         let store = self.store.clone();
         let get_meta = |name: &str| store.get(Table::Meta, &plain_key(name));
         self.last_applied = get_meta(META_APPLIED)?.map(|b| decode(&b)).transpose()?;
-        self.membership = get_meta(META_MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
-        self.settings = get_meta(META_SETTINGS)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
-        self.applied_seq = get_meta(META_APPLIED_SEQ)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        self.membership = get_meta(META_MEMBERSHIP)?
+            .map(|b| decode(&b))
+            .transpose()?
+            .unwrap_or_default();
+        self.settings = get_meta(META_SETTINGS)?
+            .map(|b| decode(&b))
+            .transpose()?
+            .unwrap_or_default();
+        self.applied_seq = get_meta(META_APPLIED_SEQ)?
+            .map(|b| decode(&b))
+            .transpose()?
+            .unwrap_or_default();
 
         let mut sessions = Vec::new();
         store.for_each(Table::Sessions, |k, v| {
-            let c = std::str::from_utf8(strip_group(k)).unwrap_or_default().to_string();
+            let c = std::str::from_utf8(strip_group(k))
+                .unwrap_or_default()
+                .to_string();
             sessions.push((c, v.to_vec()));
             Ok(())
         })?;
@@ -245,7 +259,11 @@ impl MqttState {
         let mut subs = Vec::new();
         store.for_each(Table::Subscriptions, |k, v| {
             if let Some((c, f)) = take_str(strip_group(k)) {
-                subs.push((c.to_string(), String::from_utf8_lossy(f).to_string(), v.to_vec()));
+                subs.push((
+                    c.to_string(),
+                    String::from_utf8_lossy(f).to_string(),
+                    v.to_vec(),
+                ));
             }
             Ok(())
         })?;
@@ -257,7 +275,10 @@ impl MqttState {
         }
         let mut rows = Vec::new();
         store.for_each(Table::Retained, |k, v| {
-            rows.push((String::from_utf8_lossy(strip_group(k)).to_string(), v.to_vec()));
+            rows.push((
+                String::from_utf8_lossy(strip_group(k)).to_string(),
+                v.to_vec(),
+            ));
             Ok(())
         })?;
         for (t, v) in rows {
@@ -286,13 +307,23 @@ impl MqttState {
         for (c, seq, v) in rows {
             let r: QueueRec = decode(&v)?;
             let Some(msg) = msgs.get(&r.msg_id) else {
-                return Err(RaftError::Encode(format!("queue item {c}/{seq} references missing message {}", r.msg_id)));
+                return Err(RaftError::Encode(format!(
+                    "queue item {c}/{seq} references missing message {}",
+                    r.msg_id
+                )));
             };
             *self.msg_refs.entry(r.msg_id).or_default() += 1;
             let c = self.intern(&c);
             self.queues.entry(c).or_default().insert(
                 seq,
-                QItem { msg_id: r.msg_id, msg: msg.clone(), qos: r.qos, retain: r.retain, sub_ids: r.sub_ids, received: r.received },
+                QItem {
+                    msg_id: r.msg_id,
+                    msg: msg.clone(),
+                    qos: r.qos,
+                    retain: r.retain,
+                    sub_ids: r.sub_ids,
+                    received: r.received,
+                },
             );
         }
         let mut rows = Vec::new();
@@ -349,7 +380,11 @@ impl MqttState {
                 node: r.node,
                 expiry_s: r.expiry_s,
                 queued: self.queues.get(c).map_or(0, |q| q.len()),
-                subscriptions: self.subs_by_client.get(c).map(|s| s.keys().cloned().collect()).unwrap_or_default(),
+                subscriptions: self
+                    .subs_by_client
+                    .get(c)
+                    .map(|s| s.keys().cloned().collect())
+                    .unwrap_or_default(),
             })
             .collect();
         v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -385,8 +420,14 @@ impl MqttState {
     }
 
     /// Applies a batch of committed entries: one RocksDB batch for all.
-    pub fn apply_entries(&mut self, entries: Vec<crate::types::Entry>) -> Result<Vec<Response>, RaftError> {
-        let mut ctx = Ctx { batch: StateBatch::default(), dirty: HashSet::new() };
+    pub fn apply_entries(
+        &mut self,
+        entries: Vec<crate::types::Entry>,
+    ) -> Result<Vec<Response>, RaftError> {
+        let mut ctx = Ctx {
+            batch: StateBatch::default(),
+            dirty: HashSet::new(),
+        };
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let index = entry.log_id.index;
@@ -411,7 +452,11 @@ impl MqttState {
                 }
                 openraft::EntryPayload::Membership(m) => {
                     self.membership = openraft::StoredMembership::new(Some(entry.log_id), m);
-                    ctx.batch.put(Table::Meta, plain_key(META_MEMBERSHIP), encode(&self.membership)?);
+                    ctx.batch.put(
+                        Table::Meta,
+                        plain_key(META_MEMBERSHIP),
+                        encode(&self.membership)?,
+                    );
                 }
             }
             self.last_applied = Some(entry.log_id);
@@ -423,18 +468,46 @@ impl MqttState {
                 None => ctx.batch.delete(Table::Sessions, plain_key(&c)),
             }
         }
-        ctx.batch.put(Table::Meta, plain_key(META_APPLIED), encode(&self.last_applied)?);
-        ctx.batch.put(Table::Meta, plain_key(META_APPLIED_SEQ), encode(&self.applied_seq)?);
+        ctx.batch.put(
+            Table::Meta,
+            plain_key(META_APPLIED),
+            encode(&self.last_applied)?,
+        );
+        ctx.batch.put(
+            Table::Meta,
+            plain_key(META_APPLIED_SEQ),
+            encode(&self.applied_seq)?,
+        );
         self.store.write_state(ctx.batch)?;
         Ok(out)
     }
 
     fn apply_cmd(&mut self, id: u64, cmd: Command, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
         Ok(match cmd {
-            Command::Register { client_id, node, clean_start, expiry_s, will, now_ms } => {
-                self.register(id, client_id, node, clean_start, expiry_s, will, now_ms, ctx)?
-            }
-            Command::Disconnect { client_id, epoch, publish_will, new_expiry_s, now_ms } => {
+            Command::Register {
+                client_id,
+                node,
+                clean_start,
+                expiry_s,
+                will,
+                now_ms,
+            } => self.register(
+                id,
+                client_id,
+                node,
+                clean_start,
+                expiry_s,
+                will,
+                now_ms,
+                ctx,
+            )?,
+            Command::Disconnect {
+                client_id,
+                epoch,
+                publish_will,
+                new_expiry_s,
+                now_ms,
+            } => {
                 let c = self.intern(&client_id);
                 match self.sessions.get(&c) {
                     Some(r) if r.epoch == epoch && r.node.is_some() => {
@@ -444,8 +517,16 @@ impl MqttState {
                     _ => CmdResult::Stale,
                 }
             }
-            Command::Subscribe { client_id, epoch, filters } => self.subscribe(&client_id, epoch, filters, ctx)?,
-            Command::Unsubscribe { client_id, epoch, filters } => {
+            Command::Subscribe {
+                client_id,
+                epoch,
+                filters,
+            } => self.subscribe(&client_id, epoch, filters, ctx)?,
+            Command::Unsubscribe {
+                client_id,
+                epoch,
+                filters,
+            } => {
                 let c = self.intern(&client_id);
                 if self.sessions.get(&c).map(|r| r.epoch) != Some(epoch) {
                     return Ok(CmdResult::Stale);
@@ -461,18 +542,32 @@ impl MqttState {
                 }
                 CmdResult::Unsubscribed { codes }
             }
-            Command::Publish { client_id, packet_id, msg } => {
+            Command::Publish {
+                client_id,
+                packet_id,
+                msg,
+            } => {
                 if msg.qos == 2 && packet_id != 0 {
                     let c = self.intern(&client_id);
                     if !self.qos2_in.insert((c.clone(), packet_id)) {
-                        return Ok(CmdResult::Published { duplicate: true, matched: 0 });
+                        return Ok(CmdResult::Published {
+                            duplicate: true,
+                            matched: 0,
+                        });
                     }
-                    ctx.batch.put(Table::Qos2In, qos2_key(&c, packet_id), Vec::new());
+                    ctx.batch
+                        .put(Table::Qos2In, qos2_key(&c, packet_id), Vec::new());
                 }
                 let matched = self.publish(id, msg, ctx)?;
-                CmdResult::Published { duplicate: false, matched }
+                CmdResult::Published {
+                    duplicate: false,
+                    matched,
+                }
             }
-            Command::Release { client_id, packet_id } => {
+            Command::Release {
+                client_id,
+                packet_id,
+            } => {
                 let c = self.intern(&client_id);
                 let found = self.qos2_in.remove(&(c.clone(), packet_id));
                 if found {
@@ -480,7 +575,11 @@ impl MqttState {
                 }
                 CmdResult::Released { found }
             }
-            Command::Ack { client_id, epoch, seqs } => {
+            Command::Ack {
+                client_id,
+                epoch,
+                seqs,
+            } => {
                 let c = self.intern(&client_id);
                 if self.sessions.get(&c).map(|r| r.epoch) != Some(epoch) {
                     return Ok(CmdResult::Stale);
@@ -490,7 +589,11 @@ impl MqttState {
                 }
                 CmdResult::Done
             }
-            Command::Received { client_id, epoch, seqs } => {
+            Command::Received {
+                client_id,
+                epoch,
+                seqs,
+            } => {
                 let c = self.intern(&client_id);
                 if self.sessions.get(&c).map(|r| r.epoch) != Some(epoch) {
                     return Ok(CmdResult::Stale);
@@ -499,7 +602,8 @@ impl MqttState {
                     for seq in seqs {
                         if let Some(item) = q.get_mut(&seq) {
                             item.received = true;
-                            ctx.batch.put(Table::Queues, queue_key(&c, seq), encode(&item.rec())?);
+                            ctx.batch
+                                .put(Table::Queues, queue_key(&c, seq), encode(&item.rec())?);
                         }
                     }
                 }
@@ -510,8 +614,12 @@ impl MqttState {
                 CmdResult::Done
             }
             Command::NodeRestarted { node, now_ms } => {
-                let mut owned: Vec<Arc<str>> =
-                    self.sessions.iter().filter(|(_, r)| r.node == Some(node)).map(|(c, _)| c.clone()).collect();
+                let mut owned: Vec<Arc<str>> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, r)| r.node == Some(node))
+                    .map(|(c, _)| c.clone())
+                    .collect();
                 owned.sort();
                 for c in owned {
                     self.disconnect(id, &c, true, None, now_ms, ctx)?;
@@ -519,7 +627,8 @@ impl MqttState {
                 CmdResult::Done
             }
             Command::Configure(s) => {
-                ctx.batch.put(Table::Meta, plain_key(META_SETTINGS), encode(&s)?);
+                ctx.batch
+                    .put(Table::Meta, plain_key(META_SETTINGS), encode(&s)?);
                 self.settings = s;
                 CmdResult::Done
             }
@@ -545,12 +654,15 @@ impl MqttState {
             let expired = old.expires_at().is_some_and(|e| e <= now_ms);
             let resumes = !clean_start && !expired && old.persistent();
             if old.node.is_some() {
-                self.sink.emit(ApplyEvent::Kick { client_id: c.clone(), epoch: old.epoch });
+                self.sink.emit(ApplyEvent::Kick {
+                    client_id: c.clone(),
+                    epoch: old.epoch,
+                });
                 // The taken-over connection's will: suppressed if configured,
                 // kept back if the session continues and the will is delayed.
                 if let Some(w) = old.will.clone() {
                     let delay = w.delay_s.min(self.settings.max_last_will_delay);
-                    if !self.settings.suppress_lwt_on_session_takeover && !(resumes && delay > 0) {
+                    if !(self.settings.suppress_lwt_on_session_takeover || (resumes && delay > 0)) {
                         self.publish_will(id, &c, w, now_ms, ctx)?;
                     }
                 }
@@ -587,7 +699,11 @@ impl MqttState {
             .get(&c)
             .map(|q| q.iter().map(|(seq, item)| item.delivery(*seq)).collect())
             .unwrap_or_default();
-        Ok(CmdResult::Registered { epoch: id, session_present, queue })
+        Ok(CmdResult::Registered {
+            epoch: id,
+            session_present,
+            queue,
+        })
     }
 
     fn disconnect(
@@ -599,7 +715,9 @@ impl MqttState {
         now_ms: u64,
         ctx: &mut Ctx,
     ) -> Result<(), RaftError> {
-        let Some(rec) = self.sessions.get_mut(c) else { return Ok(()) };
+        let Some(rec) = self.sessions.get_mut(c) else {
+            return Ok(());
+        };
         rec.node = None;
         rec.disconnected_ms = Some(now_ms);
         if let Some(e) = new_expiry_s {
@@ -631,7 +749,12 @@ impl MqttState {
     }
 
     fn tick(&mut self, id: u64, now_ms: u64, ctx: &mut Ctx) -> Result<(), RaftError> {
-        let due: Vec<Arc<str>> = self.timers.iter().take_while(|(d, _)| *d <= now_ms).map(|(_, c)| c.clone()).collect();
+        let due: Vec<Arc<str>> = self
+            .timers
+            .iter()
+            .take_while(|(d, _)| *d <= now_ms)
+            .map(|(_, c)| c.clone())
+            .collect();
         for c in due {
             let Some(rec) = self.sessions.get(&c).cloned() else {
                 self.reschedule(&c);
@@ -659,7 +782,14 @@ impl MqttState {
         Ok(())
     }
 
-    fn publish_will(&mut self, id: u64, c: &Arc<str>, w: Will, now_ms: u64, ctx: &mut Ctx) -> Result<(), RaftError> {
+    fn publish_will(
+        &mut self,
+        id: u64,
+        c: &Arc<str>,
+        w: Will,
+        now_ms: u64,
+        ctx: &mut Ctx,
+    ) -> Result<(), RaftError> {
         if let Some(r) = self.sessions.get_mut(c) {
             r.will = None;
             r.will_at_ms = None;
@@ -695,7 +825,12 @@ impl MqttState {
                 self.release_msg(item.msg_id, ctx);
             }
         }
-        let ids: Vec<u16> = self.qos2_in.iter().filter(|(k, _)| k == c).map(|(_, p)| *p).collect();
+        let ids: Vec<u16> = self
+            .qos2_in
+            .iter()
+            .filter(|(k, _)| k == c)
+            .map(|(_, p)| *p)
+            .collect();
         for p in ids {
             self.qos2_in.remove(&(c.clone(), p));
             ctx.batch.delete(Table::Qos2In, qos2_key(c, p));
@@ -703,7 +838,9 @@ impl MqttState {
     }
 
     fn dequeue(&mut self, c: &Arc<str>, seq: u64, ctx: &mut Ctx) {
-        let Some(q) = self.queues.get_mut(c) else { return };
+        let Some(q) = self.queues.get_mut(c) else {
+            return;
+        };
         let Some(item) = q.remove(&seq) else { return };
         if q.is_empty() {
             self.queues.remove(c);
@@ -737,11 +874,16 @@ impl MqttState {
         let mut retained = Vec::new();
         for (f, opts) in filters {
             let existed = self.trie.write().insert(&f, &c, opts);
-            self.subs_by_client.entry(c.clone()).or_default().insert(f.clone(), opts);
-            ctx.batch.put(Table::Subscriptions, sub_key(&c, &f), encode(&opts)?);
+            self.subs_by_client
+                .entry(c.clone())
+                .or_default()
+                .insert(f.clone(), opts);
+            ctx.batch
+                .put(Table::Subscriptions, sub_key(&c, &f), encode(&opts)?);
             codes.push(opts.qos);
             let (group, plain) = split_shared(&f);
-            let send = group.is_none() && (opts.retain_handling == 0 || (opts.retain_handling == 1 && !existed));
+            let send = group.is_none()
+                && (opts.retain_handling == 0 || (opts.retain_handling == 1 && !existed));
             if send {
                 let mut hits: Vec<&Arc<Message>> = self
                     .retained
@@ -776,7 +918,8 @@ impl MqttState {
                 }
             } else {
                 self.retained.insert(msg.topic.clone(), msg.clone());
-                ctx.batch.put(Table::Retained, plain_key(&msg.topic), encode(&*msg)?);
+                ctx.batch
+                    .put(Table::Retained, plain_key(&msg.topic), encode(&*msg)?);
             }
         }
         let targets = self.targets(id, &msg);
@@ -794,16 +937,32 @@ impl MqttState {
         let sessions = &self.sessions;
         let trie = self.trie.read();
         let picked = trie.targets(&msg.topic, &msg.publisher, |members| {
-            let online: Vec<&Arc<str>> =
-                members.keys().filter(|c| sessions.get(*c).is_some_and(|r| r.node.is_some())).collect();
-            let pool: Vec<&Arc<str>> = if online.is_empty() { members.keys().collect() } else { online };
-            pool.get((id as usize) % pool.len().max(1)).map(|c| (*c).clone())
+            let online: Vec<&Arc<str>> = members
+                .keys()
+                .filter(|c| sessions.get(*c).is_some_and(|r| r.node.is_some()))
+                .collect();
+            let pool: Vec<&Arc<str>> = if online.is_empty() {
+                members.keys().collect()
+            } else {
+                online
+            };
+            pool.get((id as usize) % pool.len().max(1))
+                .map(|c| (*c).clone())
         });
         picked.into_iter().collect()
     }
 
-    fn enqueue(&mut self, id: u64, c: &Arc<str>, msg: &Arc<Message>, t: Target, ctx: &mut Ctx) -> Result<(), RaftError> {
-        let Some(rec) = self.sessions.get_mut(c) else { return Ok(()) };
+    fn enqueue(
+        &mut self,
+        id: u64,
+        c: &Arc<str>,
+        msg: &Arc<Message>,
+        t: Target,
+        ctx: &mut Ctx,
+    ) -> Result<(), RaftError> {
+        let Some(rec) = self.sessions.get_mut(c) else {
+            return Ok(());
+        };
         let qos = msg.qos.min(t.qos);
         let retain = msg.retain && t.retain_as_published;
         let online = rec.node.is_some();
@@ -827,8 +986,16 @@ impl MqttState {
             rec.next_seq += 1;
             let epoch = rec.epoch;
             ctx.dirty.insert(c.clone());
-            let item = QItem { msg_id: id, msg: msg.clone(), qos, retain, sub_ids: t.sub_ids, received: false };
-            ctx.batch.put(Table::Queues, queue_key(c, seq), encode(&item.rec())?);
+            let item = QItem {
+                msg_id: id,
+                msg: msg.clone(),
+                qos,
+                retain,
+                sub_ids: t.sub_ids,
+                received: false,
+            };
+            ctx.batch
+                .put(Table::Queues, queue_key(c, seq), encode(&item.rec())?);
             let refs = self.msg_refs.entry(id).or_default();
             if *refs == 0 {
                 ctx.batch.put(Table::Messages, msg_key(id), encode(&**msg)?);
@@ -837,17 +1004,32 @@ impl MqttState {
             let d = item.delivery(seq);
             self.queues.entry(c.clone()).or_default().insert(seq, item);
             if online {
-                self.sink.emit(ApplyEvent::Deliver { client_id: c.clone(), epoch, delivery: d });
+                self.sink.emit(ApplyEvent::Deliver {
+                    client_id: c.clone(),
+                    epoch,
+                    delivery: d,
+                });
             }
         } else if online {
-            let d = Delivery { seq: None, msg: msg.clone(), qos, retain, sub_ids: t.sub_ids, received: false };
-            self.sink.emit(ApplyEvent::Deliver { client_id: c.clone(), epoch: rec.epoch, delivery: d });
+            let d = Delivery {
+                seq: None,
+                msg: msg.clone(),
+                qos,
+                retain,
+                sub_ids: t.sub_ids,
+                received: false,
+            };
+            self.sink.emit(ApplyEvent::Deliver {
+                client_id: c.clone(),
+                epoch: rec.epoch,
+                delivery: d,
+            });
         }
         Ok(())
     }
 
     /// Every state row, for a snapshot.
-    pub fn snapshot_rows(&self) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, RaftError> {
+    pub fn snapshot_rows(&self) -> Result<Vec<Row>, RaftError> {
         let mut rows = Vec::new();
         for (i, t) in Table::ALL.iter().enumerate() {
             self.store.for_each(*t, |k, v| {
@@ -859,7 +1041,7 @@ impl MqttState {
     }
 
     /// Replaces all state with a snapshot's rows and rebuilds the indexes.
-    pub fn install_rows(&mut self, rows: Vec<(u8, Vec<u8>, Vec<u8>)>) -> Result<(), RaftError> {
+    pub fn install_rows(&mut self, rows: Vec<Row>) -> Result<(), RaftError> {
         let rows = rows
             .into_iter()
             .filter_map(|(t, k, v)| Table::ALL.get(t as usize).map(|t| (*t, k, v)))
@@ -868,4 +1050,3 @@ impl MqttState {
         self.load()
     }
 }
-

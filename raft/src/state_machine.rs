@@ -17,6 +17,8 @@ use crate::state::MqttState;
 use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
 
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+/// The latest snapshot: its metadata and encoded data.
+type Current = (Meta, Arc<Vec<u8>>);
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
@@ -26,14 +28,14 @@ struct SnapshotFile {
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
-    rows: Vec<(u8, Vec<u8>, Vec<u8>)>,
+    rows: Vec<crate::state::Row>,
 }
 
 #[derive(Clone)]
 pub struct StateMachine {
     pub state: Arc<Mutex<MqttState>>,
     snapshot_path: PathBuf,
-    current: Arc<Mutex<Option<(Meta, Arc<Vec<u8>>)>>>,
+    current: Arc<Mutex<Option<Current>>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageErr {
@@ -46,15 +48,24 @@ impl StateMachine {
             .ok()
             .and_then(|b| decode::<SnapshotFile>(&b).ok())
             .map(|f| (f.meta, Arc::new(f.data)));
-        StateMachine { state, snapshot_path, current: Arc::new(Mutex::new(current)) }
+        StateMachine {
+            state,
+            snapshot_path,
+            current: Arc::new(Mutex::new(current)),
+        }
     }
 
     fn save(&self, meta: &Meta, data: &Arc<Vec<u8>>) -> Result<(), StorageErr> {
-        let file = SnapshotFile { meta: meta.clone(), data: data.to_vec() };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
         let bytes = encode(&file).map_err(sm_err)?;
         let tmp = self.snapshot_path.with_extension("tmp");
         std::fs::write(&tmp, bytes).map_err(sm_err)?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(sm_err)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(sm_err)?;
         std::fs::rename(&tmp, &self.snapshot_path).map_err(sm_err)?;
         *self.current.lock() = Some((meta.clone(), data.clone()));
         Ok(())
@@ -65,17 +76,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageErr> {
         let (rows, last, membership) = {
             let st = self.state.lock();
-            (st.snapshot_rows().map_err(sm_err)?, st.last_applied, st.membership.clone())
+            (
+                st.snapshot_rows().map_err(sm_err)?,
+                st.last_applied,
+                st.membership.clone(),
+            )
         };
         let data = Arc::new(encode(&SnapshotData { rows }).map_err(sm_err)?);
         let id = match last {
             Some(l) => format!("{}-{}", l.leader_id, l.index),
             None => "empty".to_string(),
         };
-        let meta = Meta { last_log_id: last, last_membership: membership, snapshot_id: id };
+        let meta = Meta {
+            last_log_id: last,
+            last_membership: membership,
+            snapshot_id: id,
+        };
         self.save(&meta, &data)?;
         tracing::info!(bytes = data.len(), snapshot = %meta.snapshot_id, "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data.to_vec())) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.to_vec())),
+        })
     }
 }
 
@@ -107,7 +129,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageErr> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageErr> {
         let bytes = snapshot.into_inner();
         let data: SnapshotData = decode(&bytes).map_err(sm_err)?;
         {
@@ -121,10 +147,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageErr> {
-        Ok(self
-            .current
-            .lock()
-            .as_ref()
-            .map(|(m, d)| Snapshot { meta: m.clone(), snapshot: Box::new(Cursor::new(d.to_vec())) }))
+        Ok(self.current.lock().as_ref().map(|(m, d)| Snapshot {
+            meta: m.clone(),
+            snapshot: Box::new(Cursor::new(d.to_vec())),
+        }))
     }
 }

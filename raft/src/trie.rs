@@ -70,8 +70,7 @@ pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
 
 /// A valid topic filter (after removing any `$share/<group>/` prefix).
 pub fn valid_filter(filter: &str) -> bool {
-    if filter.starts_with("$share/") {
-        let rest = &filter["$share/".len()..];
+    if let Some(rest) = filter.strip_prefix("$share/") {
         let Some((group, f)) = rest.split_once('/') else {
             return false;
         };
@@ -241,7 +240,13 @@ impl Trie {
         }
     }
 
-    fn walk<'a>(node: &'a Node, levels: &[&str], i: usize, dollar: bool, f: &mut impl FnMut(Match<'a>)) {
+    fn walk<'a>(
+        node: &'a Node,
+        levels: &[&str],
+        i: usize,
+        dollar: bool,
+        f: &mut impl FnMut(Match<'a>),
+    ) {
         let wild_ok = !(i == 0 && dollar);
         if wild_ok {
             if let Some(hash) = node.children.get("#") {
@@ -268,7 +273,13 @@ mod tests {
     use super::*;
 
     fn opts(qos: u8) -> SubOpts {
-        SubOpts { qos, no_local: false, retain_as_published: false, retain_handling: 0, sub_id: None }
+        SubOpts {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            sub_id: None,
+        }
     }
 
     fn clients(t: &Trie, topic: &str) -> Vec<String> {
@@ -284,7 +295,13 @@ mod tests {
     #[test]
     fn wildcards_match_as_the_spec_says() {
         let mut t = Trie::default();
-        for (f, c) in [("a/b", "exact"), ("a/+", "plus"), ("a/#", "hash"), ("#", "all"), ("+/+", "pp")] {
+        for (f, c) in [
+            ("a/b", "exact"),
+            ("a/+", "plus"),
+            ("a/#", "hash"),
+            ("#", "all"),
+            ("+/+", "pp"),
+        ] {
             t.insert(f, &Arc::from(c), opts(1));
         }
         assert_eq!(clients(&t, "a/b"), ["all", "exact", "hash", "plus", "pp"]);
@@ -317,7 +334,15 @@ mod tests {
         for ok in ["a", "a/+/b", "#", "a/#", "+", "$share/g/a/#", "/"] {
             assert!(valid_filter(ok), "{ok}");
         }
-        for bad in ["", "a/#/b", "a+", "a/b#", "$share/g", "$share//a", "$share/g+/a"] {
+        for bad in [
+            "",
+            "a/#/b",
+            "a+",
+            "a/b#",
+            "$share/g",
+            "$share//a",
+            "$share/g+/a",
+        ] {
             assert!(!valid_filter(bad), "{bad}");
         }
         assert!(filter_matches("a/+/c", "a/b/c"));

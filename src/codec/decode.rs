@@ -86,13 +86,16 @@ pub fn decode(
     }
     // Reject a bad first byte at once, before waiting for a body it announces
     // (so a stray non-MQTT peer, e.g. an HTTP request, is closed promptly).
+    // CONNECT's flags are checked once its own protocol level is known.
     let flags = first & 0x0F;
-    match first >> 4 {
-        3 if flags & 0x06 == 0x06 => return Err(malformed("PUBLISH with QoS 3")),
-        3 => {}
-        6 | 8 | 10 => check_flags(flags, 0b0010, protocol)?,
-        _ => check_flags(flags, 0, protocol)?,
-    }
+    let first_byte = match first >> 4 {
+        1 => Ok(()),
+        3 if flags & 0x06 == 0x06 => Err(malformed("QoS is 3")),
+        3 => Ok(()),
+        6 | 8 | 10 => check_flags(flags, 0b0010, protocol),
+        _ => check_flags(flags, 0, protocol),
+    };
+    first_byte.map_err(|e| in_packet(first >> 4, e))?;
 
     // Remaining length: a variable byte integer of at most four bytes.
     let mut remaining = 0usize;

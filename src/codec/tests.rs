@@ -1599,3 +1599,27 @@ fn decode_error_reason_codes() {
         0x90
     );
 }
+
+#[test]
+fn bad_fixed_header_flags_are_rejected_before_the_body_arrives() {
+    // Only the first two bytes of packets announcing 100-byte bodies.
+    assert_malformed(&[0x60, 100], Protocol::V311); // PUBREL flags 0
+    assert_malformed(&[0x36, 100], Protocol::V5); // PUBLISH QoS 3
+    assert_malformed(&[0x41, 100], Protocol::V311); // PUBACK flags 1
+    let err = assert_malformed(&[0x80, 100], Protocol::V5); // SUBSCRIBE flags 0
+    assert!(err.to_string().contains("SUBSCRIBE"), "{err}");
+    assert_eq!(dec(&[0x62, 100], Protocol::V311), Ok(None));
+}
+
+#[test]
+fn mqtt31_connect_fixed_header_flags_are_judged_by_its_own_level() {
+    let mut bytes = raw_connect(b"MQIsdp", 3, 0x02, None, &[0, 1, b'c']);
+    bytes[0] = 0x12;
+    assert!(matches!(
+        dec_ok(&bytes, Protocol::V311),
+        Packet::Connect(c) if c.protocol == Some(Protocol::V31)
+    ));
+    let mut bytes = raw_connect(b"MQTT", 4, 0x02, None, &[0, 1, b'c']);
+    bytes[0] = 0x12;
+    assert_malformed(&bytes, Protocol::V31);
+}

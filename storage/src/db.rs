@@ -54,7 +54,9 @@ impl Store {
     /// when it returns. One call covers any number of prior writes (group
     /// commit).
     pub fn sync_wal(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(StorageError::rocks("sync wal"))
+        self.db
+            .flush_wal(true)
+            .map_err(StorageError::rocks("sync wal"))
     }
 
     pub(crate) fn unsynced() -> WriteOptions {

@@ -34,7 +34,9 @@ impl Store {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(cf, IteratorMode::From(&index_key(from), Direction::Forward));
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&index_key(from), Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(StorageError::rocks("read log"))?;
             let Some(index) = index_of(&k) else { break };
@@ -94,13 +96,19 @@ impl Store {
     /// Reads a Raft metadata record (`vote`, `committed`, `purged`).
     pub fn raft_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let cf = self.cf(CF_RAFT)?;
-        self.db.get_cf(cf, name).map_err(StorageError::rocks("read raft meta"))
+        self.db
+            .get_cf(cf, name)
+            .map_err(StorageError::rocks("read raft meta"))
     }
 
     /// Writes a Raft metadata record; `sync` makes it durable before return.
     pub fn put_raft_meta(&self, name: &str, value: &[u8], sync: bool) -> Result<()> {
         let cf = self.cf(CF_RAFT)?;
-        let opts = if sync { Store::synced() } else { Store::unsynced() };
+        let opts = if sync {
+            Store::synced()
+        } else {
+            Store::unsynced()
+        };
         self.db
             .put_cf_opt(cf, name, value, &opts)
             .map_err(StorageError::rocks("write raft meta"))

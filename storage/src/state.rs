@@ -96,7 +96,10 @@ impl Store {
     pub fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let cf = self.cf(table.cf_name())?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward))
+        {
             let (k, v) = item.map_err(StorageError::rocks("scan"))?;
             if !k.starts_with(prefix) {
                 break;
@@ -107,7 +110,11 @@ impl Store {
     }
 
     /// Visits every (key, value) of a table, in key order.
-    pub fn for_each(&self, table: Table, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    pub fn for_each(
+        &self,
+        table: Table,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let cf = self.cf(table.cf_name())?;
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (k, v) = item.map_err(StorageError::rocks("iterate"))?;
@@ -162,7 +169,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let data: Vec<(u64, Vec<u8>)> = (1..=10).map(|i| (i, vec![i as u8; 3])).collect();
-        s.append_log(data.iter().map(|(i, v)| (*i, v.as_slice()))).unwrap();
+        s.append_log(data.iter().map(|(i, v)| (*i, v.as_slice())))
+            .unwrap();
         s.sync_wal().unwrap();
         use std::ops::Bound::*;
         assert_eq!(s.read_log(Included(3), Excluded(6)).unwrap().len(), 3);

@@ -59,7 +59,7 @@ pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
 }
 
 fn ms(us: u64) -> f64 {
-    (us as f64 / 1000.0 * 1000.0).round() / 1000.0
+    us as f64 / 1000.0
 }
 
 pub fn lat_json(h: &Histogram<u64>) -> Value {
@@ -73,7 +73,7 @@ pub fn lat_json(h: &Histogram<u64>) -> Value {
         "p99": ms(h.value_at_quantile(0.99)),
         "p999": ms(h.value_at_quantile(0.999)),
         "max": ms(h.max()),
-        "mean": (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+        "mean": h.mean().round() / 1000.0,
     })
 }
 
@@ -207,8 +207,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Add `n` to one of this struct's counters (skipping the atomic op for 0).
     pub fn add(&self, c: &AtomicU64, n: u64) {
-        let _ = self;
+        debug_assert!(
+            std::ptr::eq(c, &self.published)
+                || std::ptr::eq(c, &self.acked)
+                || std::ptr::eq(c, &self.received)
+        );
         if n > 0 {
             c.fetch_add(n, Ordering::Relaxed);
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 
-#[allow(dead_code)]
+#[allow(dead_code, clippy::enum_variant_names)]
 #[path = "../../../src/codec/mod.rs"]
 mod codec;
 
@@ -164,7 +164,11 @@ fn packets(proto: Protocol) -> Vec<Packet> {
         Packet::PubRel(PubResp {
             packet_id: 3,
             reason: if v5 { 0x92 } else { 0 },
-            properties: if v5 { ack_props() } else { AckProperties::default() },
+            properties: if v5 {
+                ack_props()
+            } else {
+                AckProperties::default()
+            },
         }),
         Packet::PubComp(PubResp {
             packet_id: 4,
@@ -194,7 +198,11 @@ fn packets(proto: Protocol) -> Vec<Packet> {
         Packet::SubAck(SubAck {
             packet_id: 10,
             reason_codes: vec![1, 0x80],
-            properties: if v5 { ack_props() } else { AckProperties::default() },
+            properties: if v5 {
+                ack_props()
+            } else {
+                AckProperties::default()
+            },
         }),
         Packet::Unsubscribe(Unsubscribe {
             packet_id: 11,
@@ -204,7 +212,11 @@ fn packets(proto: Protocol) -> Vec<Packet> {
         Packet::UnsubAck(UnsubAck {
             packet_id: 11,
             reason_codes: if v5 { vec![0, 0x11] } else { Vec::new() },
-            properties: if v5 { ack_props() } else { AckProperties::default() },
+            properties: if v5 {
+                ack_props()
+            } else {
+                AckProperties::default()
+            },
         }),
         Packet::PingReq,
         Packet::PingResp,
@@ -251,7 +263,11 @@ fn packets(proto: Protocol) -> Vec<Packet> {
 }
 
 fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).expect("usage: seedgen <corpus dir>"));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: seedgen <corpus dir>"),
+    );
     std::fs::create_dir_all(&dir).expect("create corpus dir");
     let mut written = 0;
     let mut write = |bytes: &[u8]| {
