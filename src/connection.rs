@@ -465,6 +465,28 @@ impl Conn {
         keepalive: u16,
         mut commit: Vec<u64>,
     ) -> Result<(Exit, Option<u32>), Exit> {
+        let exit = self.packet_loop(ob, events, keepalive, &mut commit).await;
+        // Acks read together with the packet that ended the loop.
+        self.commit_acks(&mut commit).await;
+        exit
+    }
+
+    /// Commits the subscriber's acks collected so far, as one command.
+    async fn commit_acks(&self, commit: &mut Vec<u64>) {
+        if !commit.is_empty() {
+            let seqs = std::mem::take(commit);
+            let cmd = Command::Ack { client_id: self.client_id.to_string(), epoch: self.epoch, seqs };
+            let _ = self.broker.node.proposer.submit_forget(cmd).await;
+        }
+    }
+
+    async fn packet_loop(
+        &mut self,
+        ob: &mut Outbound,
+        events: &mut mpsc::UnboundedReceiver<ConnEvent>,
+        keepalive: u16,
+        commit: &mut Vec<u64>,
+    ) -> Result<(Exit, Option<u32>), Exit> {
         let mut pending: FuturesOrdered<PendingFut> = FuturesOrdered::new();
         let ka = (keepalive > 0).then(|| Duration::from_millis(keepalive as u64 * 1500));
         let far = Duration::from_secs(86_400 * 365);
@@ -477,15 +499,7 @@ impl Conn {
         let mut inbound_qos: usize = 0;
         let mut new_expiry: Option<u32> = None;
         loop {
-            if !commit.is_empty() {
-                let seqs = std::mem::take(&mut commit);
-                let cmd = Command::Ack {
-                    client_id: self.client_id.to_string(),
-                    epoch: self.epoch,
-                    seqs,
-                };
-                let _ = self.broker.node.proposer.submit_forget(cmd).await;
-            }
+            self.commit_acks(commit).await;
             if self.flush().await.is_err() {
                 return Err(Exit::Closed);
             }
@@ -506,7 +520,7 @@ impl Conn {
                             Ok(None) => break,
                             Err(e) => return Err(Exit::Error(e.reason_code(), e.to_string())),
                         };
-                        if let Some(exit) = self.on_packet(p, ob, &mut pending, &mut commit, &mut in_aliases, &mut inbound_qos, &mut new_expiry).await? {
+                        if let Some(exit) = self.on_packet(p, ob, &mut pending, commit, &mut in_aliases, &mut inbound_qos, &mut new_expiry).await? {
                             return Ok((exit, new_expiry));
                         }
                     }
@@ -514,20 +528,20 @@ impl Conn {
                 ev = events.recv() => {
                     let Some(ev) = ev else { return Err(Exit::Closed) };
                     let now = now_ms();
-                    self.on_event(ev, ob, now, &mut commit)?;
+                    self.on_event(ev, ob, now, commit)?;
                     let mut n = 0;
                     while n < 1024 {
                         match events.try_recv() {
-                            Ok(ev) => self.on_event(ev, ob, now, &mut commit)?,
+                            Ok(ev) => self.on_event(ev, ob, now, commit)?,
                             Err(_) => break,
                         }
                         n += 1;
                     }
                 }
                 Some((action, res)) = pending.next(), if !pending.is_empty() => {
-                    self.on_result(action, res, ob, &mut inbound_qos, &mut commit);
+                    self.on_result(action, res, ob, &mut inbound_qos, commit);
                     while let Some(Some((action, res))) = futures::FutureExt::now_or_never(pending.next()) {
-                        self.on_result(action, res, ob, &mut inbound_qos, &mut commit);
+                        self.on_result(action, res, ob, &mut inbound_qos, commit);
                     }
                 }
                 _ = &mut ka_sleep => return Err(Exit::KeepAlive),

@@ -692,3 +692,21 @@ fn will_of_a_client_connected_at_the_crash_is_published_after_restart() {
     let m = w.expect_publish(WAIT);
     assert_eq!(&m.payload[..], b"crashed");
 }
+
+#[test]
+fn acks_read_together_with_disconnect_are_committed() {
+    let b = Broker::start();
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "ack-disc", false);
+    s.subscribe("ackdisc", QoS::AtLeastOnce);
+    let (mut p, _) = RawClient::v3(b.mqtt_port, "ack-disc-pub", true);
+    p.publish("ackdisc", b"one", QoS::AtLeastOnce, false);
+    let m = s.expect_publish(WAIT);
+    // PUBACK and DISCONNECT in one write, so the broker reads them together.
+    let mut wire = s.encode_bytes(&Packet::PubAck(pubresp(m.packet_id)));
+    wire.extend_from_slice(&s.encode_bytes(&Packet::Disconnect(Default::default())));
+    let _ = s.send_bytes(&wire);
+    s.expect_closed(WAIT);
+    let (mut s, ack) = RawClient::v3(b.mqtt_port, "ack-disc", false);
+    assert!(ack.session_present);
+    s.expect_no_publish(Duration::from_millis(700));
+}
