@@ -55,6 +55,20 @@ enum Action {
 
 type PendingFut = Pin<Box<dyn Future<Output = (Action, Result<CmdResult, RaftError>)> + Send>>;
 
+/// Inbound QoS 1/2 flows the client has open, against the receive maximum
+/// we advertised: QoS 1 until PUBACK, QoS 2 (by packet id) until PUBREL.
+#[derive(Default)]
+struct Inbound {
+    qos1: usize,
+    qos2: std::collections::HashSet<u16>,
+}
+
+impl Inbound {
+    fn count(&self) -> usize {
+        self.qos1 + self.qos2.len()
+    }
+}
+
 /// Why the loop ended.
 #[derive(Debug)]
 enum Exit {
@@ -475,7 +489,11 @@ impl Conn {
     async fn commit_acks(&self, commit: &mut Vec<u64>) {
         if !commit.is_empty() {
             let seqs = std::mem::take(commit);
-            let cmd = Command::Ack { client_id: self.client_id.to_string(), epoch: self.epoch, seqs };
+            let cmd = Command::Ack {
+                client_id: self.client_id.to_string(),
+                epoch: self.epoch,
+                seqs,
+            };
             let _ = self.broker.node.proposer.submit_forget(cmd).await;
         }
     }
@@ -496,7 +514,7 @@ impl Conn {
         let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut in_aliases: HashMap<u16, String> = HashMap::new();
-        let mut inbound_qos: usize = 0;
+        let mut inbound_qos = Inbound::default();
         let mut new_expiry: Option<u32> = None;
         loop {
             self.commit_acks(commit).await;
@@ -584,7 +602,7 @@ impl Conn {
         action: Action,
         res: Result<CmdResult, RaftError>,
         ob: &mut Outbound,
-        inbound_qos: &mut usize,
+        inbound_qos: &mut Inbound,
         commit: &mut Vec<u64>,
     ) {
         let v5 = self.v5();
@@ -605,7 +623,10 @@ impl Conn {
                     Err(_) => reason::IMPLEMENTATION_SPECIFIC_ERROR,
                 };
                 if is_ack {
-                    *inbound_qos = inbound_qos.saturating_sub(1);
+                    inbound_qos.qos1 = inbound_qos.qos1.saturating_sub(1);
+                } else if failed && v5 {
+                    // A failure PUBREC ends the QoS 2 flow.
+                    inbound_qos.qos2.remove(&pid);
                 }
                 // MQTT 3 has no failure ack: stay silent so the client resends.
                 if failed && !v5 {
@@ -623,7 +644,6 @@ impl Conn {
                 });
             }
             Action::PubComp(pid) => {
-                *inbound_qos = inbound_qos.saturating_sub(1);
                 let code = match res {
                     Ok(CmdResult::Released { found: false }) => reason::PACKET_IDENTIFIER_NOT_FOUND,
                     _ => reason::SUCCESS,
@@ -732,7 +752,7 @@ impl Conn {
         pending: &mut FuturesOrdered<PendingFut>,
         commit: &mut Vec<u64>,
         in_aliases: &mut HashMap<u16, String>,
-        inbound_qos: &mut usize,
+        inbound_qos: &mut Inbound,
         new_expiry: &mut Option<u32>,
     ) -> Result<Option<Exit>, Exit> {
         let v5 = self.v5();
@@ -771,6 +791,7 @@ impl Conn {
                 ob.fill(now, &mut self.out, commit);
             }
             Packet::PubRel(r) => {
+                inbound_qos.qos2.remove(&r.packet_id);
                 let cmd = Command::Release {
                     client_id: self.client_id.to_string(),
                     packet_id: r.packet_id,
@@ -895,7 +916,7 @@ impl Conn {
         p: Publish,
         pending: &mut FuturesOrdered<PendingFut>,
         in_aliases: &mut HashMap<u16, String>,
-        inbound_qos: &mut usize,
+        inbound_qos: &mut Inbound,
         now: u64,
     ) -> Result<(), Exit> {
         let s = &self.broker.settings;
@@ -944,9 +965,17 @@ impl Conn {
             ));
         }
         let qos = p.qos as u8;
-        if qos > 0 {
-            *inbound_qos += 1;
-            if v5 && *inbound_qos > s.receive_max_broker as usize {
+        let new_flow = match qos {
+            0 => false,
+            1 => {
+                inbound_qos.qos1 += 1;
+                true
+            }
+            // A resent QoS 2 PUBLISH continues its flow: not counted again.
+            _ => inbound_qos.qos2.insert(p.packet_id),
+        };
+        if new_flow {
+            if v5 && inbound_qos.count() > s.receive_max_broker as usize {
                 return Err(Exit::Error(
                     reason::RECEIVE_MAXIMUM_EXCEEDED,
                     "receive maximum exceeded".into(),
@@ -988,7 +1017,9 @@ impl Conn {
                 _ => {}
             }
             if qos == 1 {
-                *inbound_qos = inbound_qos.saturating_sub(1);
+                inbound_qos.qos1 = inbound_qos.qos1.saturating_sub(1);
+            } else {
+                inbound_qos.qos2.remove(&p.packet_id);
             }
             return Ok(());
         }

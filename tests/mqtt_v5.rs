@@ -712,6 +712,28 @@ fn v5_shared_subscription_delivers_each_message_to_exactly_one_member() {
 }
 
 #[test]
+fn v5_shared_subscription_spreads_messages_across_two_members() {
+    let b = Broker::start();
+    let t = topic("share2");
+    let filter = format!("$share/duo/{t}");
+    let mut a = v5(&b, "duo-a");
+    a.subscribe(&filter, QoS::AtLeastOnce);
+    let mut c = v5(&b, "duo-b");
+    c.subscribe(&filter, QoS::AtLeastOnce);
+    let mut p = v5(&b, "duo-pub");
+    for i in 0..20 {
+        p.publish(&t, format!("{i}").as_bytes(), QoS::AtLeastOnce, false);
+    }
+    let got_a = a.collect_publishes(20, Duration::from_millis(800)).len();
+    let got_b = c.collect_publishes(20, Duration::from_millis(300)).len();
+    assert_eq!(got_a + got_b, 20);
+    assert!(
+        got_a >= 5 && got_b >= 5,
+        "round-robin-ish: 20 messages split {got_a} / {got_b}"
+    );
+}
+
+#[test]
 fn v5_shared_and_normal_subscriptions_both_receive() {
     let b = Broker::start();
     let t = topic("sharenorm");
@@ -822,4 +844,30 @@ fn rumqttc_v5_client_round_trips_a_message_with_user_properties() {
         vec![("from".to_string(), "rumqttc".to_string())]
     );
     assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+}
+
+#[test]
+fn v5_resent_qos2_publish_does_not_count_twice_against_receive_maximum() {
+    let b = Broker::start_with_config("receive_max_broker = 2\n");
+    let (mut c, _) = RawClient::v5(b.mqtt_port, "rm-dup", true, None);
+    let mut m = publish_packet("rm/dup", QoS::ExactlyOnce, b"x");
+    m.packet_id = 7;
+    c.send(&Packet::Publish(m.clone()));
+    c.wait_for(WAIT, |p| matches!(p, Packet::PubRec(r) if r.packet_id == 7));
+    // Resends of the same flow (no PUBREL yet) are not new flows.
+    m.dup = true;
+    for _ in 0..3 {
+        c.send(&Packet::Publish(m.clone()));
+        c.wait_for(WAIT, |p| matches!(p, Packet::PubRec(r) if r.packet_id == 7));
+    }
+    // One more flow fits in a receive maximum of 2.
+    let mut q1 = publish_packet("rm/dup", QoS::AtLeastOnce, b"y");
+    q1.packet_id = 8;
+    c.send(&Packet::Publish(q1));
+    match c.wait_for(WAIT, |p| {
+        matches!(p, Packet::PubAck(_) | Packet::Disconnect(_))
+    }) {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, 8),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
 }
