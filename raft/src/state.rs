@@ -1050,3 +1050,294 @@ impl MqttState {
         self.load()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use parking_lot::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<ApplyEvent>>);
+    impl EventSink for Recorder {
+        fn emit(&self, ev: ApplyEvent) {
+            self.0.lock().push(ev);
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        st: MqttState,
+        sink: Arc<Recorder>,
+        index: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let sink = Arc::new(Recorder::default());
+            let st = MqttState::open(Store::open(dir.path()).unwrap(), sink.clone()).unwrap();
+            Fixture {
+                _dir: dir,
+                st,
+                sink,
+                index: 0,
+            }
+        }
+
+        /// Applies one entry; returns its results and the epoch-like id of
+        /// its first command.
+        fn apply(&mut self, cmds: Vec<Command>) -> (Vec<CmdResult>, u64) {
+            self.index += 1;
+            let e = crate::types::Entry {
+                log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
+                payload: EntryPayload::Normal(Request {
+                    cmds: cmds
+                        .into_iter()
+                        .map(|cmd| Envelope {
+                            origin: 1,
+                            seq: 0,
+                            cmd,
+                        })
+                        .collect(),
+                }),
+            };
+            let mut r = self.st.apply_entries(vec![e]).unwrap();
+            (r.remove(0).results, self.index << 16)
+        }
+
+        fn register(&mut self, client: &str, expiry_s: u32, will: Option<Will>) -> u64 {
+            let (r, _) = self.apply(vec![Command::Register {
+                client_id: client.into(),
+                node: 1,
+                clean_start: false,
+                expiry_s,
+                will,
+                now_ms: 1000,
+            }]);
+            match &r[0] {
+                CmdResult::Registered { epoch, .. } => *epoch,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn delivered(&self, client: &str) -> Vec<Delivery> {
+            self.sink
+                .0
+                .lock()
+                .iter()
+                .filter_map(|e| match e {
+                    ApplyEvent::Deliver {
+                        client_id,
+                        delivery,
+                        ..
+                    } if &**client_id == client => Some(delivery.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn msg(topic: &str, qos: u8, publisher: &str) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"p"),
+            qos,
+            retain: false,
+            publisher: publisher.into(),
+            props: MsgProps::default(),
+            created_ms: 1000,
+            expires_ms: None,
+        }
+    }
+
+    fn sub(qos: u8) -> SubOpts {
+        SubOpts {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            sub_id: None,
+        }
+    }
+
+    fn publish(client: &str, pid: u16, m: Message) -> Command {
+        Command::Publish {
+            client_id: client.into(),
+            packet_id: pid,
+            msg: m,
+        }
+    }
+
+    #[test]
+    fn resent_qos2_publish_is_routed_once_until_released() {
+        let mut f = Fixture::new();
+        let e = f.register("s", 60, None);
+        f.apply(vec![Command::Subscribe {
+            client_id: "s".into(),
+            epoch: e,
+            filters: vec![("t".into(), sub(2))],
+        }]);
+        let (r, _) = f.apply(vec![
+            publish("p", 9, msg("t", 2, "p")),
+            publish("p", 9, msg("t", 2, "p")),
+        ]);
+        assert_eq!(
+            r[0],
+            CmdResult::Published {
+                duplicate: false,
+                matched: 1
+            }
+        );
+        assert_eq!(
+            r[1],
+            CmdResult::Published {
+                duplicate: true,
+                matched: 0
+            }
+        );
+        let (r, _) = f.apply(vec![Command::Release {
+            client_id: "p".into(),
+            packet_id: 9,
+        }]);
+        assert_eq!(r[0], CmdResult::Released { found: true });
+        let (r, _) = f.apply(vec![publish("p", 9, msg("t", 2, "p"))]);
+        assert_eq!(
+            r[0],
+            CmdResult::Published {
+                duplicate: false,
+                matched: 1
+            }
+        );
+        assert_eq!(f.delivered("s").len(), 2);
+    }
+
+    #[test]
+    fn persistent_queue_survives_reopen_and_acks_remove_items() {
+        let mut f = Fixture::new();
+        let e = f.register("s", NEVER, None);
+        f.apply(vec![Command::Subscribe {
+            client_id: "s".into(),
+            epoch: e,
+            filters: vec![("q/#".into(), sub(1))],
+        }]);
+        f.apply(vec![Command::Disconnect {
+            client_id: "s".into(),
+            epoch: e,
+            publish_will: false,
+            new_expiry_s: None,
+            now_ms: 2000,
+        }]);
+        f.apply(
+            (0..5)
+                .map(|i| publish("p", 0, msg(&format!("q/{i}"), 1, "p")))
+                .collect(),
+        );
+        let store = f.st.store().clone();
+        let reopened = MqttState::open(store, Arc::new(Recorder::default())).unwrap();
+        assert_eq!(reopened.queued_count(), 5);
+        let e2 = f.register("s", NEVER, None);
+        f.apply(vec![Command::Ack {
+            client_id: "s".into(),
+            epoch: e2,
+            seqs: vec![0, 1, 2],
+        }]);
+        assert_eq!(f.st.queued_count(), 2);
+        // An ack for an older epoch is ignored.
+        let (r, _) = f.apply(vec![Command::Ack {
+            client_id: "s".into(),
+            epoch: e,
+            seqs: vec![3, 4],
+        }]);
+        assert_eq!(r[0], CmdResult::Stale);
+        assert_eq!(f.st.queued_count(), 2);
+    }
+
+    #[test]
+    fn offline_queue_limit_drops_beyond_max_offline_messages() {
+        let mut f = Fixture::new();
+        f.apply(vec![Command::Configure(ClusterSettings {
+            max_offline_messages: 3,
+            ..Default::default()
+        })]);
+        let e = f.register("s", NEVER, None);
+        f.apply(vec![Command::Subscribe {
+            client_id: "s".into(),
+            epoch: e,
+            filters: vec![("t".into(), sub(1))],
+        }]);
+        f.apply(vec![Command::Disconnect {
+            client_id: "s".into(),
+            epoch: e,
+            publish_will: false,
+            new_expiry_s: None,
+            now_ms: 2000,
+        }]);
+        f.apply((0..10).map(|_| publish("p", 0, msg("t", 1, "p"))).collect());
+        assert_eq!(f.st.queued_count(), 3);
+        assert_eq!(f.st.stats.dropped_queue_full, 7);
+    }
+
+    #[test]
+    fn delayed_will_fires_on_tick_not_before() {
+        let mut f = Fixture::new();
+        let e = f.register("watcher", 0, None);
+        f.apply(vec![Command::Subscribe {
+            client_id: "watcher".into(),
+            epoch: e,
+            filters: vec![("will/#".into(), sub(0))],
+        }]);
+        let will = Will {
+            msg: msg("will/w", 0, "w"),
+            expiry_s: None,
+            delay_s: 5,
+        };
+        let ew = f.register("w", 60, Some(will));
+        f.apply(vec![Command::Disconnect {
+            client_id: "w".into(),
+            epoch: ew,
+            publish_will: true,
+            new_expiry_s: None,
+            now_ms: 10_000,
+        }]);
+        assert_eq!(f.st.next_deadline(), Some(15_000));
+        f.apply(vec![Command::Tick { now_ms: 14_999 }]);
+        assert!(f.delivered("watcher").is_empty());
+        f.apply(vec![Command::Tick { now_ms: 15_000 }]);
+        assert_eq!(f.delivered("watcher").len(), 1);
+    }
+
+    #[test]
+    fn apply_is_deterministic_across_replicas() {
+        let script = |f: &mut Fixture| {
+            let e = f.register("a", NEVER, None);
+            let eb = f.register("b", NEVER, None);
+            f.apply(vec![
+                Command::Subscribe {
+                    client_id: "a".into(),
+                    epoch: e,
+                    filters: vec![("$share/g/t/+".into(), sub(1))],
+                },
+                Command::Subscribe {
+                    client_id: "b".into(),
+                    epoch: eb,
+                    filters: vec![("$share/g/t/+".into(), sub(1))],
+                },
+            ]);
+            f.apply(
+                (0..20)
+                    .map(|i| publish("p", 0, msg(&format!("t/{i}"), 1, "p")))
+                    .collect(),
+            );
+            f.st.snapshot_rows().unwrap()
+        };
+        let (mut x, mut y) = (Fixture::new(), Fixture::new());
+        let (rx, ry) = (script(&mut x), script(&mut y));
+        assert_eq!(rx, ry);
+        // The shared group spread the 20 messages over both members.
+        let (a, b) = (x.delivered("a").len(), x.delivered("b").len());
+        assert_eq!(a + b, 20);
+        assert!(a > 0 && b > 0, "a={a} b={b}");
+    }
+}
