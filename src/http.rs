@@ -39,6 +39,9 @@ async fn health(State(b): State<Arc<Broker>>) -> Response {
 }
 
 fn snapshot(b: &Broker) -> metrics::Snapshot {
+    let rm = b.node.raft.metrics().borrow().clone();
+    let last = rm.last_log_index.unwrap_or(0);
+    let purged = rm.purged.map_or(0, |l| l.index);
     let st = b.node.state.lock();
     let stats = b.node.proposer.stats();
     metrics::Snapshot {
@@ -47,6 +50,8 @@ fn snapshot(b: &Broker) -> metrics::Snapshot {
         retained: st.retained_count() as u64,
         queued: st.queued_count() as u64,
         raft_last_applied: st.last_applied.map_or(0, |l| l.index),
+        raft_log_entries: last.saturating_sub(purged),
+        raft_snapshot_index: rm.snapshot.map_or(0, |l| l.index),
         raft_entries: stats.entries.load(std::sync::atomic::Ordering::Relaxed),
         raft_commands: stats.commands.load(std::sync::atomic::Ordering::Relaxed),
         is_leader: b.node.is_leader(),

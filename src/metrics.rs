@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub retained: u64,
     pub queued: u64,
     pub raft_last_applied: u64,
+    /// Entries in the log now (last index - purged index).
+    pub raft_log_entries: u64,
+    pub raft_snapshot_index: u64,
     pub raft_entries: u64,
     pub raft_commands: u64,
     pub is_leader: bool,

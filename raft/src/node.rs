@@ -63,7 +63,8 @@ impl RaftNode {
             election_timeout_min: 150,
             election_timeout_max: 300,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
-            max_in_snapshot_log_to_keep: 1000,
+            // Entries kept behind a snapshot for followers that lag a little.
+            max_in_snapshot_log_to_keep: cfg.snapshot_logs.min(1000),
             purge_batch_size: 1024,
             max_payload_entries: 64,
             ..Default::default()
