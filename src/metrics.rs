@@ -118,6 +118,16 @@ impl Metrics {
             gauge(s.raft_last_applied),
         );
         r.register(
+            "raft_log_entries",
+            "Entries in the Raft log (after purging)",
+            gauge(s.raft_log_entries),
+        );
+        r.register(
+            "raft_snapshot_index",
+            "Last log index covered by the snapshot",
+            gauge(s.raft_snapshot_index),
+        );
+        r.register(
             "raft_entries_proposed",
             "Log entries proposed by this node",
             gauge(s.raft_entries),

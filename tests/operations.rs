@@ -699,5 +699,8 @@ fn snapshots_keep_the_log_bounded_and_state_survives_restart() {
     let (mut s, _) = RawClient::v3(b.mqtt_port, "snap-sub", true);
     s.subscribe("snap/#", QoS::AtLeastOnce);
     let m = s.expect_publish(WAIT);
-    assert_eq!((m.topic.as_str(), &m.payload[..]), ("snap/retained", &b"kept"[..]));
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("snap/retained", &b"kept"[..])
+    );
 }

@@ -65,7 +65,8 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             // Entries kept behind a snapshot for followers that lag a little.
             max_in_snapshot_log_to_keep: cfg.snapshot_logs.min(1000),
-            purge_batch_size: 1024,
+            // openraft purges only when this many entries can go at once.
+            purge_batch_size: (cfg.snapshot_logs / 2).clamp(1, 1024),
             max_payload_entries: 64,
             ..Default::default()
         }

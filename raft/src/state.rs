@@ -228,7 +228,12 @@ impl MqttState {
         self.timer_of.clear();
         let store = self.store.clone();
         let get_meta = |name: &str| store.get(Table::Meta, &plain_key(name));
-        self.last_applied = get_meta(META_APPLIED)?.map(|b| decode(&b)).transpose()?;
+        // Stored as the `Option<LogId>` it is (see `apply_entries`); decoding
+        // it as a bare `LogId` would misread every field.
+        self.last_applied = match get_meta(META_APPLIED)? {
+            Some(b) => decode::<Option<LogId>>(&b)?,
+            None => None,
+        };
         self.membership = get_meta(META_MEMBERSHIP)?
             .map(|b| decode(&b))
             .transpose()?
@@ -1252,6 +1257,21 @@ mod tests {
         }]);
         assert_eq!(r[0], CmdResult::Stale);
         assert_eq!(f.st.queued_count(), 2);
+    }
+
+    #[test]
+    fn reopen_restores_last_applied_and_membership_exactly() {
+        let mut f = Fixture::new();
+        for _ in 0..3 {
+            f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
+        }
+        let before = f.st.last_applied;
+        assert_eq!(before.map(|l| l.index), Some(3));
+        let reopened =
+            MqttState::open(f.st.store().clone(), Arc::new(Recorder::default())).unwrap();
+        assert_eq!(reopened.last_applied, before);
+        assert_eq!(reopened.membership, f.st.membership);
+        assert_eq!(reopened.settings, f.st.settings);
     }
 
     #[test]

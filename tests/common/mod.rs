@@ -796,6 +796,7 @@ pub fn py_script(name: &str) -> PathBuf {
 pub fn python(script: &str, args: &[&str], timeout: Duration) -> CmdOutput {
     run_cmd(
         Command::new(python_interpreter())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg("-u")
             .arg(py_script(script))
             .args(args),
