@@ -4,35 +4,31 @@
 use anyhow::{bail, Context};
 
 pub fn get(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
-    let url = format!("http://{node}{path}");
-    let mut resp = ureq::get(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .body_mut()
-        .read_json()
-        .with_context(|| format!("reading {url}"))?;
-    if !status.is_success() {
-        bail!(
-            "{url}: {status}: {}",
-            body.get("error").map(|e| e.to_string()).unwrap_or_default()
-        );
-    }
-    Ok(body)
+    call("GET", node, path)
 }
 
 pub fn post(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    call("POST", node, path)
+}
+
+/// One admin API call; a non-2xx answer becomes an error carrying the
+/// node's own message.
+fn call(method: &str, node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let url = format!("http://{node}{path}");
-    let mut resp = ureq::post(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .with_context(|| format!("POST {url}"))?;
+    let resp = if method == "POST" {
+        ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty()
+    } else {
+        ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+    };
+    let mut resp = resp.with_context(|| format!("{method} {url}"))?;
     let status = resp.status();
     let body: serde_json::Value = resp
         .body_mut()
@@ -40,7 +36,7 @@ pub fn post(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
         .with_context(|| format!("reading {url}"))?;
     if !status.is_success() {
         bail!(
-            "{}",
+            "{method} {url}: {status}: {}",
             body.get("error")
                 .and_then(|e| e.as_str())
                 .unwrap_or("request failed")
