@@ -245,15 +245,15 @@ fn addr(v: &toml::Value) -> Result<SocketAddr, String> {
         .map_err(|e| format!("`{s}` is not an address (ip:port): {e}"))
 }
 
-/// Seconds from an integer or a duration string such as "90s", "2h", "1w",
-/// or "never".
+/// Seconds from an integer or a duration string in VerneMQ's units (`h`,
+/// `d`, `w`, `m` = month, `y`), plus `s` and `min`, or "never".
 pub fn duration_s(v: &toml::Value) -> Result<u32, String> {
     if let Some(i) = v.as_integer() {
         return u32::try_from(i).map_err(|_| format!("{i} seconds is out of range"));
     }
     let s = string(v)?;
     parse_duration_s(&s).ok_or(format!(
-        "`{s}` is not a duration (like 30s, 5m, 2h, 1d, 1w, 1y or never)"
+        "`{s}` is not a duration (like 30s, 5min, 2h, 1d, 1w, 1m (month), 1y or never)"
     ))
 }
 
@@ -265,7 +265,9 @@ pub fn parse_duration_s(s: &str) -> Option<u32> {
     let n: u64 = num.parse().ok()?;
     let mult = match unit {
         "s" => 1,
-        "m" => 60,
+        "min" => 60,
+        // VerneMQ's units: h d w m y, where `m` is a month (30 days).
+        "m" => 2_592_000,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
@@ -309,6 +311,8 @@ mod tests {
     #[test]
     fn durations_parse_in_vernemq_units() {
         assert_eq!(parse_duration_s("1w"), Some(604_800));
+        assert_eq!(parse_duration_s("1m"), Some(2_592_000));
+        assert_eq!(parse_duration_s("5min"), Some(300));
         assert_eq!(parse_duration_s("never"), Some(NEVER));
         assert_eq!(parse_duration_s("5x"), None);
         let mut s = Settings::default();

@@ -974,13 +974,11 @@ impl Conn {
             // A resent QoS 2 PUBLISH continues its flow: not counted again.
             _ => inbound_qos.qos2.insert(p.packet_id),
         };
-        if new_flow {
-            if v5 && inbound_qos.count() > s.receive_max_broker as usize {
-                return Err(Exit::Error(
-                    reason::RECEIVE_MAXIMUM_EXCEEDED,
-                    "receive maximum exceeded".into(),
-                ));
-            }
+        if new_flow && v5 && inbound_qos.count() > s.receive_max_broker as usize {
+            return Err(Exit::Error(
+                reason::RECEIVE_MAXIMUM_EXCEEDED,
+                "receive maximum exceeded".into(),
+            ));
         }
         let msg = Message {
             topic,
