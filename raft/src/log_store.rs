@@ -30,14 +30,14 @@ fn read_err(e: impl std::fmt::Display) -> StorageErr {
 }
 
 impl LogStore {
-    pub fn new(store: Store) -> LogStore {
+    pub fn new(store: Store) -> Result<LogStore, crate::RaftError> {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let s = store.clone();
         std::thread::Builder::new()
             .name("raftmq-log-flush".into())
             .spawn(move || flusher(s, rx))
-            .expect("spawn log flusher thread");
-        LogStore { store, flusher: tx }
+            .map_err(|e| crate::RaftError::Raft(format!("spawning the log flusher thread: {e}")))?;
+        Ok(LogStore { store, flusher: tx })
     }
 }
 

@@ -56,7 +56,7 @@ impl RaftNode {
         let trie = state.trie();
         let state = Arc::new(Mutex::new(state));
         let sm = StateMachine::new(state.clone(), cfg.data_dir.join("snapshot.bin"));
-        let log = LogStore::new(store.clone());
+        let log = LogStore::new(store.clone())?;
         let config = Config {
             cluster_name: "raftmq".into(),
             heartbeat_interval: 50,
