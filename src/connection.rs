@@ -659,18 +659,14 @@ impl Conn {
             }
             Action::SubAck {
                 pid,
-                mut codes,
+                codes,
                 filters,
             } => {
                 let (granted, retained) = match res {
                     Ok(CmdResult::Subscribed { codes, retained }) => (codes, retained),
                     _ => (vec![reason::UNSPECIFIED_ERROR; filters.len()], Vec::new()),
                 };
-                let mut g = granted.into_iter();
-                let reason_codes = codes
-                    .iter_mut()
-                    .map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
-                    .collect();
+                let reason_codes = merge_codes(codes, granted);
                 self.out.push(Packet::SubAck(codec::SubAck {
                     packet_id: pid,
                     reason_codes,
@@ -684,15 +680,12 @@ impl Conn {
                     self.send_sys(&filters, ob, now, commit);
                 }
             }
-            Action::UnsubAck { pid, mut codes } => {
-                let mut g = match res {
-                    Ok(CmdResult::Unsubscribed { codes }) => codes.into_iter(),
-                    _ => Vec::new().into_iter(),
+            Action::UnsubAck { pid, codes } => {
+                let committed = match res {
+                    Ok(CmdResult::Unsubscribed { codes }) => codes,
+                    _ => Vec::new(),
                 };
-                let reason_codes = codes
-                    .iter_mut()
-                    .map(|c| c.unwrap_or_else(|| g.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
-                    .collect();
+                let reason_codes = merge_codes(codes, committed);
                 self.out.push(Packet::UnsubAck(codec::UnsubAck {
                     packet_id: pid,
                     reason_codes,
@@ -1104,6 +1097,17 @@ impl Conn {
         }
         info!(?exit, "client disconnected");
     }
+}
+
+/// SUBACK/UNSUBACK reason codes: the codes decided before proposing (invalid
+/// filters) stay; the others are filled, in order, from the committed result
+/// (an unspecified error if it has none).
+fn merge_codes(decided: Vec<Option<u8>>, committed: Vec<u8>) -> Vec<u8> {
+    let mut committed = committed.into_iter();
+    decided
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| committed.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
+        .collect()
 }
 
 async fn wait(rx: ResultRx, timeout: Duration) -> Result<CmdResult, RaftError> {

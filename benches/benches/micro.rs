@@ -52,16 +52,6 @@ fn bench_codec(c: &mut Criterion) {
     g.finish();
 }
 
-fn opts(qos: u8) -> SubOpts {
-    SubOpts {
-        qos,
-        no_local: false,
-        retain_as_published: false,
-        retain_handling: 0,
-        sub_id: None,
-    }
-}
-
 fn bench_trie(c: &mut Criterion) {
     let mut t = Trie::default();
     // 10,000 subscriptions: exact, `+` and `#` filters over 1,000 devices.
@@ -74,7 +64,7 @@ fn bench_trie(c: &mut Criterion) {
             format!("site/+/dev/{i}/+"),
             format!("other/{i}/x"),
         ] {
-            t.insert(&f, &client, opts(1));
+            t.insert(&f, &client, SubOpts::with_qos(1));
         }
         for f in [
             format!("a/{i}"),
@@ -83,7 +73,7 @@ fn bench_trie(c: &mut Criterion) {
             format!("d/{i}/e"),
             format!("$share/g/site/{}/dev/{i}/temp", i % 10),
         ] {
-            t.insert(&f, &client, opts(0));
+            t.insert(&f, &client, SubOpts::with_qos(0));
         }
     }
     let mut g = c.benchmark_group("trie");
@@ -181,7 +171,7 @@ fn bench_apply(c: &mut Criterion) {
         let sub = Command::Subscribe {
             client_id: client.into(),
             epoch,
-            filters: vec![("loadgen/+".into(), opts(1))],
+            filters: vec![("loadgen/+".into(), SubOpts::with_qos(1))],
         };
         st.apply_entries(vec![entry(index, vec![sub])])
             .expect("subscribe");

@@ -60,6 +60,19 @@ pub struct SubOpts {
     pub sub_id: Option<u32>,
 }
 
+impl SubOpts {
+    /// A plain subscription at `qos`: no flags, no identifier.
+    pub fn with_qos(qos: u8) -> SubOpts {
+        SubOpts {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            sub_id: None,
+        }
+    }
+}
+
 /// Settings that change what apply does; replicated so every node decides the
 /// same. Set with [`Command::Configure`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

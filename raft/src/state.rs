@@ -1167,16 +1167,6 @@ mod tests {
         }
     }
 
-    fn sub(qos: u8) -> SubOpts {
-        SubOpts {
-            qos,
-            no_local: false,
-            retain_as_published: false,
-            retain_handling: 0,
-            sub_id: None,
-        }
-    }
-
     fn publish(client: &str, pid: u16, m: Message) -> Command {
         Command::Publish {
             client_id: client.into(),
@@ -1192,7 +1182,7 @@ mod tests {
         f.apply(vec![Command::Subscribe {
             client_id: "s".into(),
             epoch: e,
-            filters: vec![("t".into(), sub(2))],
+            filters: vec![("t".into(), SubOpts::with_qos(2))],
         }]);
         let (r, _) = f.apply(vec![
             publish("p", 9, msg("t", 2, "p")),
@@ -1235,7 +1225,7 @@ mod tests {
         f.apply(vec![Command::Subscribe {
             client_id: "s".into(),
             epoch: e,
-            filters: vec![("q/#".into(), sub(1))],
+            filters: vec![("q/#".into(), SubOpts::with_qos(1))],
         }]);
         f.apply(vec![Command::Disconnect {
             client_id: "s".into(),
@@ -1295,7 +1285,7 @@ mod tests {
         f.apply(vec![Command::Subscribe {
             client_id: "s".into(),
             epoch: e,
-            filters: vec![("t".into(), sub(1))],
+            filters: vec![("t".into(), SubOpts::with_qos(1))],
         }]);
         f.apply(vec![Command::Disconnect {
             client_id: "s".into(),
@@ -1316,7 +1306,7 @@ mod tests {
         f.apply(vec![Command::Subscribe {
             client_id: "watcher".into(),
             epoch: e,
-            filters: vec![("will/#".into(), sub(0))],
+            filters: vec![("will/#".into(), SubOpts::with_qos(0))],
         }]);
         let will = Will {
             msg: msg("will/w", 0, "w"),
@@ -1347,12 +1337,12 @@ mod tests {
                 Command::Subscribe {
                     client_id: "a".into(),
                     epoch: e,
-                    filters: vec![("$share/g/t/+".into(), sub(1))],
+                    filters: vec![("$share/g/t/+".into(), SubOpts::with_qos(1))],
                 },
                 Command::Subscribe {
                     client_id: "b".into(),
                     epoch: eb,
-                    filters: vec![("$share/g/t/+".into(), sub(1))],
+                    filters: vec![("$share/g/t/+".into(), SubOpts::with_qos(1))],
                 },
             ]);
             f.apply(

@@ -272,16 +272,6 @@ impl Trie {
 mod tests {
     use super::*;
 
-    fn opts(qos: u8) -> SubOpts {
-        SubOpts {
-            qos,
-            no_local: false,
-            retain_as_published: false,
-            retain_handling: 0,
-            sub_id: None,
-        }
-    }
-
     fn clients(t: &Trie, topic: &str) -> Vec<String> {
         let mut v = Vec::new();
         t.matches(topic, &mut |m| match m {
@@ -302,7 +292,7 @@ mod tests {
             ("#", "all"),
             ("+/+", "pp"),
         ] {
-            t.insert(f, &Arc::from(c), opts(1));
+            t.insert(f, &Arc::from(c), SubOpts::with_qos(1));
         }
         assert_eq!(clients(&t, "a/b"), ["all", "exact", "hash", "plus", "pp"]);
         assert_eq!(clients(&t, "a"), ["all", "hash"]);
@@ -314,8 +304,8 @@ mod tests {
     fn remove_prunes_and_reports_existence() {
         let mut t = Trie::default();
         let c: Arc<str> = Arc::from("c");
-        assert!(!t.insert("x/y", &c, opts(0)));
-        assert!(t.insert("x/y", &c, opts(1)));
+        assert!(!t.insert("x/y", &c, SubOpts::with_qos(0)));
+        assert!(t.insert("x/y", &c, SubOpts::with_qos(1)));
         assert!(t.remove("x/y", "c"));
         assert!(!t.remove("x/y", "c"));
         assert!(t.root.is_empty());
@@ -324,8 +314,8 @@ mod tests {
     #[test]
     fn shared_groups_are_reported_once_per_group() {
         let mut t = Trie::default();
-        t.insert("$share/g/t/#", &Arc::from("a"), opts(1));
-        t.insert("$share/g/t/#", &Arc::from("b"), opts(1));
+        t.insert("$share/g/t/#", &Arc::from("a"), SubOpts::with_qos(1));
+        t.insert("$share/g/t/#", &Arc::from("b"), SubOpts::with_qos(1));
         assert_eq!(clients(&t, "t/1"), ["share:g"]);
     }
 
