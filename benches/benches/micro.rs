@@ -89,6 +89,37 @@ fn bench_trie(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_retained(c: &mut Criterion) {
+    // 100,000 retained topics, as in a restart with 100k retained messages.
+    let mut idx = raftmq_raft::retain::RetainedIndex::default();
+    let mut topics = Vec::new();
+    for i in 0..100_000u64 {
+        let m = Arc::new(Message {
+            topic: format!("site/{}/dev/{i}", i % 100),
+            retain: true,
+            ..msg(i)
+        });
+        topics.push(m.topic.clone());
+        idx.insert(m);
+    }
+    let mut g = c.benchmark_group("retained");
+    g.bench_function("trie_match_plus_filter_in_100k_(1000_hits)", |b| {
+        b.iter(|| idx.matching("site/42/dev/+").len())
+    });
+    g.bench_function("trie_match_exact_filter_in_100k", |b| {
+        b.iter(|| idx.matching("site/42/dev/4242").len())
+    });
+    g.bench_function("linear_scan_plus_filter_in_100k_(before)", |b| {
+        b.iter(|| {
+            topics
+                .iter()
+                .filter(|t| raftmq_raft::trie::filter_matches("site/42/dev/+", t))
+                .count()
+        })
+    });
+    g.finish();
+}
+
 struct NullSink;
 impl EventSink for NullSink {
     fn emit(&self, _ev: ApplyEvent) {}
@@ -214,6 +245,7 @@ criterion_group!(
     benches,
     bench_codec,
     bench_trie,
+    bench_retained,
     bench_log_append,
     bench_apply
 );

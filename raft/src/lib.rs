@@ -6,6 +6,7 @@
 //!   (messages, wills, subscription options) and their results.
 //! - [`trie`]: the subscription index: topic filters to subscribers, including
 //!   shared subscription groups; matching for routing.
+//! - [`retain`]: the retained-message index, a trie matched by filter.
 //! - [`state`]: the deterministic MQTT state: sessions, subscriptions,
 //!   retained messages, queues and QoS 2 ids; applying a command updates
 //!   RocksDB (through one batch) and emits delivery events.
@@ -29,6 +30,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod proposer;
+pub mod retain;
 pub mod state;
 pub mod state_machine;
 pub mod trie;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::*;
 use crate::error::{decode, encode, RaftError};
+use crate::retain::RetainedIndex;
 use crate::trie::{split_shared, Target, Trie};
 use crate::types::{LogId, NodeId};
 
@@ -147,7 +148,7 @@ pub struct MqttState {
     /// Shared with connections, which route QoS 0 by it directly.
     trie: Arc<RwLock<Trie>>,
     subs_by_client: HashMap<Arc<str>, BTreeMap<String, SubOpts>>,
-    retained: HashMap<String, Arc<Message>>,
+    retained: RetainedIndex,
     queues: HashMap<Arc<str>, BTreeMap<u64, QItem>>,
     msg_refs: HashMap<u64, u32>,
     qos2_in: HashSet<(Arc<str>, u16)>,
@@ -210,7 +211,7 @@ impl MqttState {
             sessions: HashMap::new(),
             trie: Arc::new(RwLock::new(Trie::default())),
             subs_by_client: HashMap::new(),
-            retained: HashMap::new(),
+            retained: RetainedIndex::default(),
             queues: HashMap::new(),
             msg_refs: HashMap::new(),
             qos2_in: HashSet::new(),
@@ -230,7 +231,7 @@ impl MqttState {
         self.sessions.clear();
         *self.trie.write() = Trie::default();
         self.subs_by_client.clear();
-        self.retained.clear();
+        self.retained = RetainedIndex::default();
         self.queues.clear();
         self.msg_refs.clear();
         self.qos2_in.clear();
@@ -297,7 +298,9 @@ impl MqttState {
             Ok(())
         })?;
         for (t, v) in rows {
-            self.retained.insert(t, Arc::new(decode(&v)?));
+            let m: Message = decode(&v)?;
+            debug_assert_eq!(m.topic, t);
+            self.retained.insert(Arc::new(m));
         }
         let mut msgs: HashMap<u64, Arc<Message>> = HashMap::new();
         let mut rows = Vec::new();
@@ -407,14 +410,7 @@ impl MqttState {
     }
 
     pub fn retained_list(&self, filter: &str) -> Vec<Arc<Message>> {
-        let mut v: Vec<_> = self
-            .retained
-            .iter()
-            .filter(|(t, _)| crate::trie::filter_matches(filter, t))
-            .map(|(_, m)| m.clone())
-            .collect();
-        v.sort_by(|a, b| a.topic.cmp(&b.topic));
-        v
+        self.retained.matching(filter)
     }
 
     fn intern(&self, c: &str) -> Arc<str> {
@@ -900,18 +896,11 @@ impl MqttState {
             let send = group.is_none()
                 && (opts.retain_handling == 0 || (opts.retain_handling == 1 && !existed));
             if send {
-                let mut hits: Vec<&Arc<Message>> = self
-                    .retained
-                    .iter()
-                    .filter(|(t, _)| crate::trie::filter_matches(plain, t))
-                    .map(|(_, m)| m)
-                    .collect();
-                hits.sort_by(|a, b| a.topic.cmp(&b.topic));
-                for m in hits {
+                for m in self.retained.matching(plain) {
                     retained.push(Delivery {
                         seq: None,
-                        msg: m.clone(),
                         qos: m.qos.min(opts.qos),
+                        msg: m,
                         retain: true,
                         sub_ids: opts.sub_id.into_iter().collect(),
                         received: false,
@@ -928,11 +917,11 @@ impl MqttState {
         let msg = Arc::new(msg);
         if msg.retain {
             if msg.payload.is_empty() {
-                if self.retained.remove(&msg.topic).is_some() {
+                if self.retained.remove(&msg.topic) {
                     ctx.batch.delete(Table::Retained, plain_key(&msg.topic));
                 }
             } else {
-                self.retained.insert(msg.topic.clone(), msg.clone());
+                self.retained.insert(msg.clone());
                 ctx.batch
                     .put(Table::Retained, plain_key(&msg.topic), encode(&*msg)?);
             }
