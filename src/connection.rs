@@ -1079,9 +1079,15 @@ impl Conn {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         let _ = self.wr.shutdown().await;
-        self.broker
-            .registry
-            .remember_sent(&self.client_id, ob.unacked_seqs());
+        // Only a session that outlives this connection is resumed later. A
+        // taken-over connection's successor has already read (and cleared)
+        // the entry, so writing one now would leave stale data behind.
+        let persists = new_expiry.unwrap_or(self.expiry_s) > 0;
+        if persists && !matches!(exit, Exit::TakenOver) {
+            self.broker
+                .registry
+                .remember_sent(&self.client_id, ob.unacked_seqs());
+        }
         self.broker.registry.detach(&self.client_id, self.conn_id);
         if self.epoch != 0 && !matches!(exit, Exit::TakenOver) {
             let cmd = Command::Disconnect {

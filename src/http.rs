@@ -49,6 +49,7 @@ fn snapshot(b: &Broker) -> metrics::Snapshot {
         subscriptions: st.subscription_count() as u64,
         retained: st.retained_count() as u64,
         queued: st.queued_count() as u64,
+        apply: st.stats.clone(),
         raft_last_applied: st.last_applied.map_or(0, |l| l.index),
         raft_log_entries: last.saturating_sub(purged),
         raft_snapshot_index: rm.snapshot.map_or(0, |l| l.index),

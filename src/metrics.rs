@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub subscriptions: u64,
     pub retained: u64,
     pub queued: u64,
+    /// Apply-side counts since this process started.
+    pub apply: raftmq_raft::state::ApplyStats,
     pub raft_last_applied: u64,
     /// Entries in the log now (last index - purged index).
     pub raft_log_entries: u64,
@@ -116,6 +118,21 @@ impl Metrics {
             "raft_last_applied",
             "Index of the last applied log entry",
             gauge(s.raft_last_applied),
+        );
+        r.register(
+            "queue_full_drops",
+            "QoS 1/2 messages not queued for a session at its online/offline limit (apply)",
+            gauge(s.apply.dropped_queue_full),
+        );
+        r.register(
+            "wills_published",
+            "Will messages published (apply)",
+            gauge(s.apply.wills_published),
+        );
+        r.register(
+            "sessions_expired",
+            "Sessions removed by expiry (apply)",
+            gauge(s.apply.sessions_expired),
         );
         r.register(
             "raft_log_entries",

@@ -68,10 +68,6 @@ impl Outbound {
         self.inflight.values().filter_map(|f| f.d.seq).collect()
     }
 
-    pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
-    }
-
     fn free_pid(&mut self) -> Option<u16> {
         for _ in 0..65535 {
             let p = self.next_pid;
@@ -175,7 +171,10 @@ impl Outbound {
             return;
         }
         let p = self.publish_packet(&d, dup, pid, now_ms);
-        if crate::codec::encoded_len(&p, crate::codec::Protocol::V5) > self.max_packet {
+        // Only a client that set a maximum packet size needs the size check.
+        if self.max_packet != usize::MAX
+            && crate::codec::encoded_len(&p, crate::codec::Protocol::V5) > self.max_packet
+        {
             // The client said it cannot take a packet this large: drop it.
             self.dropped += 1;
             commit.extend(d.seq);

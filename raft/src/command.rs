@@ -163,23 +163,6 @@ pub enum Command {
     Configure(ClusterSettings),
 }
 
-impl Command {
-    /// The client this command acts for, if any (for tracing).
-    pub fn client_id(&self) -> Option<&str> {
-        match self {
-            Command::Register { client_id, .. }
-            | Command::Disconnect { client_id, .. }
-            | Command::Subscribe { client_id, .. }
-            | Command::Unsubscribe { client_id, .. }
-            | Command::Publish { client_id, .. }
-            | Command::Release { client_id, .. }
-            | Command::Ack { client_id, .. }
-            | Command::Received { client_id, .. } => Some(client_id),
-            _ => None,
-        }
-    }
-}
-
 /// A command with its proposer-assigned id (node, sequence), so that apply can
 /// recognise a command that was proposed twice (leader change, retry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

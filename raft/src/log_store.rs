@@ -6,7 +6,7 @@
 //! many there are, and openraft learns an entry is durable only after it is.
 
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::mpsc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -152,9 +152,4 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let b = encode(&log_id).map_err(io_err)?;
         self.store.purge_log_upto(log_id.index, &b).map_err(io_err)
     }
-}
-
-/// Bound helper for readers that want `[start, end)`.
-pub fn range(start: u64, end: u64) -> (Bound<u64>, Bound<u64>) {
-    (Bound::Included(start), Bound::Excluded(end))
 }

@@ -151,7 +151,8 @@ pub struct MqttState {
     retained: RetainedIndex,
     queues: HashMap<Arc<str>, BTreeMap<u64, QItem>>,
     msg_refs: HashMap<u64, u32>,
-    qos2_in: HashSet<(Arc<str>, u16)>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, per publisher.
+    qos2_in: HashMap<Arc<str>, HashSet<u16>>,
     timers: BTreeSet<(u64, Arc<str>)>,
     timer_of: HashMap<Arc<str>, u64>,
     pub settings: ClusterSettings,
@@ -214,7 +215,7 @@ impl MqttState {
             retained: RetainedIndex::default(),
             queues: HashMap::new(),
             msg_refs: HashMap::new(),
-            qos2_in: HashSet::new(),
+            qos2_in: HashMap::new(),
             timers: BTreeSet::new(),
             timer_of: HashMap::new(),
             settings: ClusterSettings::default(),
@@ -355,7 +356,7 @@ impl MqttState {
         })?;
         for (c, pid) in rows {
             let c = self.intern(&c);
-            self.qos2_in.insert((c, pid));
+            self.qos2_in.entry(c).or_default().insert(pid);
         }
         Ok(())
     }
@@ -560,7 +561,7 @@ impl MqttState {
             } => {
                 if msg.qos == 2 && packet_id != 0 {
                     let c = self.intern(&client_id);
-                    if !self.qos2_in.insert((c.clone(), packet_id)) {
+                    if !self.qos2_in.entry(c.clone()).or_default().insert(packet_id) {
                         return Ok(CmdResult::Published {
                             duplicate: true,
                             matched: 0,
@@ -580,7 +581,16 @@ impl MqttState {
                 packet_id,
             } => {
                 let c = self.intern(&client_id);
-                let found = self.qos2_in.remove(&(c.clone(), packet_id));
+                let found = match self.qos2_in.get_mut(&c) {
+                    Some(ids) => {
+                        let found = ids.remove(&packet_id);
+                        if ids.is_empty() {
+                            self.qos2_in.remove(&c);
+                        }
+                        found
+                    }
+                    None => false,
+                };
                 if found {
                     ctx.batch.delete(Table::Qos2In, qos2_key(&c, packet_id));
                 }
@@ -836,14 +846,7 @@ impl MqttState {
                 self.release_msg(item.msg_id, ctx);
             }
         }
-        let ids: Vec<u16> = self
-            .qos2_in
-            .iter()
-            .filter(|(k, _)| k == c)
-            .map(|(_, p)| *p)
-            .collect();
-        for p in ids {
-            self.qos2_in.remove(&(c.clone(), p));
+        for p in self.qos2_in.remove(c).unwrap_or_default() {
             ctx.batch.delete(Table::Qos2In, qos2_key(c, p));
         }
     }
@@ -1126,6 +1129,24 @@ mod tests {
             }
         }
 
+        fn subscribe(&mut self, client: &str, epoch: u64, filter: &str, qos: u8) {
+            self.apply(vec![Command::Subscribe {
+                client_id: client.into(),
+                epoch,
+                filters: vec![(filter.into(), SubOpts::with_qos(qos))],
+            }]);
+        }
+
+        fn disconnect(&mut self, client: &str, epoch: u64, publish_will: bool, now_ms: u64) {
+            self.apply(vec![Command::Disconnect {
+                client_id: client.into(),
+                epoch,
+                publish_will,
+                new_expiry_s: None,
+                now_ms,
+            }]);
+        }
+
         fn delivered(&self, client: &str) -> Vec<Delivery> {
             self.sink
                 .0
@@ -1168,11 +1189,7 @@ mod tests {
     fn resent_qos2_publish_is_routed_once_until_released() {
         let mut f = Fixture::new();
         let e = f.register("s", 60, None);
-        f.apply(vec![Command::Subscribe {
-            client_id: "s".into(),
-            epoch: e,
-            filters: vec![("t".into(), SubOpts::with_qos(2))],
-        }]);
+        f.subscribe("s", e, "t", 2);
         let (r, _) = f.apply(vec![
             publish("p", 9, msg("t", 2, "p")),
             publish("p", 9, msg("t", 2, "p")),
@@ -1211,18 +1228,8 @@ mod tests {
     fn persistent_queue_survives_reopen_and_acks_remove_items() {
         let mut f = Fixture::new();
         let e = f.register("s", NEVER, None);
-        f.apply(vec![Command::Subscribe {
-            client_id: "s".into(),
-            epoch: e,
-            filters: vec![("q/#".into(), SubOpts::with_qos(1))],
-        }]);
-        f.apply(vec![Command::Disconnect {
-            client_id: "s".into(),
-            epoch: e,
-            publish_will: false,
-            new_expiry_s: None,
-            now_ms: 2000,
-        }]);
+        f.subscribe("s", e, "q/#", 1);
+        f.disconnect("s", e, false, 2000);
         f.apply(
             (0..5)
                 .map(|i| publish("p", 0, msg(&format!("q/{i}"), 1, "p")))
@@ -1271,18 +1278,8 @@ mod tests {
             ..Default::default()
         })]);
         let e = f.register("s", NEVER, None);
-        f.apply(vec![Command::Subscribe {
-            client_id: "s".into(),
-            epoch: e,
-            filters: vec![("t".into(), SubOpts::with_qos(1))],
-        }]);
-        f.apply(vec![Command::Disconnect {
-            client_id: "s".into(),
-            epoch: e,
-            publish_will: false,
-            new_expiry_s: None,
-            now_ms: 2000,
-        }]);
+        f.subscribe("s", e, "t", 1);
+        f.disconnect("s", e, false, 2000);
         f.apply((0..10).map(|_| publish("p", 0, msg("t", 1, "p"))).collect());
         assert_eq!(f.st.queued_count(), 3);
         assert_eq!(f.st.stats.dropped_queue_full, 7);
@@ -1292,24 +1289,14 @@ mod tests {
     fn delayed_will_fires_on_tick_not_before() {
         let mut f = Fixture::new();
         let e = f.register("watcher", 0, None);
-        f.apply(vec![Command::Subscribe {
-            client_id: "watcher".into(),
-            epoch: e,
-            filters: vec![("will/#".into(), SubOpts::with_qos(0))],
-        }]);
+        f.subscribe("watcher", e, "will/#", 0);
         let will = Will {
             msg: msg("will/w", 0, "w"),
             expiry_s: None,
             delay_s: 5,
         };
         let ew = f.register("w", 60, Some(will));
-        f.apply(vec![Command::Disconnect {
-            client_id: "w".into(),
-            epoch: ew,
-            publish_will: true,
-            new_expiry_s: None,
-            now_ms: 10_000,
-        }]);
+        f.disconnect("w", ew, true, 10_000);
         assert_eq!(f.st.next_deadline(), Some(15_000));
         f.apply(vec![Command::Tick { now_ms: 14_999 }]);
         assert!(f.delivered("watcher").is_empty());
