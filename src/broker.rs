@@ -1,6 +1,7 @@
 //! The broker context shared by every task of a node: settings, the Raft node
 //! (proposer, state, trie), the local connection registry and metrics.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,9 @@ pub struct Broker {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub started: Instant,
+    /// The MQTT listener is up (false while waiting for a quorum at start,
+    /// and after this node was removed from the cluster).
+    pub accepting: AtomicBool,
 }
 
 impl Broker {

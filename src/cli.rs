@@ -1,5 +1,5 @@
-//! The admin commands (`session show`, `session disconnect`, `retain show`,
-//! `status`): thin clients of a node's HTTP API, found with `--node ADDR`.
+//! The admin commands (`cluster join|leave|show`, `session show|disconnect`,
+//! `retain show`, `status`): thin clients of a node's HTTP API, found with `--node ADDR`.
 
 use anyhow::{bail, Context};
 
@@ -84,5 +84,13 @@ pub fn print_table(v: &serde_json::Value) {
     println!("{}", line(cols.clone()));
     for r in rows {
         println!("{}", line(cols.iter().map(|c| cell(r, c)).collect()));
+    }
+}
+
+/// Prints a `{"text": ...}` answer.
+pub fn print_text(v: &serde_json::Value) {
+    match v.get("text").and_then(|t| t.as_str()) {
+        Some(t) => println!("{t}"),
+        None => println!("{v}"),
     }
 }

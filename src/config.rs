@@ -34,6 +34,13 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub mqtt_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Inter-node (Raft transport) address.
+    pub cluster_addr: SocketAddr,
+    /// The cluster secret every inter-node connection proves.
+    pub distributed_cookie: String,
+    /// Join the cluster of this member (its inter-node address) when the data
+    /// directory is new.
+    pub join: Option<String>,
     pub allow_anonymous: bool,
     pub users: BTreeMap<String, String>,
     pub max_client_id_size: usize,
@@ -65,6 +72,10 @@ pub struct Settings {
     pub commit_timeout_ms: u64,
 }
 
+/// The cookie a node uses when none is configured; fine on one machine, a
+/// warning is logged when a node runs with it.
+pub const DEFAULT_COOKIE: &str = "raftmq-default-cookie";
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -72,6 +83,9 @@ impl Default for Settings {
             data_dir: PathBuf::from("./raftmq-data"),
             mqtt_addr: "127.0.0.1:1883".parse().expect("literal address"),
             http_addr: "127.0.0.1:8888".parse().expect("literal address"),
+            cluster_addr: "127.0.0.1:44053".parse().expect("literal address"),
+            distributed_cookie: DEFAULT_COOKIE.into(),
+            join: None,
             allow_anonymous: true,
             users: BTreeMap::new(),
             max_client_id_size: 100,
@@ -150,6 +164,15 @@ impl Settings {
             "data_dir" => self.data_dir = PathBuf::from(string(v)?),
             "mqtt" | "listener.tcp.default" => self.mqtt_addr = addr(v)?,
             "http" | "listener.http.default" => self.http_addr = addr(v)?,
+            "cluster" | "listener.vmq.clustering" => self.cluster_addr = addr(v)?,
+            "distributed_cookie" => {
+                let c = string(v)?;
+                if c.is_empty() {
+                    return Err("the cookie must not be empty".into());
+                }
+                self.distributed_cookie = c;
+            }
+            "join" => self.join = Some(string(v)?),
             "allow_anonymous" => self.allow_anonymous = boolean(v)?,
             "users" => {
                 let t = v

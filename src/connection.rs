@@ -346,7 +346,14 @@ impl Conn {
             will,
             now_ms: now,
         };
-        let (session_present, queue) = match self.commit(reg).await {
+        // A registration resent across a leader change may come back as
+        // `Duplicate` (it was applied, its result went to the lost attempt):
+        // register again; the session it made is resumed or replaced.
+        let mut result = self.commit(reg.clone()).await;
+        if matches!(result, Ok(CmdResult::Duplicate)) {
+            result = self.commit(reg).await;
+        }
+        let (session_present, queue) = match result {
             Ok(CmdResult::Registered {
                 epoch,
                 session_present,
@@ -664,6 +671,12 @@ impl Conn {
             } => {
                 let (granted, retained) = match res {
                     Ok(CmdResult::Subscribed { codes, retained }) => (codes, retained),
+                    // Applied by an earlier attempt of the same command (a
+                    // leader change): granted as asked; its retained
+                    // messages went with the lost result.
+                    Ok(CmdResult::Duplicate) => {
+                        (filters.iter().map(|(_, o)| o.qos).collect(), Vec::new())
+                    }
                     _ => (vec![reason::UNSPECIFIED_ERROR; filters.len()], Vec::new()),
                 };
                 let reason_codes = merge_codes(codes, granted);
@@ -683,6 +696,7 @@ impl Conn {
             Action::UnsubAck { pid, codes } => {
                 let committed = match res {
                     Ok(CmdResult::Unsubscribed { codes }) => codes,
+                    Ok(CmdResult::Duplicate) => vec![reason::SUCCESS; codes.len()],
                     _ => Vec::new(),
                 };
                 let reason_codes = merge_codes(codes, committed);

@@ -2,6 +2,7 @@
 //! `/api/v1/...`, which mirrors the CLI the way VerneMQ's HTTP API mirrors
 //! vmq-admin.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -11,6 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+
+use raftmq_raft::rpc::AdminError;
 
 use crate::broker::Broker;
 use crate::metrics;
@@ -23,18 +26,108 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/session/show", get(session_show))
         .route("/api/v1/session/disconnect", post(session_disconnect))
         .route("/api/v1/retain/show", get(retain_show))
+        .route("/api/v1/cluster/show", get(cluster_show))
+        .route("/api/v1/cluster/join", post(cluster_join))
+        .route("/api/v1/cluster/leave", post(cluster_leave))
         .with_state(broker)
 }
 
+/// 200 only when this node accepts MQTT connections and is in a quorum.
 async fn health(State(b): State<Arc<Broker>>) -> Response {
-    if b.node.in_quorum() {
-        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+    let accepting = b.accepting.load(Ordering::Acquire);
+    let quorum = b.node.in_quorum();
+    let body = json!({
+        "status": if accepting && quorum { "ok" } else if b.node.removed.borrow().is_some() { "removed from the cluster" } else if !quorum { "no quorum" } else { "not accepting connections" },
+        "accepting": accepting,
+        "quorum": quorum,
+        "leader": b.node.raft.metrics().borrow().current_leader,
+    });
+    let code = if accepting && quorum {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "no quorum"})),
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+fn admin_error(e: AdminError) -> Response {
+    let code = match e {
+        AdminError::Refused(_) => StatusCode::CONFLICT,
+        AdminError::NotLeader { .. } | AdminError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    (code, Json(json!({"error": e.to_string()}))).into_response()
+}
+
+async fn cluster_show(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
+    let v = b.node.cluster_view().await;
+    let table: Vec<_> = v
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "node": m.id,
+                "cluster": m.cluster,
+                "mqtt": m.mqtt,
+                "http": m.http,
+                "role": m.role,
+                "leader": m.leader,
+                "match_index": m.match_index,
+                "reachable": m.reachable,
+            })
+        })
+        .collect();
+    Json(json!({
+        "table": table,
+        "leader": v.leader,
+        "term": v.term,
+        "answered_by": v.answered_by,
+        "last_log_index": v.last_log_index,
+        "membership_change_in_progress": v.changing,
+    }))
+}
+
+#[derive(Deserialize)]
+struct JoinQuery {
+    #[serde(rename = "discovery-node")]
+    discovery_node: Option<String>,
+}
+
+async fn cluster_join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) -> Response {
+    let Some(d) = q.discovery_node else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": "discovery-node is required (an inter-node address of a member)"}),
+            ),
         )
-            .into_response()
+            .into_response();
+    };
+    match b.node.join_via(&d).await {
+        Ok(msg) => Json(json!({"text": msg})).into_response(),
+        Err(e) => admin_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LeaveQuery {
+    node: Option<u64>,
+    #[serde(default)]
+    kill: bool,
+}
+
+async fn cluster_leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>) -> Response {
+    let Some(id) = q.node else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "node is required (a node id)"})),
+        )
+            .into_response();
+    };
+    match b.node.leave(id, q.kill).await {
+        Ok(msg) => Json(json!({"text": msg})).into_response(),
+        Err(e) => admin_error(e),
     }
 }
 

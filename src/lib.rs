@@ -12,17 +12,20 @@
 //! - [`connection`]: one connection from CONNECT to close.
 //! - [`session`]: a session's outbound window, packet ids and retransmission.
 //! - [`registry`]: which clients are connected here; routes apply events.
-//! - [`router`]: best-effort QoS 0 routing outside the log.
+//! - [`router`]: best-effort QoS 0 routing outside the log, to subscribers
+//!   on this node and on the others.
 //! - [`http`]: `/health`, `/metrics` and the `/api/v1` admin API.
 //! - [`metrics`]: counters and their Prometheus exposition.
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
+//! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
 
 pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod devcluster;
 pub mod http;
 pub mod listener;
 pub mod metrics;

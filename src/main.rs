@@ -36,7 +36,41 @@ enum Cmd {
         /// HTTP admin address (/health, /metrics, /api/v1).
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// Inter-node (cluster) address.
+        #[arg(long)]
+        cluster: Option<SocketAddr>,
+        /// Join the cluster of this member (its --cluster address) when the
+        /// data directory is new.
+        #[arg(long)]
+        join: Option<String>,
+        /// The cluster secret (distributed_cookie); also RAFTMQ_COOKIE.
+        #[arg(long, env = "RAFTMQ_COOKIE", hide_env_values = true)]
+        cookie: Option<String>,
         /// TOML config file; flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Cluster membership (VerneMQ syntax).
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+    /// Start three local nodes already joined into one cluster, for trying
+    /// raftmq out. Ctrl-C stops them.
+    DevCluster {
+        /// Parent directory of the nodes' data directories.
+        #[arg(long, default_value = "./raftmq-dev")]
+        dir: PathBuf,
+        /// MQTT port of node 1; nodes 2 and 3 use the next two.
+        #[arg(long, default_value_t = 1883)]
+        mqtt_port: u16,
+        /// HTTP port of node 1; nodes 2 and 3 use the next two.
+        #[arg(long, default_value_t = 8888)]
+        http_port: u16,
+        /// Cluster port of node 1; nodes 2 and 3 use the next two.
+        #[arg(long, default_value_t = 44053)]
+        cluster_port: u16,
+        /// Extra TOML config file given to every node.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -54,6 +88,35 @@ enum Cmd {
     Retain {
         #[command(subcommand)]
         cmd: RetainCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Make the node at --node join a cluster: `discovery-node=ADDR`, the
+    /// cluster address of any member. The node must be new (started with an
+    /// empty data directory and --join, or still waiting to join).
+    Join {
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        node: String,
+        /// `discovery-node=ADDR`
+        discovery: String,
+    },
+    /// Remove a node from the cluster: `node=ID`. Also removes a dead node.
+    Leave {
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        node: String,
+        /// `node=ID`
+        target: String,
+        /// Disconnect the node's clients (they can resume on any other node).
+        #[arg(short = 'k', long = "kill")]
+        kill: bool,
+    },
+    /// Members: id, addresses, voter or learner, leader, match index,
+    /// reachability.
+    Show {
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        node: String,
     },
 }
 
@@ -113,8 +176,61 @@ fn main() -> ExitCode {
             data_dir,
             mqtt,
             http,
+            cluster,
+            join,
+            cookie,
             config,
-        } => start(node_id, data_dir, mqtt, http, config),
+        } => start(StartArgs {
+            node_id,
+            data_dir,
+            mqtt,
+            http,
+            cluster,
+            join,
+            cookie,
+            config,
+        }),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Join { node, discovery },
+        } => (|| {
+            let d = kv(&Some(discovery), "discovery-node")?
+                .unwrap_or_default()
+                .to_string();
+            cli::post(
+                &node,
+                &format!("/api/v1/cluster/join?discovery-node={}", enc(&d)),
+            )
+            .map(|v| cli::print_text(&v))
+        })(),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Leave { node, target, kill },
+        } => (|| {
+            let id = kv(&Some(target), "node")?.unwrap_or_default().to_string();
+            let id: u64 = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("node=ID needs a numeric node id, got `{id}`"))?;
+            cli::post(
+                &node,
+                &format!("/api/v1/cluster/leave?node={id}&kill={kill}"),
+            )
+            .map(|v| cli::print_text(&v))
+        })(),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Show { node },
+        } => cli::get(&node, "/api/v1/cluster/show").map(|v| cli::print_table(&v)),
+        Cmd::DevCluster {
+            dir,
+            mqtt_port,
+            http_port,
+            cluster_port,
+            config,
+        } => raftmq::devcluster::run(raftmq::devcluster::Ports {
+            dir,
+            mqtt: mqtt_port,
+            http: http_port,
+            cluster: cluster_port,
+            config,
+        }),
         Cmd::Status { node } => cli::get(&node, "/api/v1/status")
             .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
         Cmd::Session {
@@ -155,29 +271,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(
+struct StartArgs {
     node_id: Option<u64>,
     data_dir: Option<PathBuf>,
     mqtt: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    cluster: Option<SocketAddr>,
+    join: Option<String>,
+    cookie: Option<String>,
     config: Option<PathBuf>,
-) -> anyhow::Result<()> {
+}
+
+fn start(a: StartArgs) -> anyhow::Result<()> {
     let mut s = Settings::default();
-    if let Some(path) = &config {
+    if let Some(path) = &a.config {
         s.load_file(path)?;
     }
-    if let Some(v) = node_id {
+    if let Some(v) = a.node_id {
         anyhow::ensure!(v >= 1, "--node-id must be >= 1");
         s.node_id = v;
     }
-    if let Some(v) = data_dir {
+    if let Some(v) = a.data_dir {
         s.data_dir = v;
     }
-    if let Some(v) = mqtt {
+    if let Some(v) = a.mqtt {
         s.mqtt_addr = v;
     }
-    if let Some(v) = http {
+    if let Some(v) = a.http {
         s.http_addr = v;
+    }
+    if let Some(v) = a.cluster {
+        s.cluster_addr = v;
+    }
+    if let Some(v) = a.join {
+        s.join = Some(v);
+    }
+    if let Some(v) = a.cookie {
+        anyhow::ensure!(!v.is_empty(), "--cookie must not be empty");
+        s.distributed_cookie = v;
     }
     tracing_subscriber::fmt()
         .with_env_filter(

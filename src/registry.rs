@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use raftmq_raft::{ApplyEvent, Delivery, EventSink};
+use raftmq_raft::rpc::RemoteTarget;
+use raftmq_raft::{ApplyEvent, Delivery, EventSink, Message};
 use tokio::sync::mpsc;
 
 /// What a connection task receives besides its socket.
@@ -106,6 +107,15 @@ impl Registry {
         }
     }
 
+    /// Asks every local connection to disconnect; returns how many clients.
+    pub fn disconnect_all(&self) -> usize {
+        let map = self.clients.read();
+        for s in map.values().flatten() {
+            let _ = s.tx.send(ConnEvent::Disconnect);
+        }
+        map.len()
+    }
+
     /// Asks every local connection of `client` to disconnect.
     pub fn disconnect(&self, client: &str) -> bool {
         let map = self.clients.read();
@@ -122,6 +132,20 @@ impl Registry {
 }
 
 impl EventSink for Registry {
+    fn deliver_remote(&self, msg: Arc<Message>, targets: Vec<RemoteTarget>) {
+        for t in targets {
+            let d = Delivery {
+                seq: None,
+                msg: msg.clone(),
+                qos: 0,
+                retain: t.retain,
+                sub_ids: t.sub_ids,
+                received: false,
+            };
+            self.deliver_local(&t.client_id, d);
+        }
+    }
+
     fn emit(&self, ev: ApplyEvent) {
         let map = self.clients.read();
         match ev {

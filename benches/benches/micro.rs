@@ -142,13 +142,11 @@ fn entry(index: u64, cmds: Vec<Command>) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(Request {
+            origin: 1,
+            floor: 0,
             cmds: cmds
                 .into_iter()
-                .map(|cmd| Envelope {
-                    origin: 1,
-                    seq: 0,
-                    cmd,
-                })
+                .map(|cmd| Envelope { seq: 0, cmd })
                 .collect(),
         }),
     }

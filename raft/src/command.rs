@@ -157,24 +157,31 @@ pub enum Command {
     },
     /// Time passed: fire due wills and expire sessions. Proposed by the leader.
     Tick { now_ms: u64 },
-    /// A node restarted: every session it owned lost its connection.
+    /// A node restarted, or left the cluster: every session it owned lost
+    /// its connection.
     NodeRestarted { node: u64, now_ms: u64 },
     /// Cluster-wide settings change.
     Configure(ClusterSettings),
 }
 
-/// A command with its proposer-assigned id (node, sequence), so that apply can
-/// recognise a command that was proposed twice (leader change, retry).
+/// A command with its proposer-assigned sequence number. With the request's
+/// origin it is the command's id, so that apply can recognise a command that
+/// was proposed twice (a retry after a leader change or a lost reply).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    pub origin: u64,
+    /// 0 = no id (never deduplicated; tests and tools).
     pub seq: u64,
     pub cmd: Command,
 }
 
-/// The payload of one log entry: a batch of commands.
+/// The payload of one log entry: a batch of commands from one proposer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    /// The node whose proposer numbered these commands.
+    pub origin: u64,
+    /// Every command of `origin` numbered below this has been resolved (its
+    /// result reached the proposer), so apply may forget their ids.
+    pub floor: u64,
     pub cmds: Vec<Envelope>,
 }
 
@@ -224,6 +231,9 @@ pub enum CmdResult {
     Done,
     /// The command was for a session epoch that is no longer current.
     Stale,
+    /// This command id was applied before (a retried proposal); its original
+    /// result went to the first attempt.
+    Duplicate,
 }
 
 /// The result of one log entry: one result per command, in order.

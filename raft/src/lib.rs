@@ -14,10 +14,20 @@
 //!   snapshots.
 //! - [`log_store`]: openraft's `RaftLogStorage` over RocksDB, with group commit
 //!   (one WAL sync per batch of appends).
-//! - [`network`]: the inter-node transport (none for a single voter yet).
-//! - [`proposer`]: batches client commands into log entries and fans the
-//!   results back out, keeping proposal order.
-//! - [`node`]: starts a Raft node on a data directory and exposes its handles.
+//! - [`dedup`]: command-id sets per origin, so a retried proposal applies once.
+//! - [`rpc`]: the messages nodes exchange (Raft RPCs, forwarded batches,
+//!   membership, status, QoS 0 deliveries).
+//! - [`transport`]: persistent, authenticated (cluster cookie), pipelined TCP
+//!   connections between nodes carrying bincode frames; reconnects with
+//!   backoff.
+//! - [`network`]: openraft's network traits over the transport.
+//! - [`service`]: serves peers' requests on this node.
+//! - [`proposer`]: batches client commands into log entries, on the leader or
+//!   forwarded to it, resends what a leader change left unresolved, and fans
+//!   the results back out.
+//! - [`membership`]: join, leave and the cluster view.
+//! - [`node`]: starts a Raft node on a data directory and exposes its handles
+//!   and health.
 //! - [`error`]: typed errors.
 
 // openraft's `StorageError` is large and its trait signatures fix it as the
@@ -25,14 +35,19 @@
 #![allow(clippy::result_large_err)]
 
 pub mod command;
+pub mod dedup;
 pub mod error;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod retain;
+pub mod rpc;
+pub mod service;
 pub mod state;
 pub mod state_machine;
+pub mod transport;
 pub mod trie;
 pub mod types;
 
@@ -41,4 +56,4 @@ pub use error::RaftError;
 pub use node::{RaftNode, RaftNodeConfig};
 pub use proposer::Proposer;
 pub use state::{ApplyEvent, EventSink, MqttState};
-pub use types::TypeConfig;
+pub use types::{NodeId, NodeInfo, TypeConfig};

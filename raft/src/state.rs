@@ -17,6 +17,7 @@ use raftmq_storage::{StateBatch, Store, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::command::*;
+use crate::dedup::Dedup;
 use crate::error::{decode, encode, RaftError};
 use crate::retain::RetainedIndex;
 use crate::trie::{split_shared, Target, Trie};
@@ -43,6 +44,8 @@ pub enum ApplyEvent {
 /// not block.
 pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, ev: ApplyEvent);
+    /// QoS 0 routed here by another node (outside the log).
+    fn deliver_remote(&self, _msg: Arc<Message>, _targets: Vec<crate::rpc::RemoteTarget>) {}
 }
 
 /// A session as stored.
@@ -128,6 +131,8 @@ pub struct ApplyStats {
     pub dropped_queue_full: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
+    /// Commands applied before and skipped (retried proposals).
+    pub duplicates: u64,
 }
 
 /// A read-only view for the broker: sessions and retained messages.
@@ -157,10 +162,10 @@ pub struct MqttState {
     timer_of: HashMap<Arc<str>, u64>,
     pub settings: ClusterSettings,
     pub last_applied: Option<LogId>,
-    pub membership: openraft::StoredMembership<NodeId, openraft::BasicNode>,
+    pub membership: openraft::StoredMembership<NodeId, crate::types::NodeInfo>,
     pub stats: ApplyStats,
-    /// Per origin node: highest proposer sequence applied (duplicate guard).
-    applied_seq: HashMap<u64, u64>,
+    /// Per origin node: the command ids applied (duplicate guard).
+    dedup: Dedup,
 }
 
 /// The per-batch scratch of apply.
@@ -201,7 +206,7 @@ fn strip_group(k: &[u8]) -> &[u8] {
 const META_APPLIED: &str = "last_applied";
 const META_MEMBERSHIP: &str = "membership";
 const META_SETTINGS: &str = "settings";
-const META_APPLIED_SEQ: &str = "applied_seq";
+const META_DEDUP: &str = "dedup";
 
 impl MqttState {
     /// Loads the state from RocksDB and rebuilds every index.
@@ -222,7 +227,7 @@ impl MqttState {
             last_applied: None,
             membership: Default::default(),
             stats: ApplyStats::default(),
-            applied_seq: HashMap::new(),
+            dedup: Dedup::new(),
         };
         st.load()?;
         Ok(st)
@@ -254,7 +259,7 @@ impl MqttState {
             .map(|b| decode(&b))
             .transpose()?
             .unwrap_or_default();
-        self.applied_seq = get_meta(META_APPLIED_SEQ)?
+        self.dedup = get_meta(META_DEDUP)?
             .map(|b| decode(&b))
             .transpose()?
             .unwrap_or_default();
@@ -270,6 +275,9 @@ impl MqttState {
         for (c, v) in sessions {
             let rec: SessionRec = decode(&v)?;
             let c: Arc<str> = Arc::from(c);
+            if let Some(n) = rec.node {
+                self.trie.write().set_location(&c, Some(n));
+            }
             self.sessions.insert(c.clone(), rec);
             self.reschedule(&c);
         }
@@ -375,6 +383,14 @@ impl MqttState {
         self.timers.iter().next().map(|(d, _)| *d)
     }
 
+    /// Sessions whose client is connected to `node`.
+    pub fn sessions_on(&self, node: NodeId) -> usize {
+        self.sessions
+            .values()
+            .filter(|r| r.node == Some(node))
+            .count()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -448,15 +464,17 @@ impl MqttState {
                 openraft::EntryPayload::Blank => {}
                 openraft::EntryPayload::Normal(req) => {
                     resp.results.reserve(req.cmds.len());
+                    let seen = self.dedup.entry(req.origin).or_default();
+                    seen.raise_floor(req.floor);
                     for (pos, env) in req.cmds.into_iter().enumerate() {
                         let id = (index << 16) | (pos as u64 & 0xffff);
-                        let seen = self.applied_seq.get(&env.origin).copied().unwrap_or(0);
-                        if env.seq != 0 && env.seq <= seen {
-                            resp.results.push(CmdResult::Stale);
-                            continue;
-                        }
                         if env.seq != 0 {
-                            self.applied_seq.insert(env.origin, env.seq);
+                            let fresh = self.dedup.entry(req.origin).or_default().insert(env.seq);
+                            if !fresh {
+                                self.stats.duplicates += 1;
+                                resp.results.push(CmdResult::Duplicate);
+                                continue;
+                            }
                         }
                         let r = self.apply_cmd(id, env.cmd, &mut ctx)?;
                         resp.results.push(r);
@@ -485,11 +503,8 @@ impl MqttState {
             plain_key(META_APPLIED),
             encode(&self.last_applied)?,
         );
-        ctx.batch.put(
-            Table::Meta,
-            plain_key(META_APPLIED_SEQ),
-            encode(&self.applied_seq)?,
-        );
+        ctx.batch
+            .put(Table::Meta, plain_key(META_DEDUP), encode(&self.dedup)?);
         self.store.write_state(ctx.batch)?;
         Ok(out)
     }
@@ -713,6 +728,7 @@ impl MqttState {
             next_seq,
         };
         self.sessions.insert(c.clone(), rec);
+        self.trie.write().set_location(&c, Some(node));
         ctx.dirty.insert(c.clone());
         self.reschedule(&c);
         let queue = self
@@ -740,6 +756,7 @@ impl MqttState {
             return Ok(());
         };
         rec.node = None;
+        self.trie.write().set_location(c, None);
         rec.disconnected_ms = Some(now_ms);
         if let Some(e) = new_expiry_s {
             rec.expiry_s = e;
@@ -1100,13 +1117,11 @@ mod tests {
             let e = crate::types::Entry {
                 log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
                 payload: EntryPayload::Normal(Request {
+                    origin: 1,
+                    floor: 0,
                     cmds: cmds
                         .into_iter()
-                        .map(|cmd| Envelope {
-                            origin: 1,
-                            seq: 0,
-                            cmd,
-                        })
+                        .map(|cmd| Envelope { seq: 0, cmd })
                         .collect(),
                 }),
             };

@@ -16,7 +16,7 @@ use crate::error::{decode, encode};
 use crate::state::MqttState;
 use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
 
-type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+type Meta = SnapshotMeta<NodeId, crate::types::NodeInfo>;
 /// The latest snapshot: its metadata and encoded data.
 type Current = (Meta, Arc<Vec<u8>>);
 
@@ -106,7 +106,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<NodeId, openraft::BasicNode>), StorageErr> {
+    ) -> Result<
+        (
+            Option<LogId>,
+            StoredMembership<NodeId, crate::types::NodeInfo>,
+        ),
+        StorageErr,
+    > {
         let st = self.state.lock();
         Ok((st.last_applied, st.membership.clone()))
     }

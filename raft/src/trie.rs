@@ -56,6 +56,9 @@ impl Target {
 pub struct Trie {
     root: Node,
     len: usize,
+    /// Which node each connected session's client is on (for routing QoS 0
+    /// to other nodes and for picking shared-group members anywhere).
+    locations: HashMap<Arc<str>, u64>,
 }
 
 /// Splits `$share/<group>/<filter>` into (Some(group), filter).
@@ -125,6 +128,23 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 }
 
 impl Trie {
+    /// Records where `client` is connected (None: not connected).
+    pub fn set_location(&mut self, client: &Arc<str>, node: Option<u64>) {
+        match node {
+            Some(n) => {
+                self.locations.insert(client.clone(), n);
+            }
+            None => {
+                self.locations.remove(client);
+            }
+        }
+    }
+
+    /// The node `client` is connected to, if any.
+    pub fn location(&self, client: &str) -> Option<u64> {
+        self.locations.get(client).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -2,9 +2,28 @@
 
 use std::io::Cursor;
 
+use serde::{Deserialize, Serialize};
+
 use crate::command::{Request, Response};
 
 pub type NodeId = u64;
+
+/// What the membership records about a node: its addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Inter-node (Raft transport) address.
+    pub cluster: String,
+    /// MQTT listener address.
+    pub mqtt: String,
+    /// HTTP admin address.
+    pub http: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.cluster)
+    }
+}
 
 openraft::declare_raft_types!(
     /// raftmq's Raft types: a log entry carries a batch of commands.
@@ -12,7 +31,7 @@ openraft::declare_raft_types!(
         D = Request,
         R = Response,
         NodeId = NodeId,
-        Node = openraft::BasicNode,
+        Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
@@ -22,3 +41,4 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type StorageErr = openraft::StorageError<NodeId>;
+pub type Membership = openraft::StoredMembership<NodeId, NodeInfo>;

@@ -1,0 +1,84 @@
+//! Serves peers' requests: openraft RPCs into the local Raft, forwarded
+//! batches into the log (when leader), membership requests, status, and QoS 0
+//! deliveries into the local event sink.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use openraft::error::ClientWriteError;
+
+use crate::command::Message;
+use crate::rpc::{AdminError, Redirect, Reply, Rpc};
+use crate::transport::Handler;
+use crate::types::NodeId;
+use crate::RaftNode;
+
+impl Handler for RaftNode {
+    async fn handle(&self, from: NodeId, rpc: Rpc) -> BoxFuture<'static, Option<Reply>> {
+        let node = self.clone();
+        match rpc {
+            Rpc::Append(r) => {
+                async move { Some(Reply::Append(node.raft.append_entries(r).await)) }.boxed()
+            }
+            Rpc::Vote(r) => async move { Some(Reply::Vote(node.raft.vote(r).await)) }.boxed(),
+            Rpc::Snapshot(r) => {
+                async move { Some(Reply::Snapshot(node.raft.install_snapshot(r).await)) }.boxed()
+            }
+            Rpc::Forward(req) => {
+                // Proposed here, in arrival order; the result is awaited
+                // concurrently.
+                if !node.is_leader() {
+                    let leader = node.leader_info();
+                    return async move { Some(Reply::Forward(Err(Redirect::NotLeader { leader }))) }
+                        .boxed();
+                }
+                match node.raft.client_write_ff(req).await {
+                    Ok(rx) => async move {
+                        let r = match rx.await {
+                            Ok(Ok(resp)) => Ok(resp.data),
+                            Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                                Err(Redirect::NotLeader {
+                                    leader: f.leader_id.zip(f.leader_node),
+                                })
+                            }
+                            Ok(Err(e)) => Err(Redirect::Failed(e.to_string())),
+                            Err(_) => Err(Redirect::NotLeader { leader: None }),
+                        };
+                        Some(Reply::Forward(r))
+                    }
+                    .boxed(),
+                    Err(fatal) => {
+                        let m = fatal.to_string();
+                        async move { Some(Reply::Forward(Err(Redirect::Failed(m)))) }.boxed()
+                    }
+                }
+            }
+            Rpc::Join { id, info } => {
+                async move { Some(Reply::Admin(node.add_node(id, info).await)) }.boxed()
+            }
+            Rpc::Leave { id, kill } => async move {
+                let r = if node.is_leader() {
+                    node.remove_node(id, kill).await
+                } else {
+                    Err(AdminError::NotLeader {
+                        leader: node.leader_info(),
+                    })
+                };
+                Some(Reply::Admin(r))
+            }
+            .boxed(),
+            Rpc::Removed { kill } => {
+                tracing::info!(by = from, "the leader removed this node from the cluster");
+                node.on_removed(kill);
+                async { Some(Reply::Done) }.boxed()
+            }
+            Rpc::Status => async move { Some(Reply::Status(Box::new(node.local_view()))) }.boxed(),
+            Rpc::Deliver { msg, targets } => {
+                let msg: Arc<Message> = Arc::new(msg);
+                node.sink.deliver_remote(msg, targets);
+                async { None }.boxed()
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `raftmq dev-cluster`: three local nodes joined into one cluster, for trying
+//! raftmq out. Node 1 bootstraps; nodes 2 and 3 start with `--join` node 1.
+//! Each is a child process running `raftmq start`; Ctrl-C stops them all.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub struct Ports {
+    pub dir: PathBuf,
+    pub mqtt: u16,
+    pub http: u16,
+    pub cluster: u16,
+    pub config: Option<PathBuf>,
+}
+
+/// Kills the children when dropped (normal exit, error or Ctrl-C).
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn run(p: Ports) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the raftmq binary")?;
+    let cookie = std::env::var("RAFTMQ_COOKIE").unwrap_or_else(|_| "raftmq-dev-cluster".into());
+    let mut kids = Children(Vec::new());
+    for i in 0..3u16 {
+        let id = i + 1;
+        let dir = p.dir.join(format!("node{id}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = std::fs::File::create(p.dir.join(format!("node{id}.log")))
+            .with_context(|| format!("creating the log of node {id}"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("start")
+            .args(["--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--mqtt", &format!("127.0.0.1:{}", p.mqtt + i)])
+            .args(["--http", &format!("127.0.0.1:{}", p.http + i)])
+            .args(["--cluster", &format!("127.0.0.1:{}", p.cluster + i)])
+            .env("RAFTMQ_COOKIE", &cookie)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(c) = &p.config {
+            cmd.arg("--config").arg(c);
+        }
+        if id > 1 {
+            cmd.args(["--join", &format!("127.0.0.1:{}", p.cluster)]);
+        }
+        kids.0
+            .push(cmd.spawn().with_context(|| format!("starting node {id}"))?);
+        // Node 1 first, so the others have a cluster to join.
+        if id == 1 {
+            wait_healthy(p.http, &mut kids.0[0], Duration::from_secs(60))?;
+        }
+    }
+    for i in 1..3u16 {
+        wait_healthy(p.http + i, &mut kids.0[i as usize], Duration::from_secs(60))?;
+    }
+    println!(
+        "raftmq dev-cluster: 3 nodes up (logs in {}/nodeN.log)",
+        p.dir.display()
+    );
+    println!("  node  mqtt             http             cluster");
+    for i in 0..3u16 {
+        println!(
+            "  {}     127.0.0.1:{}   127.0.0.1:{}   127.0.0.1:{}",
+            i + 1,
+            p.mqtt + i,
+            p.http + i,
+            p.cluster + i
+        );
+    }
+    println!("try: raftmq cluster show --node 127.0.0.1:{}", p.http);
+    println!(
+        "Ctrl-C stops the cluster; data stays in {}",
+        p.dir.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    for (i, c) in kids.0.iter_mut().enumerate() {
+                        if let Some(st) = c.try_wait()? {
+                            bail!("node {} exited ({st}); see its log", i + 1);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn wait_healthy(port: u16, child: &mut Child, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/health");
+    while start.elapsed() < limit {
+        if let Some(st) = child.try_wait()? {
+            bail!("a node exited during start-up ({st}); see its log");
+        }
+        let ok = ureq::get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .call()
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the node on HTTP port {port} was not healthy within {limit:?}")
+}
