@@ -28,9 +28,12 @@ use crate::trie::Trie;
 use crate::types::{NodeId, NodeInfo, Raft};
 
 /// Election timeout bounds (ms); also what "in quorum" is measured against.
-pub const ELECTION_TIMEOUT_MIN: u64 = 150;
-pub const ELECTION_TIMEOUT_MAX: u64 = 300;
-pub const HEARTBEAT: u64 = 50;
+/// openraft also uses the heartbeat interval as the timeout of every
+/// AppendEntries, so it must cover a loaded follower's append and fsync; the
+/// election timeout keeps leader failover well under 2 s.
+pub const ELECTION_TIMEOUT_MIN: u64 = 400;
+pub const ELECTION_TIMEOUT_MAX: u64 = 800;
+pub const HEARTBEAT: u64 = 100;
 
 pub struct RaftNodeConfig {
     pub node_id: NodeId,

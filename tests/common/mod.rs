@@ -125,6 +125,12 @@ pub struct Broker {
     pub node_id: u64,
     pub mqtt_port: u16,
     pub http_port: u16,
+    /// Inter-node (Raft transport) port.
+    pub cluster_port: u16,
+    /// Cluster port of the member to join when the data directory is new.
+    pub join: Option<u16>,
+    /// distributed_cookie (None: the harness default).
+    pub cookie: Option<String>,
     backend: Backend,
     dir: tempfile::TempDir,
     config: Option<String>,
@@ -171,6 +177,9 @@ impl Broker {
             node_id: 1,
             mqtt_port: free_port(),
             http_port: free_port(),
+            cluster_port: free_port(),
+            join: None,
+            cookie: None,
             backend: backend(),
             dir,
             config,
@@ -179,6 +188,93 @@ impl Broker {
         };
         b.spawn_and_wait()?;
         Ok(b)
+    }
+
+    /// A cluster node: `join` is the cluster port of a member to join (None
+    /// bootstraps a new cluster). Waits until it is ready (in a quorum and
+    /// accepting MQTT).
+    pub fn try_start_node(
+        node_id: u64,
+        join: Option<u16>,
+        config: Option<String>,
+    ) -> Result<Broker, StartFailure> {
+        let mut b = Self::unstarted_node(node_id, join, config);
+        b.spawn_and_wait()?;
+        Ok(b)
+    }
+
+    /// A cluster node, not started yet (see [`Broker::start_no_wait`]).
+    pub fn unstarted_node(node_id: u64, join: Option<u16>, config: Option<String>) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("raftmq-test-")
+            .tempdir()
+            .expect("tempdir");
+        Broker {
+            node_id,
+            mqtt_port: free_port(),
+            http_port: free_port(),
+            cluster_port: free_port(),
+            join,
+            cookie: None,
+            backend: Backend::Raftmq,
+            dir,
+            config,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Starts the process without waiting for it to become ready.
+    pub fn start_no_wait(&mut self) {
+        self.spawn().expect("spawn broker");
+    }
+
+    /// Waits until it is ready; panics with its log if it is not.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !self.is_ready() {
+            assert!(
+                Instant::now() < deadline && self.is_running(),
+                "node {} did not become ready; its log:\n{}",
+                self.node_id,
+                self.log_tail(60)
+            );
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Kills the node and deletes its data directory.
+    pub fn wipe(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(self.data_dir());
+    }
+
+    /// SIGSTOP / SIGCONT: the process freezes (as if partitioned) / resumes.
+    pub fn pause(&self, on: bool) {
+        if let Some(c) = self.child.as_ref() {
+            let sig = if on { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Runs `raftmq ARGS --node <this node's HTTP address>`.
+    pub fn cli(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(broker_bin());
+        cmd.args(args)
+            .arg("--node")
+            .arg(format!("127.0.0.1:{}", self.http_port));
+        run_cmd(&mut cmd, Duration::from_secs(60))
+    }
+
+    /// GET an admin API path and parse its JSON answer.
+    pub fn api(&self, path: &str) -> (u16, serde_json::Value) {
+        match http_get(self.http_port, path, Duration::from_secs(5)) {
+            Ok((code, body)) => (code, serde_json::from_str(&body).unwrap_or_default()),
+            Err(_) => (0, serde_json::Value::Null),
+        }
     }
 
     /// Runs the broker with `toml` as its config file and waits (bounded) for
@@ -193,6 +289,9 @@ impl Broker {
             node_id: 1,
             mqtt_port: free_port(),
             http_port: free_port(),
+            cluster_port: free_port(),
+            join: None,
+            cookie: None,
             backend: backend(),
             dir,
             config: Some(toml.to_string()),
@@ -284,7 +383,16 @@ impl Broker {
                     .arg("--mqtt")
                     .arg(format!("127.0.0.1:{}", self.mqtt_port))
                     .arg("--http")
-                    .arg(format!("127.0.0.1:{}", self.http_port));
+                    .arg(format!("127.0.0.1:{}", self.http_port))
+                    .arg("--cluster")
+                    .arg(format!("127.0.0.1:{}", self.cluster_port))
+                    .env(
+                        "RAFTMQ_COOKIE",
+                        self.cookie.as_deref().unwrap_or("raftmq-test-cookie"),
+                    );
+                if let Some(j) = self.join {
+                    cmd.arg("--join").arg(format!("127.0.0.1:{j}"));
+                }
                 if let Some(cfg) = &self.config {
                     let path = self.dir.path().join("raftmq.toml");
                     std::fs::write(&path, cfg)?;
@@ -1433,4 +1541,116 @@ pub fn read_file(path: &Path) -> String {
         let _ = f.read_to_string(&mut s);
     }
     s
+}
+
+// ---------------------------------------------------------------------------
+// A cluster of raftmq processes
+// ---------------------------------------------------------------------------
+
+/// Nodes of one cluster; `nodes[i]` has node id `i + 1`. Node 1 bootstraps,
+/// the others join it. Every process is killed on drop.
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+    config: Option<String>,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with_config(n, None)
+    }
+
+    pub fn start_with_config(n: usize, config: Option<&str>) -> Cluster {
+        let config = config.map(str::to_string);
+        let first = Broker::try_start_node(1, None, config.clone())
+            .unwrap_or_else(|f| panic!("node 1 did not start: {:?}\n{}", f.status, f.log));
+        let mut c = Cluster {
+            nodes: vec![first],
+            config,
+        };
+        for _ in 1..n {
+            c.add_node();
+        }
+        c.wait_voters(n);
+        c
+    }
+
+    /// Starts one more node that joins through node 1 (or the first running
+    /// node); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        let via = self.any_running().cluster_port;
+        let b = Broker::try_start_node(id, Some(via), self.config.clone())
+            .unwrap_or_else(|f| panic!("node {id} did not join: {:?}\n{}", f.status, f.log));
+        self.nodes.push(b);
+        self.nodes.len() - 1
+    }
+
+    pub fn node(&self, id: u64) -> &Broker {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Broker {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn any_running(&mut self) -> &Broker {
+        let i = (0..self.nodes.len())
+            .find(|&i| self.nodes[i].is_running())
+            .expect("no node is running");
+        &self.nodes[i]
+    }
+
+    /// `cluster show` as JSON, asked of a running node.
+    pub fn show(&mut self) -> serde_json::Value {
+        let n = self.any_running();
+        n.api("/api/v1/cluster/show").1
+    }
+
+    /// The leader's node id, as the running nodes agree on it.
+    pub fn leader(&mut self) -> Option<u64> {
+        self.show().get("leader").and_then(|l| l.as_u64())
+    }
+
+    pub fn wait_leader(&mut self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                if self.node_mut(l).is_running() {
+                    return l;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Voter ids, per `cluster show`.
+    pub fn voters(&mut self) -> Vec<u64> {
+        let v = self.show();
+        let mut ids: Vec<u64> = v["table"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| r["role"] == "voter")
+                    .filter_map(|r| r["node"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn wait_voters(&mut self, n: usize) {
+        let ok = wait_until(Duration::from_secs(20), || self.voters().len() == n);
+        let v = self.show();
+        assert!(ok, "expected {n} voters: {v}");
+    }
+
+    /// A node that is not the leader (and is running).
+    pub fn follower(&mut self) -> u64 {
+        let l = self.wait_leader(Duration::from_secs(10));
+        (1..=self.nodes.len() as u64)
+            .find(|&i| i != l && self.node_mut(i).is_running())
+            .expect("a running follower")
+    }
 }
