@@ -24,7 +24,12 @@
 #
 # Brokers are plugins: to add one, write start_<name> (start it on $1 = MQTT
 # port, $2 = spare port, $3 = scratch dir, in the background, setting
-# BROKER_PID) and add <name> to BROKERS.
+# BROKER_PID; a multi-process broker also sets EXTRA_PIDS, and SUB_PORT when
+# subscribers should use another node) and add <name> to BROKERS.
+#
+# raftmq3 is a three-node raftmq cluster: publishers connect to node 2 (a
+# follower, so every publish is forwarded to the leader, node 1) and the
+# subscriber to node 3.
 set -euo pipefail
 
 BROKERS=${BROKERS:-"mosquitto raftmq"}
@@ -50,6 +55,8 @@ else
 fi
 
 BROKER_PID=""
+EXTRA_PIDS=()
+SUB_PORT=""
 cleanup() {
     local rc=$?
     stop_broker
@@ -68,18 +75,23 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Stop the broker we started (by PID), waiting for it to exit.
+# Stop the broker we started (by PID, plus EXTRA_PIDS), waiting for it to exit.
 stop_broker() {
-    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$BROKER_PID" "${EXTRA_PIDS[@]}"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -9 "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     BROKER_PID=""
+    EXTRA_PIDS=()
+    SUB_PORT=""
 }
 
 # Wait until the broker answers an MQTT CONNECT with a successful CONNACK.
@@ -129,10 +141,36 @@ start_raftmq() {
     BROKER_PID=$!
 }
 
+# Three nodes: node 1 bootstraps (and leads), nodes 2 and 3 join it.
+# Publishers use node 2 ($1), the subscriber node 3 (SUB_PORT).
+start_raftmq3() {
+    local port=$1 dir=$3 i
+    printf 'max_inflight_messages = 0\nmax_online_messages = -1\n' >"$dir/raftmq.toml"
+    local mqtt=("$(free_port)" "$port" "$(free_port)")
+    local http=("$(free_port)" "$(free_port)" "$(free_port)")
+    local clus=("$(free_port)" "$(free_port)" "$(free_port)")
+    for i in 0 1 2; do
+        mkdir -p "$dir/node$((i + 1))"
+        local join=()
+        [[ $i -gt 0 ]] && join=(--join "127.0.0.1:${clus[0]}")
+        RAFTMQ_COOKIE=compare "$RAFTMQ_BIN" start --node-id $((i + 1)) --data-dir "$dir/node$((i + 1))" \
+            --config "$dir/raftmq.toml" --mqtt "127.0.0.1:${mqtt[$i]}" --http "127.0.0.1:${http[$i]}" \
+            --cluster "127.0.0.1:${clus[$i]}" "${join[@]}" >>"$WORK/raftmq3.log" 2>&1 &
+        case $i in
+            # Node 1 leads: it is up before the others join.
+            0) BROKER_PID=$!; wait_ready "${mqtt[0]}" raftmq3; EXTRA_PIDS+=("$BROKER_PID") ;;
+            1) BROKER_PID=$! ;;
+            2) EXTRA_PIDS+=($!) ;;
+        esac
+    done
+    SUB_PORT=${mqtt[2]}
+    CLUSTER_HTTP=${http[0]}
+}
+
 check_broker() {
     case $1 in
         mosquitto) [[ -x "$MOSQUITTO_BIN" ]] || die "mosquitto not found at $MOSQUITTO_BIN (apt-get install mosquitto)" ;;
-        raftmq) [[ -x "$RAFTMQ_BIN" ]] || die "raftmq binary not found at $RAFTMQ_BIN (cargo build --release --bin raftmq, set RAFTMQ_BIN, or BROKERS=mosquitto)" ;;
+        raftmq|raftmq3) [[ -x "$RAFTMQ_BIN" ]] || die "raftmq binary not found at $RAFTMQ_BIN (cargo build --release --bin raftmq, set RAFTMQ_BIN, or BROKERS=mosquitto)" ;;
         *) declare -F "start_$1" >/dev/null || die "unknown broker '$1' (no start_$1 function)" ;;
     esac
 }
@@ -171,9 +209,14 @@ for round in $(seq "$ROUNDS"); do
             port2=$(free_port)
             "start_$broker" "$port" "$port2" "$dir"
             wait_ready "$port" "$broker"
+            sub_args=()
+            if [[ -n "$SUB_PORT" ]]; then
+                wait_ready "$SUB_PORT" "$broker"
+                sub_args=(--sub-host "127.0.0.1:$SUB_PORT")
+            fi
             # shellcheck disable=SC2046 # word splitting of the argument lists is intended
             set +e
-            "$LOADGEN" bench --host "127.0.0.1:$port" $(scenario_args "$scen") \
+            "$LOADGEN" bench --host "127.0.0.1:$port" "${sub_args[@]}" $(scenario_args "$scen") \
                 --client-prefix "cmp${round}_${broker}" --json --quiet $LOADGEN_ARGS \
                 >"$dir/result.json" 2>"$dir/loadgen.txt"
             rc=$?
@@ -243,11 +286,13 @@ for s in scens:
         cells = "".join(f"{'-' if m[k] is None else round(m[k], 3):>15}" for k in keys)
         print(f"{s:<11}{b:<11}{len(rs):>3}{cells}")
 
-if "raftmq" in brokers and "mosquitto" in brokers:
+for name in ("raftmq", "raftmq3"):
+    if name not in brokers or "mosquitto" not in brokers:
+        continue
     print()
-    print("raftmq / mosquitto (medians)")
+    print(f"{name} / mosquitto (medians)")
     for s in scens:
-        r, m = meds.get((s, "raftmq")), meds.get((s, "mosquitto"))
+        r, m = meds.get((s, name)), meds.get((s, "mosquitto"))
         if not r or not m:
             continue
         def ratio(k):

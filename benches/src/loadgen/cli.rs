@@ -146,9 +146,13 @@ pub struct LoadOpts {
     /// window allows (saturation).
     #[arg(short = 'r', long, default_value_t = 0)]
     pub rate: u64,
-    /// Topic; %i is replaced by the publisher index.
+    /// Topic; %i is replaced by the publisher index, %n by the message's
+    /// sequence number (a new topic per message, e.g. to fill retained state).
     #[arg(short = 't', long, default_value = "loadgen/%i")]
     pub topic: String,
+    /// Publish with the retain flag.
+    #[arg(long)]
+    pub retain: bool,
     /// Measured seconds (after warmup).
     #[arg(short = 'd', long, default_value_t = 10.0)]
     pub duration: f64,

@@ -253,6 +253,7 @@ fn spawn_publishers(
             let spec = PubSpec {
                 idx: i as u32,
                 topic: o.topic.replace("%i", &i.to_string()).into_bytes(),
+                retain: o.retain,
                 qos: o.qos.min(c.max_qos),
                 size,
                 inflight: o.inflight,
@@ -560,6 +561,7 @@ async fn run_pub(a: PubArgs) -> i32 {
         "published": pa.sent_total, "published_in_window": pa.sent_win, "published_rate": rate(pa.sent_win, secs),
         "acked": pa.acked_total, "acked_in_window": pa.acked_win, "acked_rate": rate(pa.acked_win, secs),
         "ack_latency_ms": lat_json(&pa.hist),
+        "max_ack_gap_ms": counters.max_ack_gap_ms(),
         "not_sent": pa.not_sent, "unacked": pa.unacked,
         "errors": errors.total(), "error_kinds": errors.json(),
     });
@@ -1023,6 +1025,7 @@ async fn run_bench(a: BenchArgs) -> i32 {
         "acked": pa.acked_total, "acked_in_window": pa.acked_win, "acked_rate": rate(pa.acked_win, secs),
         "received": sa.received_total, "received_in_window": sa.received_win, "received_rate": rate(sa.received_win, secs),
         "ack_latency_ms": lat_json(&pa.hist),
+        "max_ack_gap_ms": counters.max_ack_gap_ms(),
         "e2e_latency_ms": lat_json(&sa.hist),
         "lost": if o.qos > 0 { json!(lost) } else { Value::Null },
         "duplicates": sa.duplicates, "missing": missing,

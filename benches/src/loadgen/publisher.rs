@@ -17,7 +17,9 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct PubSpec {
     pub idx: u32,
+    /// May contain `%n`: replaced by each message's sequence number.
     pub topic: Vec<u8>,
+    pub retain: bool,
     pub qos: u8,
     pub size: usize,
     pub inflight: usize,
@@ -141,6 +143,13 @@ pub async fn run(
     let mut k: u64 = 0;
     let mut done_sending = false;
 
+    // `%n` in the topic: a new topic per message.
+    let per_msg_topic = spec
+        .topic
+        .windows(2)
+        .position(|w| w == b"%n")
+        .map(|i| (spec.topic[..i].to_vec(), spec.topic[i + 2..].to_vec()));
+    let mut topic_buf = Vec::with_capacity(spec.topic.len() + 20);
     // Pre-size the write buffer for a full window of publishes.
     let one = codec::publish_len(version, qos, spec.topic.len(), spec.size);
     conn.wbuf
@@ -185,8 +194,21 @@ pub async fn run(
                 } else {
                     0
                 };
-                let at =
-                    codec::encode_publish(&mut conn.wbuf, version, qos, &spec.topic, pid, &payload);
+                let topic: &[u8] = match &per_msg_topic {
+                    Some((pre, post)) => {
+                        topic_buf.clear();
+                        topic_buf.extend_from_slice(pre);
+                        topic_buf.extend_from_slice(k.to_string().as_bytes());
+                        topic_buf.extend_from_slice(post);
+                        &topic_buf
+                    }
+                    None => &spec.topic,
+                };
+                let first = conn.wbuf.len();
+                let at = codec::encode_publish(&mut conn.wbuf, version, qos, topic, pid, &payload);
+                if spec.retain {
+                    conn.wbuf[first] |= 0x01;
+                }
                 stats::stamp(&mut conn.wbuf[at..], k, intended);
                 if qos > 0 {
                     inflight.insert(pid, (intended, k));
@@ -318,6 +340,9 @@ pub async fn run(
                     }
                 }
                 counters.add(&counters.acked, acks);
+                if acks > 0 {
+                    counters.note_ack(now);
+                }
                 if fatal {
                     r.unacked = inflight.len() as u64;
                     return (r, None);

@@ -204,6 +204,11 @@ pub struct Counters {
     pub published: AtomicU64,
     pub acked: AtomicU64,
     pub received: AtomicU64,
+    /// Monotonic ns of the latest ack (any publisher).
+    pub last_ack_ns: AtomicU64,
+    /// Longest time between two consecutive acks (any publishers): how long
+    /// publishing stalled, e.g. across a leader failover.
+    pub max_ack_gap_ns: AtomicU64,
 }
 
 impl Counters {
@@ -218,6 +223,19 @@ impl Counters {
             c.fetch_add(n, Ordering::Relaxed);
         }
     }
+    /// Records that acks arrived at `now` (once per read batch).
+    pub fn note_ack(&self, now: u64) {
+        let prev = self.last_ack_ns.swap(now, Ordering::Relaxed);
+        if prev > 0 && now > prev {
+            self.max_ack_gap_ns.fetch_max(now - prev, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest ack gap so far, in ms.
+    pub fn max_ack_gap_ms(&self) -> f64 {
+        self.max_ack_gap_ns.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.published.load(Ordering::Relaxed),
