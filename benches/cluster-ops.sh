@@ -74,7 +74,7 @@ start_node() {
     PID[$i]=$!
 }
 
-healthy() { curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$1/health"; }
+healthy() { curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$1/health" 2>/dev/null; }
 
 wait_healthy() {
     local port=$1
@@ -152,11 +152,12 @@ EOF
 }
 
 restart() {
-    # Batches of 10,000 connections stay under a 20,000 open-files limit.
-    local dir="$WORK/restart" b per=$((SESSIONS / 10))
+    # Batches of 5,000 held connections (loadgen uses two descriptors each)
+    # stay under a 20,000 open-files limit.
+    local dir="$WORK/restart" b per=$((SESSIONS / 20))
     start_cluster "$dir"
     log "filling: $SESSIONS persistent sessions"
-    for b in $(seq 10); do
+    for b in $(seq 20); do
         "$LOADGEN" conn --host "127.0.0.1:${MQTT[$(( (b % 3) + 1 ))]}" -c "$per" -r 5000 \
             --clean-session false --client-prefix "sess$b" --quiet >/dev/null 2>"$dir/fill-sess-$b.txt" \
             || die "session fill failed: $(tail -3 "$dir/fill-sess-$b.txt")"

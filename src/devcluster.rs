@@ -1,6 +1,7 @@
 //! `raftmq dev-cluster`: three local nodes joined into one cluster, for trying
 //! raftmq out. Node 1 bootstraps; nodes 2 and 3 start with `--join` node 1.
-//! Each is a child process running `raftmq start`; Ctrl-C stops them all.
+//! Each is a child process running `raftmq start`; Ctrl-C or SIGTERM stops
+//! them all (a SIGKILLed dev-cluster leaves them running).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -30,6 +31,13 @@ impl Drop for Children {
 
 pub fn run(p: Ports) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the raftmq binary")?;
+    for base in [p.mqtt, p.http, p.cluster] {
+        for port in base..base.saturating_add(3) {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                bail!("port {port} is in use (another dev-cluster, or a node still running?); choose others with --mqtt-port, --http-port, --cluster-port");
+            }
+        }
+    }
     let cookie = std::env::var("RAFTMQ_COOKIE").unwrap_or_else(|_| "raftmq-dev-cluster".into());
     let mut kids = Children(Vec::new());
     for i in 0..3u16 {
@@ -89,9 +97,11 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     for (i, c) in kids.0.iter_mut().enumerate() {
                         if let Some(st) = c.try_wait()? {

@@ -149,6 +149,22 @@ fn snapshot(b: &Broker) -> metrics::Snapshot {
         raft_entries: stats.entries.load(std::sync::atomic::Ordering::Relaxed),
         raft_commands: stats.commands.load(std::sync::atomic::Ordering::Relaxed),
         is_leader: b.node.is_leader(),
+        raft_forwarded: stats.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        raft_resent: stats.resent.load(std::sync::atomic::Ordering::Relaxed),
+        raft_term: rm.current_term,
+        in_quorum: b.node.in_quorum(),
+        peer_connects: b
+            .node
+            .transport
+            .stats
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        peer_refused: b
+            .node
+            .transport
+            .stats
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -163,6 +179,9 @@ async fn status(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
         "node_id": b.settings.node_id,
         "uptime_s": b.started.elapsed().as_secs(),
         "leader": s.is_leader,
+        "leader_id": b.node.raft.metrics().borrow().current_leader,
+        "term": s.raft_term,
+        "in_quorum": s.in_quorum,
         "last_applied": s.raft_last_applied,
         "sessions": s.sessions,
         "subscriptions": s.subscriptions,

@@ -35,6 +35,14 @@ pub struct Snapshot {
     /// Entries in the log now (last index - purged index).
     pub raft_log_entries: u64,
     pub raft_snapshot_index: u64,
+    /// Batches this node forwarded to the leader, and sent again.
+    pub raft_forwarded: u64,
+    pub raft_resent: u64,
+    pub raft_term: u64,
+    pub in_quorum: bool,
+    /// Inter-node connections dialled, and refused (either way).
+    pub peer_connects: u64,
+    pub peer_refused: u64,
     pub raft_entries: u64,
     pub raft_commands: u64,
     pub is_leader: bool,
@@ -153,6 +161,37 @@ impl Metrics {
             "raft_commands_proposed",
             "Commands proposed by this node",
             gauge(s.raft_commands),
+        );
+        r.register(
+            "raft_batches_forwarded",
+            "Command batches this node forwarded to the leader",
+            gauge(s.raft_forwarded),
+        );
+        r.register(
+            "raft_batches_resent",
+            "Command batches sent again after a leader change or a lost reply",
+            gauge(s.raft_resent),
+        );
+        r.register(
+            "raft_duplicate_commands",
+            "Commands applied before and skipped (resent proposals; apply)",
+            gauge(s.apply.duplicates),
+        );
+        r.register("raft_term", "Current Raft term", gauge(s.raft_term));
+        r.register(
+            "in_quorum",
+            "1 if this node is part of a quorum (what /health reports)",
+            gauge(s.in_quorum as u64),
+        );
+        r.register(
+            "peer_connects",
+            "Inter-node connections dialled by this node",
+            gauge(s.peer_connects),
+        );
+        r.register(
+            "peer_refused",
+            "Inter-node connections refused (wrong cookie or bad handshake), either side",
+            gauge(s.peer_refused),
         );
         r.register(
             "raft_is_leader",

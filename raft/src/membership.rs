@@ -271,11 +271,6 @@ impl RaftNode {
                  add -k to disconnect them (they can reconnect to any other node)"
             )));
         }
-        // A live node closes its listeners and clients first, while it is
-        // still a member and their disconnects can commit.
-        if reachable {
-            self.tell_removed(id, &node, kill).await;
-        }
         if voters.contains(&id) {
             let mut ids = BTreeSet::new();
             ids.insert(id);
@@ -292,6 +287,11 @@ impl RaftNode {
                 .map_err(admin_err)?;
         }
         info!(node = id, "node removed from the cluster");
+        // A live node closes its listener and (with -k) its clients; their
+        // disconnects still commit: a removed node forwards to the leader.
+        if reachable {
+            self.tell_removed(id, &node, kill).await;
+        }
         // Its sessions are not connected anywhere any more. Proposed through
         // the proposer: if this leader just removed itself, it forwards.
         let left = self

@@ -156,25 +156,24 @@ pub struct TransportStats {
     pub refused: AtomicU64,
 }
 
-fn proof(cookie: &[u8], role: &[u8], a: &Nonce, b: &Nonce, id: NodeId) -> Vec<u8> {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cookie).expect("hmac takes any key length");
+fn mac(cookie: &[u8], role: &[u8], a: &Nonce, b: &Nonce, id: NodeId) -> Option<Hmac<Sha256>> {
+    // HMAC takes keys of any length; `None` cannot happen in practice.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cookie).ok()?;
     mac.update(role);
     mac.update(a);
     mac.update(b);
     mac.update(&id.to_be_bytes());
-    mac.finalize().into_bytes().to_vec()
+    Some(mac)
+}
+
+fn proof(cookie: &[u8], role: &[u8], a: &Nonce, b: &Nonce, id: NodeId) -> Vec<u8> {
+    mac(cookie, role, a, b, id)
+        .map(|m| m.finalize().into_bytes().to_vec())
+        .unwrap_or_default()
 }
 
 fn verify(cookie: &[u8], role: &[u8], a: &Nonce, b: &Nonce, id: NodeId, got: &[u8]) -> bool {
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(cookie) else {
-        return false;
-    };
-    mac.update(role);
-    mac.update(a);
-    mac.update(b);
-    mac.update(&id.to_be_bytes());
-    mac.verify_slice(got).is_ok()
+    mac(cookie, role, a, b, id).is_some_and(|m| m.verify_slice(got).is_ok())
 }
 
 fn encode_frame(f: &Frame, out: &mut Vec<u8>) -> Result<(), NetError> {
