@@ -1129,6 +1129,28 @@ mod tests {
             (r.remove(0).results, self.index << 16)
         }
 
+        /// Applies one entry of numbered commands from `origin`.
+        fn apply_numbered(
+            &mut self,
+            origin: u64,
+            floor: u64,
+            cmds: Vec<(u64, Command)>,
+        ) -> Vec<CmdResult> {
+            self.index += 1;
+            let e = crate::types::Entry {
+                log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
+                payload: EntryPayload::Normal(Request {
+                    origin,
+                    floor,
+                    cmds: cmds
+                        .into_iter()
+                        .map(|(seq, cmd)| Envelope { seq, cmd })
+                        .collect(),
+                }),
+            };
+            self.st.apply_entries(vec![e]).unwrap().remove(0).results
+        }
+
         fn register(&mut self, client: &str, expiry_s: u32, will: Option<Will>) -> u64 {
             let (r, _) = self.apply(vec![Command::Register {
                 client_id: client.into(),
@@ -1354,5 +1376,51 @@ mod tests {
         let (a, b) = (x.delivered("a").len(), x.delivered("b").len());
         assert_eq!(a + b, 40);
         assert!(a >= 8 && b >= 8, "a={a} b={b}");
+    }
+
+    #[test]
+    fn a_resent_command_is_applied_once_and_answers_duplicate() {
+        let mut f = Fixture::new();
+        let e = f.register("sub", 3600, None);
+        f.subscribe("sub", e, "t", 1);
+        let p = publish("pub", 0, msg("t", 1, "pub"));
+        let first = f.apply_numbered(7, 0, vec![(100, p.clone())]);
+        assert!(
+            matches!(first[0], CmdResult::Published { matched: 1, .. }),
+            "{first:?}"
+        );
+        // The same command again (a retry after a leader change).
+        let again = f.apply_numbered(7, 0, vec![(100, p.clone())]);
+        assert_eq!(again, vec![CmdResult::Duplicate]);
+        assert_eq!(f.delivered("sub").len(), 1, "delivered once");
+        // The same sequence number from another origin is another command.
+        let other = f.apply_numbered(8, 0, vec![(100, p)]);
+        assert!(matches!(other[0], CmdResult::Published { .. }));
+        assert_eq!(f.delivered("sub").len(), 2);
+    }
+
+    #[test]
+    fn a_resent_earlier_batch_committed_after_a_later_one_still_applies() {
+        let mut f = Fixture::new();
+        let e = f.register("sub", 3600, None);
+        f.subscribe("sub", e, "#", 1);
+        let p = |i: u8| publish("pub", 0, msg(&format!("t{i}"), 1, "pub"));
+        let later = f.apply_numbered(7, 10, vec![(12, p(2)), (13, p(3))]);
+        assert!(later
+            .iter()
+            .all(|r| matches!(r, CmdResult::Published { .. })));
+        let earlier = f.apply_numbered(7, 10, vec![(10, p(0)), (11, p(1))]);
+        assert!(
+            earlier
+                .iter()
+                .all(|r| matches!(r, CmdResult::Published { .. })),
+            "not mistaken for duplicates: {earlier:?}"
+        );
+        assert_eq!(f.delivered("sub").len(), 4);
+        // Once the proposer's floor passes them, old ids count as seen and
+        // the applied set is pruned.
+        let late = f.apply_numbered(7, 14, vec![(11, p(1))]);
+        assert_eq!(late, vec![CmdResult::Duplicate]);
+        assert_eq!(f.delivered("sub").len(), 4);
     }
 }

@@ -663,3 +663,144 @@ async fn client_reader(rd: OwnedReadHalf, conn: Arc<Conn>, peer: Arc<Peer>, to: 
     conn.kill();
     info!(peer = to, "connection to peer lost");
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::rpc::AdminError;
+    use crate::types::NodeInfo;
+
+    /// Answers `Join { id }` with `id` after `id` ms, so later requests can
+    /// be answered first.
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, _from: NodeId, rpc: Rpc) -> BoxFuture<'static, Option<Reply>> {
+            async move {
+                match rpc {
+                    Rpc::Join { id, .. } => {
+                        tokio::time::sleep(Duration::from_millis(id)).await;
+                        Some(Reply::Admin(Ok(id.to_string())))
+                    }
+                    _ => Some(Reply::Admin(Err(AdminError::Refused("unexpected".into())))),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    async fn server(id: NodeId, cookie: &str) -> (Arc<Transport>, String) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let t = Transport::new(id, cookie);
+        tokio::spawn(t.clone().serve(l, Arc::new(Echo)));
+        (t, addr)
+    }
+
+    fn join(id: NodeId) -> Rpc {
+        Rpc::Join {
+            id,
+            info: NodeInfo::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_get_their_own_replies_in_any_order() {
+        let (_srv, addr) = server(2, "secret").await;
+        let client = Transport::new(1, "secret");
+        // Sent in order 60, 59, ... 1 ms of work: replies come back reversed.
+        let mut rxs = Vec::new();
+        for id in (1..=60).rev() {
+            rxs.push((id, client.send(2, &addr, join(id)).await.expect("send")));
+        }
+        for (id, rx) in rxs {
+            match rx.await.expect("reply") {
+                Reply::Admin(Ok(s)) => assert_eq!(s, id.to_string()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            client.stats.connects.load(Ordering::Relaxed),
+            1,
+            "one connection"
+        );
+        assert!(client.reachable(2));
+    }
+
+    #[tokio::test]
+    async fn a_peer_with_another_cookie_is_refused_on_both_sides() {
+        let (srv, addr) = server(2, "secret").await;
+        let client = Transport::new(1, "guess");
+        let err = client
+            .call(2, &addr, join(1), Duration::from_secs(2))
+            .await
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("different distributed_cookie"),
+            "{err}"
+        );
+        assert!(!client.reachable(2));
+        let refused_on_server = tokio::time::timeout(Duration::from_secs(2), async {
+            while srv.stats.refused.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            refused_on_server.is_ok(),
+            "the listening side counts the refusal"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dialled_node_must_be_the_node_expected() {
+        let (_srv, addr) = server(3, "secret").await;
+        let client = Transport::new(1, "secret");
+        let err = client
+            .call(2, &addr, join(1), Duration::from_secs(2))
+            .await
+            .expect_err("wrong node");
+        assert!(err.to_string().contains("is node 3, not node 2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_fails_pending_requests_and_is_redialled() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        // A peer that authenticates, reads nothing and then hangs up.
+        let peer = Transport::new(2, "secret");
+        let accepted = tokio::spawn(async move {
+            let (s, _) = l.accept().await.expect("accept");
+            peer.accept(s).await.expect("handshake")
+        });
+        let client = Transport::new(1, "secret");
+        let pending = client.send(2, &addr, join(1)).await.expect("send");
+        let (rd, wr, from) = accepted.await.expect("task");
+        assert_eq!(from, 1);
+        drop((rd, wr));
+        let r = tokio::time::timeout(Duration::from_secs(2), pending).await;
+        assert!(
+            matches!(r, Ok(Err(_))),
+            "the pending request fails at once: {r:?}"
+        );
+        assert!(!client.reachable(2));
+        // A real server on the same address: the client dials again.
+        let l = TcpListener::bind(&addr).await.expect("rebind");
+        tokio::spawn(Transport::new(2, "secret").serve(l, Arc::new(Echo)));
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Reply::Admin(Ok(s))) =
+                    client.call(2, &addr, join(1), Duration::from_secs(1)).await
+                {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(ok.ok().as_deref(), Some("1"));
+        assert_eq!(client.stats.connects.load(Ordering::Relaxed), 2);
+    }
+}
