@@ -94,3 +94,17 @@ pub fn print_text(v: &serde_json::Value) {
         None => println!("{v}"),
     }
 }
+
+/// Polls `/health` until it answers 200.
+pub fn wait_healthy(node: &str, limit: std::time::Duration) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    // Let the node go down for its restart first.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    while start.elapsed() < limit {
+        if get(node, "/health").is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("the node at {node} was not healthy within {limit:?}")
+}

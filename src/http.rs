@@ -104,6 +104,23 @@ async fn cluster_join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) 
         )
             .into_response();
     };
+    if b.node.is_fresh_standalone() {
+        // A new node that bootstrapped a cluster of its own: it gives up its
+        // empty log, restarts in place and joins (the answer goes first).
+        let id = b.settings.node_id;
+        let settings = b.settings.clone();
+        let target = d.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let e = crate::server::restart_to_join(&settings, &target);
+            tracing::error!(error = %e, "could not restart to join");
+        });
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({"text": format!("node {id} has no state of its own: it restarts with an empty data directory and joins through {d}"), "restarting": true})),
+        )
+            .into_response();
+    }
     match b.node.join_via(&d).await {
         Ok(msg) => Json(json!({"text": msg})).into_response(),
         Err(e) => admin_error(e),

@@ -196,11 +196,16 @@ fn main() -> ExitCode {
             let d = kv(&Some(discovery), "discovery-node")?
                 .unwrap_or_default()
                 .to_string();
-            cli::post(
+            let v = cli::post(
                 &node,
                 &format!("/api/v1/cluster/join?discovery-node={}", enc(&d)),
-            )
-            .map(|v| cli::print_text(&v))
+            )?;
+            cli::print_text(&v);
+            if v.get("restarting").and_then(|r| r.as_bool()) == Some(true) {
+                cli::wait_healthy(&node, std::time::Duration::from_secs(60))?;
+                println!("the node joined the cluster and is serving");
+            }
+            Ok(())
         })(),
         Cmd::Cluster {
             cmd: ClusterCmd::Leave { node, target, kill },

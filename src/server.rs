@@ -19,7 +19,64 @@ use crate::broker::Broker;
 use crate::config::{Settings, DEFAULT_COOKIE};
 use crate::registry::Registry;
 
+/// Prefix of a data directory's discarded log, left by [`restart_to_join`].
+const DISCARDED: &str = "db.discarded-";
+
+/// Gives up this node's (empty) cluster of one and re-executes the process
+/// in place with `--join discovery`. The RocksDB directory is renamed away
+/// (this process still has it open) and removed by the next start. Returns
+/// only on failure.
+pub fn restart_to_join(settings: &Settings, discovery: &str) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let run = || -> anyhow::Result<std::io::Error> {
+        let db = settings.data_dir.join("db");
+        let away = settings.data_dir.join(format!("{DISCARDED}{}", now_ms()));
+        std::fs::rename(&db, &away).with_context(|| format!("moving {} away", db.display()))?;
+        let _ = std::fs::remove_file(settings.data_dir.join("snapshot.bin"));
+        let exe = std::env::current_exe().context("finding the raftmq binary")?;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut skip = false;
+        for a in std::env::args_os().skip(1) {
+            if skip {
+                skip = false;
+                continue;
+            }
+            match a.to_str() {
+                Some("--join") => skip = true,
+                Some(s) if s.starts_with("--join=") => {}
+                _ => args.push(a),
+            }
+        }
+        args.push("--join".into());
+        args.push(discovery.into());
+        warn!(
+            discovery,
+            "restarting with an empty data directory to join a cluster"
+        );
+        Ok(std::process::Command::new(exe).args(args).exec())
+    };
+    match run() {
+        Ok(exec_error) => anyhow::Error::new(exec_error).context("re-executing raftmq"),
+        Err(e) => e,
+    }
+}
+
+/// Removes what an earlier [`restart_to_join`] moved away.
+fn remove_discarded(settings: &Settings) {
+    let Ok(entries) = std::fs::read_dir(&settings.data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(DISCARDED) {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                warn!(path = %e.path().display(), error = %err, "cannot remove a discarded log");
+            }
+        }
+    }
+}
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    remove_discarded(&settings);
     if settings.distributed_cookie == DEFAULT_COOKIE {
         info!("distributed_cookie is the default; set your own before the cluster spans machines");
     }

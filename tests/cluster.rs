@@ -284,6 +284,38 @@ fn metric(http_port: u16, name: &str) -> f64 {
 }
 
 #[test]
+fn cluster_join_makes_a_new_standalone_node_join_and_refuses_one_with_state() {
+    let mut c = Cluster::start(3);
+    // A node started on its own (a cluster of one, no clients yet).
+    let mut fresh = Broker::try_start_node(4, None, None)
+        .unwrap_or_else(|f| panic!("node 4: {:?}\n{}", f.status, f.log));
+    let discovery = format!("discovery-node=127.0.0.1:{}", c.node(2).cluster_port);
+    let out = fresh.cli(&["cluster", "join", &discovery]);
+    out.assert_success("cluster join");
+    assert!(out.stdout.contains("joined"), "{}", out.stdout);
+    assert!(fresh.is_running(), "restarted in place, same process id");
+    c.wait_voters(4);
+    let (mut s, _) = RawClient::v3(fresh.mqtt_port, "cj-sub", true);
+    s.subscribe("cj/x", QoS::AtLeastOnce);
+    let (mut p, _) = RawClient::v3(c.node(1).mqtt_port, "cj-pub", true);
+    p.publish("cj/x", b"hi", QoS::AtLeastOnce, false);
+    assert_eq!(payloads(&s.collect_publishes(1, WAIT)), vec!["hi"]);
+
+    // A standalone node that already has state of its own is refused.
+    let owned = Broker::try_start_node(5, None, None)
+        .unwrap_or_else(|f| panic!("node 5: {:?}\n{}", f.status, f.log));
+    let (mut o, _) = RawClient::v3(owned.mqtt_port, "owned", false);
+    o.subscribe("mine/#", QoS::AtLeastOnce);
+    let out = owned.cli(&["cluster", "join", &discovery]);
+    assert!(!out.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("already has its own cluster state"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn leave_without_k_is_refused_while_the_node_has_clients() {
     let c = Cluster::start(3);
     let (_s, _) = RawClient::v3(c.node(3).mqtt_port, "stay", true);

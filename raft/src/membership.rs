@@ -135,6 +135,18 @@ impl RaftNode {
         Ok(format!("node {id} joined the cluster as a voter"))
     }
 
+    /// A cluster of one that never held any client state: it may give up its
+    /// log and join another cluster (VerneMQ's `cluster join` on a new node).
+    pub fn is_fresh_standalone(&self) -> bool {
+        let alone = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let mem = m.membership_config.membership();
+            mem.voter_ids().eq([self.node_id]) && mem.learner_ids().next().is_none()
+        };
+        alone && self.state.lock().is_empty()
+    }
+
     /// Joining side: asks `discovery` (an inter-node address of any member)
     /// to add this node, following redirects to the leader.
     pub async fn join_via(&self, discovery: &str) -> Result<String, AdminError> {

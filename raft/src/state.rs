@@ -391,6 +391,14 @@ impl MqttState {
             .count()
     }
 
+    /// No sessions, subscriptions, retained messages or queued messages.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.subs_by_client.is_empty()
+            && self.retained_count() == 0
+            && self.msg_refs.is_empty()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
