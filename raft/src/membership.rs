@@ -55,10 +55,6 @@ impl Drop for ChangeGuard<'_> {
 impl RaftNode {
     /// The current leader and its addresses, if known.
     pub fn leader_info(&self) -> Option<(NodeId, NodeInfo)> {
-        self.leader()
-    }
-
-    fn leader(&self) -> Option<(NodeId, NodeInfo)> {
         let m = self.raft.metrics();
         let m = m.borrow();
         let l = m.current_leader?;
@@ -96,7 +92,7 @@ impl RaftNode {
     pub async fn add_node(&self, id: NodeId, info: NodeInfo) -> Result<String, AdminError> {
         if !self.is_leader() {
             return Err(AdminError::NotLeader {
-                leader: self.leader(),
+                leader: self.leader_info(),
             });
         }
         let _g = self.begin_change(format!("join of node {id}"))?;
@@ -232,7 +228,7 @@ impl RaftNode {
         if self.is_leader() {
             return self.remove_node(id, kill).await;
         }
-        let Some((l, info)) = self.leader() else {
+        let Some((l, info)) = self.leader_info() else {
             return Err(AdminError::Unavailable(
                 "no leader; cannot change membership".into(),
             ));
@@ -254,7 +250,7 @@ impl RaftNode {
     pub async fn remove_node(&self, id: NodeId, kill: bool) -> Result<String, AdminError> {
         if !self.is_leader() {
             return Err(AdminError::NotLeader {
-                leader: self.leader(),
+                leader: self.leader_info(),
             });
         }
         let _g = self.begin_change(format!("leave of node {id}"))?;
@@ -349,7 +345,7 @@ impl RaftNode {
     /// cannot be asked).
     pub async fn cluster_view(&self) -> ClusterView {
         if !self.is_leader() {
-            if let Some((l, info)) = self.leader() {
+            if let Some((l, info)) = self.leader_info() {
                 if let Ok(Reply::Status(v)) = self
                     .transport
                     .call(l, &info.cluster, Rpc::Status, STATUS_TIMEOUT)

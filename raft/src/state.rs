@@ -472,21 +472,26 @@ impl MqttState {
                 openraft::EntryPayload::Blank => {}
                 openraft::EntryPayload::Normal(req) => {
                     resp.results.reserve(req.cmds.len());
-                    let seen = self.dedup.entry(req.origin).or_default();
+                    // Taken out for the batch (apply_cmd borrows all of
+                    // self) and put back after it.
+                    let mut seen = self.dedup.remove(&req.origin).unwrap_or_default();
                     seen.raise_floor(req.floor);
                     for (pos, env) in req.cmds.into_iter().enumerate() {
                         let id = (index << 16) | (pos as u64 & 0xffff);
-                        if env.seq != 0 {
-                            let fresh = self.dedup.entry(req.origin).or_default().insert(env.seq);
-                            if !fresh {
-                                self.stats.duplicates += 1;
-                                resp.results.push(CmdResult::Duplicate);
-                                continue;
+                        if env.seq != 0 && !seen.insert(env.seq) {
+                            self.stats.duplicates += 1;
+                            resp.results.push(CmdResult::Duplicate);
+                            continue;
+                        }
+                        match self.apply_cmd(id, env.cmd, &mut ctx) {
+                            Ok(r) => resp.results.push(r),
+                            Err(e) => {
+                                self.dedup.insert(req.origin, seen);
+                                return Err(e);
                             }
                         }
-                        let r = self.apply_cmd(id, env.cmd, &mut ctx)?;
-                        resp.results.push(r);
                     }
+                    self.dedup.insert(req.origin, seen);
                 }
                 openraft::EntryPayload::Membership(m) => {
                     self.membership = openraft::StoredMembership::new(Some(entry.log_id), m);
