@@ -95,13 +95,18 @@ pub fn print_text(v: &serde_json::Value) {
     }
 }
 
+/// Does the node's `/health` answer 200?
+pub fn is_healthy(node: &str) -> bool {
+    get(node, "/health").is_ok()
+}
+
 /// Polls `/health` until it answers 200.
 pub fn wait_healthy(node: &str, limit: std::time::Duration) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     // Let the node go down for its restart first.
     std::thread::sleep(std::time::Duration::from_millis(500));
     while start.elapsed() < limit {
-        if get(node, "/health").is_ok() {
+        if is_healthy(node) {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -116,18 +116,12 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
 
 fn wait_healthy(port: u16, child: &mut Child, limit: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
-    let url = format!("http://127.0.0.1:{port}/health");
+    let node = format!("127.0.0.1:{port}");
     while start.elapsed() < limit {
         if let Some(st) = child.try_wait()? {
             bail!("a node exited during start-up ({st}); see its log");
         }
-        let ok = ureq::get(&url)
-            .config()
-            .timeout_global(Some(Duration::from_millis(500)))
-            .build()
-            .call()
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
+        if crate::cli::is_healthy(&node) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

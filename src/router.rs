@@ -65,17 +65,15 @@ pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
     if remote.is_empty() {
         return n;
     }
-    let addrs: BTreeMap<NodeId, String> = {
-        let m = broker.node.raft.metrics();
-        let m = m.borrow();
-        m.membership_config
-            .membership()
-            .nodes()
-            .map(|(id, info)| (*id, info.cluster.clone()))
-            .collect()
-    };
+    let metrics = broker.node.raft.metrics();
     for (node, targets) in remote {
-        let Some(addr) = addrs.get(&node).cloned() else {
+        let addr = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .map(|info| info.cluster.clone());
+        let Some(addr) = addr else {
             continue;
         };
         n += targets.len() as u32;

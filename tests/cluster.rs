@@ -554,3 +554,54 @@ fn leader_sigkill_during_qos1_load_loses_no_acknowledged_message() {
         &lost[..lost.len().min(5)]
     );
 }
+
+// ---------------------------------------------------------------------------
+// dev-cluster
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dev_cluster_starts_three_joined_nodes_and_sigterm_stops_them_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mqtt, http, cluster) = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let mut dc = BgProcess::spawn(
+        std::process::Command::new(broker_bin())
+            .arg("dev-cluster")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--mqtt-port", &mqtt.to_string()])
+            .args(["--http-port", &http.to_string()])
+            .args(["--cluster-port", &cluster.to_string()]),
+    );
+    let up = dc.wait_for_line(Duration::from_secs(60), |l| l.contains("3 nodes up"));
+    assert!(
+        up.is_some(),
+        "dev-cluster did not come up: {}",
+        dc.describe()
+    );
+    let (code, v) = match http_get(http + 2, "/api/v1/cluster/show", WAIT) {
+        Ok((code, body)) => (
+            code,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        ),
+        Err(e) => panic!("cluster show: {e}"),
+    };
+    assert_eq!(code, 200);
+    let voters = v["table"]
+        .as_array()
+        .map_or(0, |t| t.iter().filter(|r| r["role"] == "voter").count());
+    assert_eq!(voters, 3, "{v}");
+    let (mut s, _) = RawClient::v3(mqtt + 2, "dc-sub", true);
+    s.subscribe("dc/x", QoS::AtLeastOnce);
+    let (mut p, _) = RawClient::v3(mqtt, "dc-pub", true);
+    p.publish("dc/x", b"hi", QoS::AtLeastOnce, false);
+    assert_eq!(payloads(&s.collect_publishes(1, WAIT)), vec!["hi"]);
+    dc.signal("-TERM");
+    assert!(
+        dc.wait_exit(Duration::from_secs(10)).is_some(),
+        "dev-cluster exits on SIGTERM"
+    );
+    let all_down = wait_until(Duration::from_secs(10), || {
+        (0..3).all(|i| http_get(http + i, "/health", Duration::from_millis(300)).is_err())
+    });
+    assert!(all_down, "every node stopped with it");
+}

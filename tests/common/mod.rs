@@ -56,16 +56,38 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+fn used_ports() -> &'static Mutex<HashSet<u16>> {
+    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    USED.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
 /// A port that was free a moment ago; never the same port twice per process.
 pub fn free_port() -> u16 {
-    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
         drop(l);
-        if used.lock().unwrap().insert(port) {
+        if used_ports().lock().unwrap().insert(port) {
             return port;
+        }
+    }
+}
+
+/// The first of `n` consecutive ports that were free a moment ago, all
+/// reserved like [`free_port`]'s.
+pub fn free_port_run(n: u16) -> u16 {
+    loop {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let mut used = used_ports().lock().unwrap();
+        let rest_free = (1..n).all(|i| {
+            !used.contains(&(base + i)) && TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+        });
+        if rest_free {
+            used.extend((1..n).map(|i| base + i));
+            return base;
         }
     }
 }
@@ -718,6 +740,14 @@ impl BgProcess {
             self.seen.push(l);
         }
         &self.seen
+    }
+
+    /// Sends a signal (`kill SIG pid`), e.g. "-TERM".
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// Waits (bounded) for the process to exit by itself.
