@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use raftmq::cli;
 use raftmq::config::Settings;
 
@@ -23,33 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node.
-    Start {
-        /// Node id (>= 1).
-        #[arg(long)]
-        node_id: Option<u64>,
-        /// Data directory (RocksDB and snapshots).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// MQTT listener address.
-        #[arg(long)]
-        mqtt: Option<SocketAddr>,
-        /// HTTP admin address (/health, /metrics, /api/v1).
-        #[arg(long)]
-        http: Option<SocketAddr>,
-        /// Inter-node (cluster) address.
-        #[arg(long)]
-        cluster: Option<SocketAddr>,
-        /// Join the cluster of this member (its --cluster address) when the
-        /// data directory is new.
-        #[arg(long)]
-        join: Option<String>,
-        /// The cluster secret (distributed_cookie); also RAFTMQ_COOKIE.
-        #[arg(long, env = "RAFTMQ_COOKIE", hide_env_values = true)]
-        cookie: Option<String>,
-        /// TOML config file; flags override it.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Start(StartArgs),
     /// Cluster membership (VerneMQ syntax).
     Cluster {
         #[command(subcommand)]
@@ -171,25 +145,7 @@ fn enc(s: &str) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Start {
-            node_id,
-            data_dir,
-            mqtt,
-            http,
-            cluster,
-            join,
-            cookie,
-            config,
-        } => start(StartArgs {
-            node_id,
-            data_dir,
-            mqtt,
-            http,
-            cluster,
-            join,
-            cookie,
-            config,
-        }),
+        Cmd::Start(args) => start(args),
         Cmd::Cluster {
             cmd: ClusterCmd::Join { node, discovery },
         } => (|| {
@@ -276,14 +232,32 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Args)]
 struct StartArgs {
+    /// Node id (>= 1).
+    #[arg(long)]
     node_id: Option<u64>,
+    /// Data directory (RocksDB and snapshots).
+    #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// MQTT listener address.
+    #[arg(long)]
     mqtt: Option<SocketAddr>,
+    /// HTTP admin address (/health, /metrics, /api/v1).
+    #[arg(long)]
     http: Option<SocketAddr>,
+    /// Inter-node (cluster) address.
+    #[arg(long)]
     cluster: Option<SocketAddr>,
+    /// Join the cluster of this member (its --cluster address) when the
+    /// data directory is new.
+    #[arg(long)]
     join: Option<String>,
+    /// The cluster secret (distributed_cookie); also RAFTMQ_COOKIE.
+    #[arg(long, env = "RAFTMQ_COOKIE", hide_env_values = true)]
     cookie: Option<String>,
+    /// TOML config file; flags override it.
+    #[arg(long)]
     config: Option<PathBuf>,
 }
 

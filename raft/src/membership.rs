@@ -62,7 +62,14 @@ impl RaftNode {
         Some((l, info))
     }
 
+    /// Claims the one membership-change slot; only the leader changes
+    /// membership.
     fn begin_change(&self, what: String) -> Result<ChangeGuard<'_>, AdminError> {
+        if !self.is_leader() {
+            return Err(AdminError::NotLeader {
+                leader: self.leader_info(),
+            });
+        }
         let mut c = self.changing.lock();
         if let Some(cur) = c.as_ref() {
             return Err(AdminError::Refused(format!(
@@ -90,11 +97,6 @@ impl RaftNode {
 
     /// Leader side of a join.
     pub async fn add_node(&self, id: NodeId, info: NodeInfo) -> Result<String, AdminError> {
-        if !self.is_leader() {
-            return Err(AdminError::NotLeader {
-                leader: self.leader_info(),
-            });
-        }
         let _g = self.begin_change(format!("join of node {id}"))?;
         let (known, is_voter) = {
             let m = self.raft.metrics();
@@ -248,11 +250,6 @@ impl RaftNode {
 
     /// Leader side of a leave.
     pub async fn remove_node(&self, id: NodeId, kill: bool) -> Result<String, AdminError> {
-        if !self.is_leader() {
-            return Err(AdminError::NotLeader {
-                leader: self.leader_info(),
-            });
-        }
         let _g = self.begin_change(format!("leave of node {id}"))?;
         let (node, voters) = {
             let m = self.raft.metrics();
@@ -279,21 +276,16 @@ impl RaftNode {
                  add -k to disconnect them (they can reconnect to any other node)"
             )));
         }
-        if voters.contains(&id) {
-            let mut ids = BTreeSet::new();
-            ids.insert(id);
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(ids), false)
-                .await
-                .map_err(admin_err)?;
+        let ids = BTreeSet::from([id]);
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(ids)
         } else {
-            let mut ids = BTreeSet::new();
-            ids.insert(id);
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(ids), false)
-                .await
-                .map_err(admin_err)?;
-        }
+            ChangeMembers::RemoveNodes(ids)
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(admin_err)?;
         info!(node = id, "node removed from the cluster");
         // A live node closes its listener and (with -k) its clients; their
         // disconnects still commit: a removed node forwards to the leader.

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use openraft::error::ClientWriteError;
 
 use crate::command::Message;
-use crate::rpc::{AdminError, Redirect, Reply, Rpc};
+use crate::rpc::{Redirect, Reply, Rpc};
 use crate::transport::Handler;
 use crate::types::NodeId;
 use crate::RaftNode;
@@ -57,17 +57,9 @@ impl Handler for RaftNode {
             Rpc::Join { id, info } => {
                 async move { Some(Reply::Admin(node.add_node(id, info).await)) }.boxed()
             }
-            Rpc::Leave { id, kill } => async move {
-                let r = if node.is_leader() {
-                    node.remove_node(id, kill).await
-                } else {
-                    Err(AdminError::NotLeader {
-                        leader: node.leader_info(),
-                    })
-                };
-                Some(Reply::Admin(r))
+            Rpc::Leave { id, kill } => {
+                async move { Some(Reply::Admin(node.remove_node(id, kill).await)) }.boxed()
             }
-            .boxed(),
             Rpc::Removed { kill } => {
                 tracing::info!(by = from, "the leader removed this node from the cluster");
                 node.on_removed(kill);

@@ -1126,20 +1126,8 @@ mod tests {
         /// Applies one entry; returns its results and the epoch-like id of
         /// its first command.
         fn apply(&mut self, cmds: Vec<Command>) -> (Vec<CmdResult>, u64) {
-            self.index += 1;
-            let e = crate::types::Entry {
-                log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
-                payload: EntryPayload::Normal(Request {
-                    origin: 1,
-                    floor: 0,
-                    cmds: cmds
-                        .into_iter()
-                        .map(|cmd| Envelope { seq: 0, cmd })
-                        .collect(),
-                }),
-            };
-            let mut r = self.st.apply_entries(vec![e]).unwrap();
-            (r.remove(0).results, self.index << 16)
+            let r = self.apply_numbered(1, 0, cmds.into_iter().map(|c| (0, c)).collect());
+            (r, self.index << 16)
         }
 
         /// Applies one entry of numbered commands from `origin`.
