@@ -524,6 +524,36 @@ impl Conn {
         let mut inbound_qos = Inbound::default();
         let mut new_expiry: Option<u32> = None;
         loop {
+            // Every complete packet already buffered is handled before the
+            // socket is read again, including those that arrived in the same
+            // read as the CONNECT.
+            loop {
+                let p = match codec::decode(&mut self.rbuf, self.proto, self.max_packet_in) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) => return Err(Exit::Error(e.reason_code(), e.to_string())),
+                };
+                if let Some(exit) = self
+                    .on_packet(
+                        p,
+                        ob,
+                        &mut pending,
+                        commit,
+                        &mut in_aliases,
+                        &mut inbound_qos,
+                        &mut new_expiry,
+                    )
+                    .await?
+                {
+                    // The client's packets before its DISCONNECT get their
+                    // answers before the connection closes.
+                    while let Some((action, res)) = pending.next().await {
+                        self.on_result(action, res, ob, &mut inbound_qos, commit);
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+                    return Ok((exit, new_expiry));
+                }
+            }
             self.commit_acks(commit).await;
             if self.flush().await.is_err() {
                 return Err(Exit::Closed);
@@ -538,16 +568,6 @@ impl Conn {
                     }
                     if let Some(k) = ka {
                         ka_sleep.as_mut().reset(tokio::time::Instant::now() + k);
-                    }
-                    loop {
-                        let p = match codec::decode(&mut self.rbuf, self.proto, self.max_packet_in) {
-                            Ok(Some(p)) => p,
-                            Ok(None) => break,
-                            Err(e) => return Err(Exit::Error(e.reason_code(), e.to_string())),
-                        };
-                        if let Some(exit) = self.on_packet(p, ob, &mut pending, commit, &mut in_aliases, &mut inbound_qos, &mut new_expiry).await? {
-                            return Ok((exit, new_expiry));
-                        }
                     }
                 }
                 ev = events.recv() => {
