@@ -134,14 +134,7 @@ impl Registry {
 impl EventSink for Registry {
     fn deliver_remote(&self, msg: Arc<Message>, targets: Vec<RemoteTarget>) {
         for t in targets {
-            let d = Delivery {
-                seq: None,
-                msg: msg.clone(),
-                qos: 0,
-                retain: t.retain,
-                sub_ids: t.sub_ids,
-                received: false,
-            };
+            let d = Delivery::live(msg.clone(), 0, t.retain, t.sub_ids);
             self.deliver_local(&t.client_id, d);
         }
     }

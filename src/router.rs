@@ -50,14 +50,7 @@ pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
     }
     let mut n = 0;
     for (client, retain, sub_ids) in local {
-        let d = Delivery {
-            seq: None,
-            msg: msg.clone(),
-            qos: 0,
-            retain,
-            sub_ids,
-            received: false,
-        };
+        let d = Delivery::live(msg.clone(), 0, retain, sub_ids);
         if broker.registry.deliver_local(&client, d) {
             n += 1;
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::node::now_ms;
-use raftmq_raft::{Message, MsgProps};
+use raftmq_raft::Message;
 
 use crate::broker::Broker;
 
@@ -20,16 +20,7 @@ pub async fn run(broker: Arc<Broker>) {
         iv.tick().await;
         let now = now_ms();
         for (topic, value) in values(&broker) {
-            let msg = Message {
-                topic,
-                payload: bytes::Bytes::from(value.into_bytes()),
-                qos: 0,
-                retain: false,
-                publisher: String::new(),
-                props: MsgProps::default(),
-                created_ms: now,
-                expires_ms: None,
-            };
+            let msg = Message::system(topic, value, false, now);
             crate::router::route_qos0(&broker, Arc::new(msg));
         }
     }

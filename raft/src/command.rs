@@ -37,6 +37,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message the broker itself publishes (`$SYS`): QoS 0, no publisher,
+    /// no properties, no expiry.
+    pub fn system(topic: String, value: String, retain: bool, now_ms: u64) -> Message {
+        Message {
+            topic,
+            payload: Bytes::from(value.into_bytes()),
+            qos: 0,
+            retain,
+            publisher: String::new(),
+            props: MsgProps::default(),
+            created_ms: now_ms,
+            expires_ms: None,
+        }
+    }
+
     pub fn expired(&self, now_ms: u64) -> bool {
         matches!(self.expires_ms, Some(e) if e <= now_ms)
     }
@@ -198,6 +213,21 @@ pub struct Delivery {
     pub sub_ids: Vec<u32>,
     /// QoS 2: PUBREC was recorded; resend PUBREL, not PUBLISH.
     pub received: bool,
+}
+
+impl Delivery {
+    /// A delivery to a connected client that is not queued in the log (QoS 0,
+    /// `$SYS`): no queue sequence.
+    pub fn live(msg: Arc<Message>, qos: u8, retain: bool, sub_ids: Vec<u32>) -> Delivery {
+        Delivery {
+            seq: None,
+            msg,
+            qos,
+            retain,
+            sub_ids,
+            received: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
