@@ -338,14 +338,14 @@ impl Conn {
         self.broker
             .registry
             .attach(&self.client_id, self.conn_id, tx);
-        let reg = Command::Register {
+        let reg = Command::Register(raftmq_raft::Register {
             client_id: client_id.clone(),
             node: self.broker.settings.node_id,
             clean_start: c.clean_start,
             expiry_s: self.expiry_s,
             will,
             now_ms: now,
-        };
+        });
         // A registration resent across a leader change may come back as
         // `Duplicate` (it was applied, its result went to the lost attempt):
         // register again; the session it made is resumed or replaced.
@@ -496,11 +496,11 @@ impl Conn {
     async fn commit_acks(&self, commit: &mut Vec<u64>) {
         if !commit.is_empty() {
             let seqs = std::mem::take(commit);
-            let cmd = Command::Ack {
+            let cmd = Command::Ack(raftmq_raft::Ack {
                 client_id: self.client_id.to_string(),
                 epoch: self.epoch,
                 seqs,
-            };
+            });
             let _ = self.broker.node.proposer.submit_forget(cmd).await;
         }
     }
@@ -798,11 +798,11 @@ impl Conn {
             }
             Packet::PubRec(r) => match ob.pubrec(r.packet_id, r.reason >= 0x80, &mut self.out) {
                 AckEffect::CommitReceived(seq, pid) => {
-                    let cmd = Command::Received {
+                    let cmd = Command::Received(raftmq_raft::Received {
                         client_id: self.client_id.to_string(),
                         epoch: self.epoch,
                         seqs: vec![seq],
-                    };
+                    });
                     self.submit(cmd, Action::PubRel(pid), pending).await?;
                 }
                 AckEffect::Commit(seq) => {
@@ -819,10 +819,10 @@ impl Conn {
             }
             Packet::PubRel(r) => {
                 inbound_qos.qos2.remove(&r.packet_id);
-                let cmd = Command::Release {
+                let cmd = Command::Release(raftmq_raft::Release {
                     client_id: self.client_id.to_string(),
                     packet_id: r.packet_id,
-                };
+                });
                 self.submit(cmd, Action::PubComp(r.packet_id), pending)
                     .await?;
             }
@@ -870,11 +870,11 @@ impl Conn {
                         ..Default::default()
                     }));
                 } else {
-                    let cmd = Command::Subscribe {
+                    let cmd = Command::Subscribe(raftmq_raft::Subscribe {
                         client_id: self.client_id.to_string(),
                         epoch: self.epoch,
                         filters: filters.clone(),
-                    };
+                    });
                     self.submit(
                         cmd,
                         Action::SubAck {
@@ -889,11 +889,11 @@ impl Conn {
             }
             Packet::Unsubscribe(u) => {
                 let codes = vec![None; u.filters.len()];
-                let cmd = Command::Unsubscribe {
+                let cmd = Command::Unsubscribe(raftmq_raft::Unsubscribe {
                     client_id: self.client_id.to_string(),
                     epoch: self.epoch,
                     filters: u.filters,
-                };
+                });
                 self.submit(
                     cmd,
                     Action::UnsubAck {
@@ -1054,28 +1054,28 @@ impl Conn {
                 crate::router::route_qos0(&self.broker, Arc::new(msg));
             }
             0 => {
-                let cmd = Command::Publish {
+                let cmd = Command::Publish(raftmq_raft::Publish {
                     client_id,
                     packet_id: 0,
                     msg,
-                };
+                });
                 let _ = self.broker.node.proposer.submit_forget(cmd).await;
             }
             1 => {
-                let cmd = Command::Publish {
+                let cmd = Command::Publish(raftmq_raft::Publish {
                     client_id,
                     packet_id: 0,
                     msg,
-                };
+                });
                 self.submit(cmd, Action::PubAck(p.packet_id), pending)
                     .await?;
             }
             _ => {
-                let cmd = Command::Publish {
+                let cmd = Command::Publish(raftmq_raft::Publish {
                     client_id,
                     packet_id: p.packet_id,
                     msg,
-                };
+                });
                 self.submit(cmd, Action::PubRec(p.packet_id), pending)
                     .await?;
             }
@@ -1124,13 +1124,13 @@ impl Conn {
         }
         self.broker.registry.detach(&self.client_id, self.conn_id);
         if self.epoch != 0 && !matches!(exit, Exit::TakenOver) {
-            let cmd = Command::Disconnect {
+            let cmd = Command::Disconnect(raftmq_raft::Disconnect {
                 client_id: self.client_id.to_string(),
                 epoch: self.epoch,
                 publish_will,
                 new_expiry_s: new_expiry.map(|e| if e == u32::MAX { NEVER } else { e }),
                 now_ms: now_ms(),
-            };
+            });
             if let Err(e) = self.commit(cmd).await {
                 warn!(error = %e, "disconnect not committed; the session stays registered until the node restarts");
             }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use raftmq_raft::node::now_ms;
-use raftmq_raft::{Command, NodeInfo, RaftNode, RaftNodeConfig};
+use raftmq_raft::{Command, NodeInfo, NodeRestarted, RaftNode, RaftNodeConfig};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -143,10 +143,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     broker
         .node
         .proposer
-        .propose(Command::NodeRestarted {
+        .propose(Command::NodeRestarted(NodeRestarted {
             node: broker.settings.node_id,
             now_ms: now_ms(),
-        })
+        }))
         .await
         .context("committing node restart")?;
 

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use raftmq::codec::{self, Packet, Protocol, Publish, PublishProperties, QoS};
-use raftmq_raft::command::{Command, Envelope, Message, MsgProps, Request, SubOpts};
+use raftmq_raft::command::{self, Command, Envelope, Message, MsgProps, Request, SubOpts};
 use raftmq_raft::state::{ApplyEvent, EventSink, MqttState};
 use raftmq_raft::trie::Trie;
 use raftmq_raft::types::Entry;
@@ -156,10 +156,12 @@ fn bench_log_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     let cmds: Vec<Command> = (0..100)
-        .map(|i| Command::Publish {
-            client_id: format!("p{i}"),
-            packet_id: 0,
-            msg: msg(i),
+        .map(|i| {
+            Command::Publish(command::Publish {
+                client_id: format!("p{i}"),
+                packet_id: 0,
+                msg: msg(i),
+            })
         })
         .collect();
     let bytes = raftmq_raft::error::encode(&entry(1, cmds)).expect("encode");
@@ -185,23 +187,23 @@ fn bench_apply(c: &mut Criterion) {
     // One persistent subscriber and one clean subscriber on loadgen/+.
     let mut index = 1;
     for (client, expiry) in [("persistent", 3600), ("clean", 0)] {
-        let reg = Command::Register {
+        let reg = Command::Register(command::Register {
             client_id: client.into(),
             node: 1,
             clean_start: true,
             expiry_s: expiry,
             will: None,
             now_ms: 1,
-        };
+        });
         st.apply_entries(vec![entry(index, vec![reg])])
             .expect("register");
         let epoch = index << 16;
         index += 1;
-        let sub = Command::Subscribe {
+        let sub = Command::Subscribe(command::Subscribe {
             client_id: client.into(),
             epoch,
             filters: vec![("loadgen/+".into(), SubOpts::with_qos(1))],
-        };
+        });
         st.apply_entries(vec![entry(index, vec![sub])])
             .expect("subscribe");
         index += 1;
@@ -218,17 +220,19 @@ fn bench_apply(c: &mut Criterion) {
             || {
                 index += 1;
                 let mut cmds: Vec<Command> = (0..1000)
-                    .map(|i| Command::Publish {
-                        client_id: "p".into(),
-                        packet_id: 0,
-                        msg: msg(i),
+                    .map(|i| {
+                        Command::Publish(command::Publish {
+                            client_id: "p".into(),
+                            packet_id: 0,
+                            msg: msg(i),
+                        })
                     })
                     .collect();
-                cmds.push(Command::Ack {
+                cmds.push(Command::Ack(command::Ack {
                     client_id: "persistent".into(),
                     epoch: persistent_epoch,
                     seqs: (next_seq..next_seq + 1000).collect(),
-                });
+                }));
                 next_seq += 1000;
                 entry(index, cmds)
             },

@@ -115,68 +115,111 @@ impl Default for ClusterSettings {
     }
 }
 
+/// Every replicated state change. Each variant wraps a struct of the same
+/// name. On the wire and in the log (bincode), a newtype variant wrapping a
+/// struct is encoded exactly like a struct variant with those fields: the
+/// variant index, then the fields in order. So variant order, field order and
+/// field types here are a storage format: never reorder or retype them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// CONNECT accepted: registers the client on `node` and starts a new
-    /// session epoch (the log index of this entry).
-    Register {
-        client_id: String,
-        node: u64,
-        clean_start: bool,
-        /// Session expiry in seconds after disconnect (0 = ends at
-        /// disconnect, NEVER = never).
-        expiry_s: u32,
-        will: Option<Will>,
-        now_ms: u64,
-    },
-    /// The connection of `epoch` ended.
-    Disconnect {
-        client_id: String,
-        epoch: u64,
-        publish_will: bool,
-        /// MQTT 5 DISCONNECT may change the session expiry.
-        new_expiry_s: Option<u32>,
-        now_ms: u64,
-    },
-    Subscribe {
-        client_id: String,
-        epoch: u64,
-        filters: Vec<(String, SubOpts)>,
-    },
-    Unsubscribe {
-        client_id: String,
-        epoch: u64,
-        filters: Vec<String>,
-    },
-    /// A QoS 1/2 publish, or a retained publish of any QoS. `packet_id` is
-    /// the inbound QoS 2 packet id (0 otherwise), for duplicate detection.
-    Publish {
-        client_id: String,
-        packet_id: u16,
-        msg: Message,
-    },
-    /// PUBREL from a publisher: forget the inbound QoS 2 packet id.
-    Release { client_id: String, packet_id: u16 },
-    /// PUBACK / PUBCOMP from a subscriber: drop these queue items.
-    Ack {
-        client_id: String,
-        epoch: u64,
-        seqs: Vec<u64>,
-    },
-    /// PUBREC from a subscriber: these QoS 2 items are received; from now on
-    /// only PUBREL is resent for them.
-    Received {
-        client_id: String,
-        epoch: u64,
-        seqs: Vec<u64>,
-    },
-    /// Time passed: fire due wills and expire sessions. Proposed by the leader.
-    Tick { now_ms: u64 },
-    /// A node restarted, or left the cluster: every session it owned lost
-    /// its connection.
-    NodeRestarted { node: u64, now_ms: u64 },
+    Register(Register),
+    Disconnect(Disconnect),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    Publish(Publish),
+    Release(Release),
+    Ack(Ack),
+    Received(Received),
+    Tick(Tick),
+    NodeRestarted(NodeRestarted),
     /// Cluster-wide settings change.
     Configure(ClusterSettings),
+}
+
+/// CONNECT accepted: registers the client on `node` and starts a new session
+/// epoch (the log index of this entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    pub client_id: String,
+    pub node: u64,
+    pub clean_start: bool,
+    /// Session expiry in seconds after disconnect (0 = ends at disconnect,
+    /// NEVER = never).
+    pub expiry_s: u32,
+    pub will: Option<Will>,
+    pub now_ms: u64,
+}
+
+/// The connection of `epoch` ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disconnect {
+    pub client_id: String,
+    pub epoch: u64,
+    pub publish_will: bool,
+    /// MQTT 5 DISCONNECT may change the session expiry.
+    pub new_expiry_s: Option<u32>,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribe {
+    pub client_id: String,
+    pub epoch: u64,
+    pub filters: Vec<(String, SubOpts)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsubscribe {
+    pub client_id: String,
+    pub epoch: u64,
+    pub filters: Vec<String>,
+}
+
+/// A QoS 1/2 publish, or a retained publish of any QoS. `packet_id` is the
+/// inbound QoS 2 packet id (0 otherwise), for duplicate detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub client_id: String,
+    pub packet_id: u16,
+    pub msg: Message,
+}
+
+/// PUBREL from a publisher: forget the inbound QoS 2 packet id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub client_id: String,
+    pub packet_id: u16,
+}
+
+/// PUBACK / PUBCOMP from a subscriber: drop these queue items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub client_id: String,
+    pub epoch: u64,
+    pub seqs: Vec<u64>,
+}
+
+/// PUBREC from a subscriber: these QoS 2 items are received; from now on only
+/// PUBREL is resent for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    pub client_id: String,
+    pub epoch: u64,
+    pub seqs: Vec<u64>,
+}
+
+/// Time passed: fire due wills and expire sessions. Proposed by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    pub now_ms: u64,
+}
+
+/// A node restarted, or left the cluster: every session it owned lost its
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRestarted {
+    pub node: u64,
+    pub now_ms: u64,
 }
 
 /// A command with its proposer-assigned sequence number. With the request's
@@ -270,4 +313,234 @@ pub enum CmdResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     pub results: Vec<CmdResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{decode, encode};
+
+    /// `Command` as it was before its variants wrapped named structs: what
+    /// existing logs and snapshots hold.
+    #[derive(Serialize)]
+    enum OldCommand {
+        Register {
+            client_id: String,
+            node: u64,
+            clean_start: bool,
+            expiry_s: u32,
+            will: Option<Will>,
+            now_ms: u64,
+        },
+        Disconnect {
+            client_id: String,
+            epoch: u64,
+            publish_will: bool,
+            new_expiry_s: Option<u32>,
+            now_ms: u64,
+        },
+        Subscribe {
+            client_id: String,
+            epoch: u64,
+            filters: Vec<(String, SubOpts)>,
+        },
+        Unsubscribe {
+            client_id: String,
+            epoch: u64,
+            filters: Vec<String>,
+        },
+        Publish {
+            client_id: String,
+            packet_id: u16,
+            msg: Message,
+        },
+        Release {
+            client_id: String,
+            packet_id: u16,
+        },
+        Ack {
+            client_id: String,
+            epoch: u64,
+            seqs: Vec<u64>,
+        },
+        Received {
+            client_id: String,
+            epoch: u64,
+            seqs: Vec<u64>,
+        },
+        Tick {
+            now_ms: u64,
+        },
+        NodeRestarted {
+            node: u64,
+            now_ms: u64,
+        },
+        Configure(ClusterSettings),
+    }
+
+    fn message() -> Message {
+        Message {
+            topic: "t/1".into(),
+            payload: Bytes::from_static(b"payload"),
+            qos: 2,
+            retain: true,
+            publisher: "p".into(),
+            props: MsgProps {
+                content_type: Some("text/plain".into()),
+                user_properties: vec![("k".into(), "v".into())],
+                ..MsgProps::default()
+            },
+            created_ms: 1_700_000_000_000,
+            expires_ms: Some(1_700_000_060_000),
+        }
+    }
+
+    /// Each old-style value with the new value it must decode into.
+    fn pairs() -> Vec<(OldCommand, Command)> {
+        let will = Will {
+            msg: message(),
+            expiry_s: Some(30),
+            delay_s: 5,
+        };
+        let opts = SubOpts {
+            qos: 1,
+            no_local: true,
+            retain_as_published: false,
+            retain_handling: 2,
+            sub_id: Some(7),
+        };
+        vec![
+            (
+                OldCommand::Register {
+                    client_id: "c".into(),
+                    node: 3,
+                    clean_start: true,
+                    expiry_s: NEVER,
+                    will: Some(will.clone()),
+                    now_ms: 11,
+                },
+                Command::Register(Register {
+                    client_id: "c".into(),
+                    node: 3,
+                    clean_start: true,
+                    expiry_s: NEVER,
+                    will: Some(will),
+                    now_ms: 11,
+                }),
+            ),
+            (
+                OldCommand::Disconnect {
+                    client_id: "c".into(),
+                    epoch: 1 << 20,
+                    publish_will: true,
+                    new_expiry_s: Some(60),
+                    now_ms: 12,
+                },
+                Command::Disconnect(Disconnect {
+                    client_id: "c".into(),
+                    epoch: 1 << 20,
+                    publish_will: true,
+                    new_expiry_s: Some(60),
+                    now_ms: 12,
+                }),
+            ),
+            (
+                OldCommand::Subscribe {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    filters: vec![("a/+".into(), opts)],
+                },
+                Command::Subscribe(Subscribe {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    filters: vec![("a/+".into(), opts)],
+                }),
+            ),
+            (
+                OldCommand::Unsubscribe {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    filters: vec!["a/+".into(), "#".into()],
+                },
+                Command::Unsubscribe(Unsubscribe {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    filters: vec!["a/+".into(), "#".into()],
+                }),
+            ),
+            (
+                OldCommand::Publish {
+                    client_id: "p".into(),
+                    packet_id: 513,
+                    msg: message(),
+                },
+                Command::Publish(Publish {
+                    client_id: "p".into(),
+                    packet_id: 513,
+                    msg: message(),
+                }),
+            ),
+            (
+                OldCommand::Release {
+                    client_id: "p".into(),
+                    packet_id: 513,
+                },
+                Command::Release(Release {
+                    client_id: "p".into(),
+                    packet_id: 513,
+                }),
+            ),
+            (
+                OldCommand::Ack {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    seqs: vec![0, 300, u64::MAX],
+                },
+                Command::Ack(Ack {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    seqs: vec![0, 300, u64::MAX],
+                }),
+            ),
+            (
+                OldCommand::Received {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    seqs: vec![4],
+                },
+                Command::Received(Received {
+                    client_id: "c".into(),
+                    epoch: 5,
+                    seqs: vec![4],
+                }),
+            ),
+            (
+                OldCommand::Tick { now_ms: 99 },
+                Command::Tick(Tick { now_ms: 99 }),
+            ),
+            (
+                OldCommand::NodeRestarted {
+                    node: 2,
+                    now_ms: 98,
+                },
+                Command::NodeRestarted(NodeRestarted {
+                    node: 2,
+                    now_ms: 98,
+                }),
+            ),
+            (
+                OldCommand::Configure(ClusterSettings::default()),
+                Command::Configure(ClusterSettings::default()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn commands_written_before_the_named_structs_still_decode() {
+        for (old, new) in pairs() {
+            let bytes = encode(&old).unwrap();
+            assert_eq!(decode::<Command>(&bytes).unwrap(), new);
+            assert_eq!(encode(&new).unwrap(), bytes, "{new:?} encodes as before");
+        }
+    }
 }

@@ -2,14 +2,19 @@
 //!
 //! # Layout
 //! - [`types`]: the openraft type configuration (node ids, entries, snapshots).
-//! - [`command`]: every state change as a log command, the values they carry
+//! - [`command`]: every state change as a log command (one named struct per
+//!   command, wrapped by its [`Command`] variant), the values they carry
 //!   (messages, wills, subscription options) and their results.
 //! - [`trie`]: the subscription index: topic filters to subscribers, including
 //!   shared subscription groups; matching for routing.
 //! - [`retain`]: the retained-message index, a trie matched by filter.
 //! - [`state`]: the deterministic MQTT state: sessions, subscriptions,
 //!   retained messages, queues and QoS 2 ids; applying a command updates
-//!   RocksDB (through one batch) and emits delivery events.
+//!   RocksDB (through one batch) and emits delivery events. `state/mod.rs`
+//!   holds [`MqttState`] and the one dispatcher; each group of commands has
+//!   its file (`sessions`, `subscriptions`, `publish`, `queues`, `acks`,
+//!   `meta`), beside `guard` (the live-session epoch check), `records`,
+//!   `load`, `snapshot` and `tests`. Keys come from `raftmq_storage::keys`.
 //! - [`state_machine`]: openraft's `RaftStateMachine` over [`state`], with
 //!   snapshots.
 //! - [`log_store`]: openraft's `RaftLogStorage` over RocksDB, with group commit

@@ -18,7 +18,7 @@ use openraft::error::ClientWriteError;
 use openraft::ChangeMembers;
 use tracing::{info, warn};
 
-use crate::command::Command;
+use crate::command::{Command, NodeRestarted};
 use crate::node::{now_ms, Removal};
 use crate::rpc::{AdminError, ClusterView, MemberView, Reply, Rpc};
 use crate::types::{NodeId, NodeInfo};
@@ -296,10 +296,10 @@ impl RaftNode {
         // the proposer: if this leader just removed itself, it forwards.
         let left = self
             .proposer
-            .propose(Command::NodeRestarted {
+            .propose(Command::NodeRestarted(NodeRestarted {
                 node: id,
                 now_ms: now_ms(),
-            })
+            }))
             .await;
         if let Err(e) = left {
             warn!(node = id, error = %e, "could not disconnect the sessions of the removed node");

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::command::Command;
+use crate::command::{Command, Tick};
 use crate::error::RaftError;
 use crate::log_store::LogStore;
 use crate::network::Network;
@@ -232,7 +232,11 @@ async fn ticker(node: RaftNode) {
         let now = now_ms();
         let due = node.state.lock().next_deadline().is_some_and(|d| d <= now);
         if due {
-            if let Err(e) = node.proposer.propose(Command::Tick { now_ms: now }).await {
+            if let Err(e) = node
+                .proposer
+                .propose(Command::Tick(Tick { now_ms: now }))
+                .await
+            {
                 tracing::warn!(error = %e, "tick not applied");
             }
         }

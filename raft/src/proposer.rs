@@ -71,7 +71,7 @@ pub struct ProposerStats {
 
 fn approx_size(c: &Command) -> usize {
     match c {
-        Command::Publish { msg, .. } => 64 + msg.topic.len() + msg.payload.len(),
+        Command::Publish(p) => 64 + p.msg.topic.len() + p.msg.payload.len(),
         _ => 64,
     }
 }

@@ -10,9 +10,10 @@
 //!   messages, message bodies, per-session queues, inbound QoS 2 ids, meta),
 //!   written in atomic batches by the state machine and never synced on their
 //!   own (the log is the source of truth; see DESIGN §5).
-//! - [`keys`]: key encoding shared by the tables: every key starts with the id
-//!   of the Raft group it belongs to (always 0 today), so that a later split
-//!   into many groups needs no change of format.
+//! - [`keys`]: the byte layout of every key (log indexes and the rows of each
+//!   state table) and its inverse. Every key starts with the id of the Raft
+//!   group it belongs to (always 0 today), so that a later split into many
+//!   groups needs no change of format.
 //! - [`error`]: the typed error every function here returns.
 
 pub mod db;

@@ -7,7 +7,8 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use crate::db::Store;
 use crate::error::{Result, StorageError};
 
-/// The state tables. Values are opaque bytes (the raft crate encodes them).
+/// The state tables. Keys are built by [`crate::keys`]; values are opaque
+/// bytes (the raft crate encodes them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     /// client id -> session record
@@ -162,6 +163,24 @@ mod tests {
         assert_eq!(s.get(Table::Retained, b"a/b").unwrap().unwrap(), b"v1");
         assert!(s.get(Table::Retained, b"a/c").unwrap().is_none());
         assert_eq!(s.scan_prefix(Table::Retained, b"a/").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_client_prefix_scan_yields_that_clients_queue_in_seq_order() {
+        use crate::keys::{client_prefix, queue_key, queue_of};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut b = StateBatch::default();
+        for c in ["a/b", "a", "ab", "b"] {
+            for seq in [300u64, 2, 70_000, 1] {
+                b.put(Table::Queues, queue_key(c, seq), c.as_bytes().to_vec());
+            }
+        }
+        s.write_state(b).unwrap();
+        let rows = s.scan_prefix(Table::Queues, &client_prefix("a")).unwrap();
+        let got: Vec<(&str, u64)> = rows.iter().filter_map(|(k, _)| queue_of(k)).collect();
+        assert_eq!(got, [("a", 1), ("a", 2), ("a", 300), ("a", 70_000)]);
+        assert!(rows.iter().all(|(_, v)| v == b"a"));
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! The deterministic MQTT state: sessions, subscriptions, retained messages,
+//! per-session queues and inbound QoS 2 packet ids.
+//!
+//! `apply` turns committed commands into (a) one RocksDB batch of state
+//! writes, (b) a result per command for the proposer, and (c) delivery events
+//! for connections on this node. It never reads a clock or a random source:
+//! times come inside commands, and choices (shared subscription members) are
+//! derived from the message id. The in-memory maps are indexes, rebuilt from
+//! RocksDB by [`MqttState::open`].
+//!
+//! # Layout
+//! - this file: [`MqttState`], its read accessors, and apply: one dispatcher
+//!   that hands each command to its handler.
+//! - `records`: the rows as stored (sessions, queue items).
+//! - `load`: rebuilding the indexes from RocksDB.
+//! - `guard`: the live-session epoch check that stale commands fail.
+//! - `sessions`: Register, Disconnect, NodeRestarted, Tick; wills and expiry.
+//! - `subscriptions`: Subscribe and Unsubscribe.
+//! - `publish`: Publish: inbound QoS 2 ids, retained changes, routing.
+//! - `queues`: per-session queues and the stored messages they reference.
+//! - `acks`: Ack, Received and Release.
+//! - `meta`: Configure, membership, last applied and the dedup sets.
+//! - `snapshot`: state rows out of and into a snapshot.
+
+mod acks;
+mod guard;
+mod load;
+mod meta;
+mod publish;
+mod queues;
+mod records;
+mod sessions;
+mod snapshot;
+mod subscriptions;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raftmq_storage::{StateBatch, Store};
+use serde::Serialize;
+
+use crate::command::{
+    ClusterSettings, CmdResult, Command, Delivery, Message, Request, Response, SubOpts,
+};
+use crate::dedup::Dedup;
+use crate::error::RaftError;
+use crate::retain::RetainedIndex;
+use crate::trie::Trie;
+use crate::types::{Entry, LogId, Membership, NodeId};
+
+use records::QItem;
+pub use records::SessionRec;
+pub use snapshot::Row;
+
+/// What apply tells the connections of this node.
+#[derive(Debug, Clone)]
+pub enum ApplyEvent {
+    /// Deliver to the connection of `client_id` if its session epoch is `epoch`.
+    Deliver {
+        client_id: Arc<str>,
+        epoch: u64,
+        delivery: Delivery,
+    },
+    /// The connection of this session epoch was taken over: close it (MQTT 5
+    /// DISCONNECT 0x8E).
+    Kick { client_id: Arc<str>, epoch: u64 },
+}
+
+/// Receives apply events. Implemented by the broker's session registry; must
+/// not block.
+pub trait EventSink: Send + Sync + 'static {
+    fn emit(&self, ev: ApplyEvent);
+    /// QoS 0 routed here by another node (outside the log).
+    fn deliver_remote(&self, _msg: Arc<Message>, _targets: Vec<crate::rpc::RemoteTarget>) {}
+}
+
+/// Counters of what apply did, for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct ApplyStats {
+    pub dropped_queue_full: u64,
+    pub wills_published: u64,
+    pub sessions_expired: u64,
+    /// Commands applied before and skipped (retried proposals).
+    pub duplicates: u64,
+}
+
+/// A read-only view for the broker: sessions and retained messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub client_id: String,
+    pub epoch: u64,
+    pub node: Option<NodeId>,
+    pub expiry_s: u32,
+    pub queued: usize,
+    pub subscriptions: Vec<String>,
+}
+
+pub struct MqttState {
+    store: Store,
+    sink: Arc<dyn EventSink>,
+    sessions: HashMap<Arc<str>, SessionRec>,
+    /// Shared with connections, which route QoS 0 by it directly.
+    trie: Arc<RwLock<Trie>>,
+    subs_by_client: HashMap<Arc<str>, BTreeMap<String, SubOpts>>,
+    retained: RetainedIndex,
+    queues: HashMap<Arc<str>, BTreeMap<u64, QItem>>,
+    msg_refs: HashMap<u64, u32>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, per publisher.
+    qos2_in: HashMap<Arc<str>, HashSet<u16>>,
+    timers: BTreeSet<(u64, Arc<str>)>,
+    timer_of: HashMap<Arc<str>, u64>,
+    pub settings: ClusterSettings,
+    pub last_applied: Option<LogId>,
+    pub membership: Membership,
+    pub stats: ApplyStats,
+    /// Per origin node: the command ids applied (duplicate guard).
+    dedup: Dedup,
+}
+
+/// The per-batch scratch of apply: the one RocksDB batch every command of
+/// the batch writes into, and the sessions whose record changed (written
+/// once, at the end).
+#[derive(Default)]
+struct Ctx {
+    batch: StateBatch,
+    dirty: HashSet<Arc<str>>,
+}
+
+impl MqttState {
+    /// Loads the state from RocksDB and rebuilds every index.
+    pub fn open(store: Store, sink: Arc<dyn EventSink>) -> Result<MqttState, RaftError> {
+        let mut st = MqttState {
+            store,
+            sink,
+            sessions: HashMap::new(),
+            trie: Arc::new(RwLock::new(Trie::default())),
+            subs_by_client: HashMap::new(),
+            retained: RetainedIndex::default(),
+            queues: HashMap::new(),
+            msg_refs: HashMap::new(),
+            qos2_in: HashMap::new(),
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
+            settings: ClusterSettings::default(),
+            last_applied: None,
+            membership: Default::default(),
+            stats: ApplyStats::default(),
+            dedup: Dedup::new(),
+        };
+        st.load()?;
+        Ok(st)
+    }
+
+    /// The shared subscription index, for QoS 0 routing.
+    pub fn trie(&self) -> Arc<RwLock<Trie>> {
+        self.trie.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The earliest pending will or expiry deadline (ms), for the ticker.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.iter().next().map(|(d, _)| *d)
+    }
+
+    /// Sessions whose client is connected to `node`.
+    pub fn sessions_on(&self, node: NodeId) -> usize {
+        self.sessions
+            .values()
+            .filter(|r| r.node == Some(node))
+            .count()
+    }
+
+    /// No sessions, subscriptions, retained messages or queued messages.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.subs_by_client.is_empty()
+            && self.retained_count() == 0
+            && self.msg_refs.is_empty()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+    pub fn subscription_count(&self) -> usize {
+        self.trie.read().len()
+    }
+    pub fn queued_count(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
+    }
+
+    pub fn session_info(&self, filter: Option<&str>) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .filter(|(c, _)| filter.is_none_or(|f| f == &***c))
+            .map(|(c, r)| SessionInfo {
+                client_id: c.to_string(),
+                epoch: r.epoch,
+                node: r.node,
+                expiry_s: r.expiry_s,
+                queued: self.queues.get(c).map_or(0, |q| q.len()),
+                subscriptions: self
+                    .subs_by_client
+                    .get(c)
+                    .map(|s| s.keys().cloned().collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        v
+    }
+
+    pub fn retained_list(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained.matching(filter)
+    }
+
+    /// The session map's own `Arc` for `c` if it has one, so that every
+    /// index shares one allocation per client id.
+    fn intern(&self, c: &str) -> Arc<str> {
+        match self.sessions.get_key_value(c) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(c),
+        }
+    }
+
+    /// Applies a batch of committed entries: one RocksDB batch for all.
+    pub fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<Response>, RaftError> {
+        let mut ctx = Ctx::default();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let resp = match entry.payload {
+                openraft::EntryPayload::Blank => Response::default(),
+                openraft::EntryPayload::Normal(req) => {
+                    self.apply_request(entry.log_id.index, req, &mut ctx)?
+                }
+                openraft::EntryPayload::Membership(m) => {
+                    self.apply_membership(entry.log_id, m, &mut ctx)?;
+                    Response::default()
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            out.push(resp);
+        }
+        self.write_dirty_sessions(&mut ctx)?;
+        self.write_progress(&mut ctx)?;
+        self.store.write_state(ctx.batch)?;
+        Ok(out)
+    }
+
+    /// Applies one proposer's batch of commands, skipping those applied
+    /// before. Each command's id (its session epoch or message id) is the
+    /// entry's `index << 16 | position`.
+    fn apply_request(
+        &mut self,
+        index: u64,
+        req: Request,
+        ctx: &mut Ctx,
+    ) -> Result<Response, RaftError> {
+        // Taken out for the batch (apply_cmd borrows all of self) and put
+        // back after it, also when a command fails.
+        let mut seen = self.dedup.remove(&req.origin).unwrap_or_default();
+        seen.raise_floor(req.floor);
+        let results = req
+            .cmds
+            .into_iter()
+            .enumerate()
+            .map(|(pos, env)| {
+                if env.seq != 0 && !seen.insert(env.seq) {
+                    self.stats.duplicates += 1;
+                    return Ok(CmdResult::Duplicate);
+                }
+                let id = (index << 16) | (pos as u64 & 0xffff);
+                self.apply_cmd(id, env.cmd, ctx)
+            })
+            .collect::<Result<Vec<_>, _>>();
+        self.dedup.insert(req.origin, seen);
+        Ok(Response { results: results? })
+    }
+
+    /// The dispatcher: every command is handled in its group's file.
+    fn apply_cmd(&mut self, id: u64, cmd: Command, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
+        match cmd {
+            Command::Register(c) => self.register(id, c, ctx),
+            Command::Disconnect(c) => self.disconnect(id, c, ctx),
+            Command::NodeRestarted(c) => self.node_restarted(id, c, ctx),
+            Command::Tick(c) => self.tick(id, c, ctx),
+            Command::Subscribe(c) => self.subscribe(c, ctx),
+            Command::Unsubscribe(c) => self.unsubscribe(c, ctx),
+            Command::Publish(c) => self.publish(id, c, ctx),
+            Command::Ack(c) => self.ack(c, ctx),
+            Command::Received(c) => self.received(c, ctx),
+            Command::Release(c) => self.release(c, ctx),
+            Command::Configure(s) => self.configure(s, ctx),
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Unit tests of apply: each drives [`MqttState`] through committed
+//! entries on a fresh RocksDB and checks results, events and what a reopen
+//! reads back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::{CommittedLeaderId, EntryPayload};
+use parking_lot::Mutex;
+use raftmq_storage::Store;
+
+use super::{ApplyEvent, EventSink, MqttState};
+use crate::command::*;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<ApplyEvent>>);
+impl EventSink for Recorder {
+    fn emit(&self, ev: ApplyEvent) {
+        self.0.lock().push(ev);
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    st: MqttState,
+    sink: Arc<Recorder>,
+    index: u64,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(Recorder::default());
+        let st = MqttState::open(Store::open(dir.path()).unwrap(), sink.clone()).unwrap();
+        Fixture {
+            _dir: dir,
+            st,
+            sink,
+            index: 0,
+        }
+    }
+
+    /// Applies one entry; returns its results and the epoch-like id of
+    /// its first command.
+    fn apply(&mut self, cmds: Vec<Command>) -> (Vec<CmdResult>, u64) {
+        let r = self.apply_numbered(1, 0, cmds.into_iter().map(|c| (0, c)).collect());
+        (r, self.index << 16)
+    }
+
+    /// Applies one entry of numbered commands from `origin`.
+    fn apply_numbered(
+        &mut self,
+        origin: u64,
+        floor: u64,
+        cmds: Vec<(u64, Command)>,
+    ) -> Vec<CmdResult> {
+        self.index += 1;
+        let e = crate::types::Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
+            payload: EntryPayload::Normal(Request {
+                origin,
+                floor,
+                cmds: cmds
+                    .into_iter()
+                    .map(|(seq, cmd)| Envelope { seq, cmd })
+                    .collect(),
+            }),
+        };
+        self.st.apply_entries(vec![e]).unwrap().remove(0).results
+    }
+
+    fn register(&mut self, client: &str, expiry_s: u32, will: Option<Will>) -> u64 {
+        let (r, _) = self.apply(vec![Command::Register(Register {
+            client_id: client.into(),
+            node: 1,
+            clean_start: false,
+            expiry_s,
+            will,
+            now_ms: 1000,
+        })]);
+        match &r[0] {
+            CmdResult::Registered { epoch, .. } => *epoch,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn subscribe(&mut self, client: &str, epoch: u64, filter: &str, qos: u8) {
+        self.apply(vec![Command::Subscribe(Subscribe {
+            client_id: client.into(),
+            epoch,
+            filters: vec![(filter.into(), SubOpts::with_qos(qos))],
+        })]);
+    }
+
+    fn disconnect(&mut self, client: &str, epoch: u64, publish_will: bool, now_ms: u64) {
+        self.apply(vec![Command::Disconnect(Disconnect {
+            client_id: client.into(),
+            epoch,
+            publish_will,
+            new_expiry_s: None,
+            now_ms,
+        })]);
+    }
+
+    fn delivered(&self, client: &str) -> Vec<Delivery> {
+        self.sink
+            .0
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                ApplyEvent::Deliver {
+                    client_id,
+                    delivery,
+                    ..
+                } if &**client_id == client => Some(delivery.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn msg(topic: &str, qos: u8, publisher: &str) -> Message {
+    Message {
+        topic: topic.into(),
+        payload: Bytes::from_static(b"p"),
+        qos,
+        retain: false,
+        publisher: publisher.into(),
+        props: MsgProps::default(),
+        created_ms: 1000,
+        expires_ms: None,
+    }
+}
+
+fn publish(client: &str, pid: u16, m: Message) -> Command {
+    Command::Publish(Publish {
+        client_id: client.into(),
+        packet_id: pid,
+        msg: m,
+    })
+}
+
+#[test]
+fn resent_qos2_publish_is_routed_once_until_released() {
+    let mut f = Fixture::new();
+    let e = f.register("s", 60, None);
+    f.subscribe("s", e, "t", 2);
+    let (r, _) = f.apply(vec![
+        publish("p", 9, msg("t", 2, "p")),
+        publish("p", 9, msg("t", 2, "p")),
+    ]);
+    assert_eq!(
+        r[0],
+        CmdResult::Published {
+            duplicate: false,
+            matched: 1
+        }
+    );
+    assert_eq!(
+        r[1],
+        CmdResult::Published {
+            duplicate: true,
+            matched: 0
+        }
+    );
+    let (r, _) = f.apply(vec![Command::Release(Release {
+        client_id: "p".into(),
+        packet_id: 9,
+    })]);
+    assert_eq!(r[0], CmdResult::Released { found: true });
+    let (r, _) = f.apply(vec![publish("p", 9, msg("t", 2, "p"))]);
+    assert_eq!(
+        r[0],
+        CmdResult::Published {
+            duplicate: false,
+            matched: 1
+        }
+    );
+    assert_eq!(f.delivered("s").len(), 2);
+}
+
+#[test]
+fn persistent_queue_survives_reopen_and_acks_remove_items() {
+    let mut f = Fixture::new();
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "q/#", 1);
+    f.disconnect("s", e, false, 2000);
+    f.apply(
+        (0..5)
+            .map(|i| publish("p", 0, msg(&format!("q/{i}"), 1, "p")))
+            .collect(),
+    );
+    let store = f.st.store().clone();
+    let reopened = MqttState::open(store, Arc::new(Recorder::default())).unwrap();
+    assert_eq!(reopened.queued_count(), 5);
+    let e2 = f.register("s", NEVER, None);
+    f.apply(vec![Command::Ack(Ack {
+        client_id: "s".into(),
+        epoch: e2,
+        seqs: vec![0, 1, 2],
+    })]);
+    assert_eq!(f.st.queued_count(), 2);
+    // An ack for an older epoch is ignored.
+    let (r, _) = f.apply(vec![Command::Ack(Ack {
+        client_id: "s".into(),
+        epoch: e,
+        seqs: vec![3, 4],
+    })]);
+    assert_eq!(r[0], CmdResult::Stale);
+    assert_eq!(f.st.queued_count(), 2);
+}
+
+#[test]
+fn reopen_restores_last_applied_and_membership_exactly() {
+    let mut f = Fixture::new();
+    for _ in 0..3 {
+        f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
+    }
+    let before = f.st.last_applied;
+    assert_eq!(before.map(|l| l.index), Some(3));
+    let reopened = MqttState::open(f.st.store().clone(), Arc::new(Recorder::default())).unwrap();
+    assert_eq!(reopened.last_applied, before);
+    assert_eq!(reopened.membership, f.st.membership);
+    assert_eq!(reopened.settings, f.st.settings);
+}
+
+#[test]
+fn offline_queue_limit_drops_beyond_max_offline_messages() {
+    let mut f = Fixture::new();
+    f.apply(vec![Command::Configure(ClusterSettings {
+        max_offline_messages: 3,
+        ..Default::default()
+    })]);
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "t", 1);
+    f.disconnect("s", e, false, 2000);
+    f.apply((0..10).map(|_| publish("p", 0, msg("t", 1, "p"))).collect());
+    assert_eq!(f.st.queued_count(), 3);
+    assert_eq!(f.st.stats.dropped_queue_full, 7);
+}
+
+#[test]
+fn delayed_will_fires_on_tick_not_before() {
+    let mut f = Fixture::new();
+    let e = f.register("watcher", 0, None);
+    f.subscribe("watcher", e, "will/#", 0);
+    let will = Will {
+        msg: msg("will/w", 0, "w"),
+        expiry_s: None,
+        delay_s: 5,
+    };
+    let ew = f.register("w", 60, Some(will));
+    f.disconnect("w", ew, true, 10_000);
+    assert_eq!(f.st.next_deadline(), Some(15_000));
+    f.apply(vec![Command::Tick(Tick { now_ms: 14_999 })]);
+    assert!(f.delivered("watcher").is_empty());
+    f.apply(vec![Command::Tick(Tick { now_ms: 15_000 })]);
+    assert_eq!(f.delivered("watcher").len(), 1);
+}
+
+#[test]
+fn apply_is_deterministic_across_replicas() {
+    let script = |f: &mut Fixture| {
+        let e = f.register("a", NEVER, None);
+        let eb = f.register("b", NEVER, None);
+        f.apply(vec![
+            Command::Subscribe(Subscribe {
+                client_id: "a".into(),
+                epoch: e,
+                filters: vec![("$share/g/t/+".into(), SubOpts::with_qos(1))],
+            }),
+            Command::Subscribe(Subscribe {
+                client_id: "b".into(),
+                epoch: eb,
+                filters: vec![("$share/g/t/+".into(), SubOpts::with_qos(1))],
+            }),
+        ]);
+        f.apply(
+            (0..20)
+                .map(|i| publish("p", 0, msg(&format!("t/{i}"), 1, "p")))
+                .collect(),
+        );
+        // One publish per entry, as a publisher waiting for each ack makes.
+        for i in 0..20 {
+            f.apply(vec![publish("p", 0, msg(&format!("t/{i}"), 1, "p"))]);
+        }
+        f.st.snapshot_rows().unwrap()
+    };
+    let (mut x, mut y) = (Fixture::new(), Fixture::new());
+    let (rx, ry) = (script(&mut x), script(&mut y));
+    assert_eq!(rx, ry);
+    // The shared group spread the 40 messages over both members.
+    let (a, b) = (x.delivered("a").len(), x.delivered("b").len());
+    assert_eq!(a + b, 40);
+    assert!(a >= 8 && b >= 8, "a={a} b={b}");
+}
+
+#[test]
+fn a_resent_command_is_applied_once_and_answers_duplicate() {
+    let mut f = Fixture::new();
+    let e = f.register("sub", 3600, None);
+    f.subscribe("sub", e, "t", 1);
+    let p = publish("pub", 0, msg("t", 1, "pub"));
+    let first = f.apply_numbered(7, 0, vec![(100, p.clone())]);
+    assert!(
+        matches!(first[0], CmdResult::Published { matched: 1, .. }),
+        "{first:?}"
+    );
+    // The same command again (a retry after a leader change).
+    let again = f.apply_numbered(7, 0, vec![(100, p.clone())]);
+    assert_eq!(again, vec![CmdResult::Duplicate]);
+    assert_eq!(f.delivered("sub").len(), 1, "delivered once");
+    // The same sequence number from another origin is another command.
+    let other = f.apply_numbered(8, 0, vec![(100, p)]);
+    assert!(matches!(other[0], CmdResult::Published { .. }));
+    assert_eq!(f.delivered("sub").len(), 2);
+}
+
+#[test]
+fn a_resent_earlier_batch_committed_after_a_later_one_still_applies() {
+    let mut f = Fixture::new();
+    let e = f.register("sub", 3600, None);
+    f.subscribe("sub", e, "#", 1);
+    let p = |i: u8| publish("pub", 0, msg(&format!("t{i}"), 1, "pub"));
+    let later = f.apply_numbered(7, 10, vec![(12, p(2)), (13, p(3))]);
+    assert!(later
+        .iter()
+        .all(|r| matches!(r, CmdResult::Published { .. })));
+    let earlier = f.apply_numbered(7, 10, vec![(10, p(0)), (11, p(1))]);
+    assert!(
+        earlier
+            .iter()
+            .all(|r| matches!(r, CmdResult::Published { .. })),
+        "not mistaken for duplicates: {earlier:?}"
+    );
+    assert_eq!(f.delivered("sub").len(), 4);
+    // Once the proposer's floor passes them, old ids count as seen and
+    // the applied set is pruned.
+    let late = f.apply_numbered(7, 14, vec![(11, p(1))]);
+    assert_eq!(late, vec![CmdResult::Duplicate]);
+    assert_eq!(f.delivered("sub").len(), 4);
+}
+
+#[test]
+fn commands_of_a_taken_over_or_ended_connection_are_stale() {
+    let mut f = Fixture::new();
+    let old = f.register("c", NEVER, None);
+    let new = f.register("c", NEVER, None);
+    assert_ne!(old, new);
+    let (r, _) = f.apply(vec![
+        Command::Subscribe(Subscribe {
+            client_id: "c".into(),
+            epoch: old,
+            filters: vec![("t".into(), SubOpts::with_qos(1))],
+        }),
+        Command::Unsubscribe(Unsubscribe {
+            client_id: "c".into(),
+            epoch: old,
+            filters: vec!["t".into()],
+        }),
+        Command::Received(Received {
+            client_id: "c".into(),
+            epoch: old,
+            seqs: vec![0],
+        }),
+        Command::Disconnect(Disconnect {
+            client_id: "c".into(),
+            epoch: old,
+            publish_will: false,
+            new_expiry_s: None,
+            now_ms: 2000,
+        }),
+        Command::Subscribe(Subscribe {
+            client_id: "nobody".into(),
+            epoch: new,
+            filters: vec![("t".into(), SubOpts::with_qos(1))],
+        }),
+    ]);
+    assert_eq!(r, vec![CmdResult::Stale; 5]);
+    assert_eq!(f.st.subscription_count(), 0);
+    assert_eq!(f.st.session_info(Some("c"))[0].node, Some(1));
+
+    // The current epoch, once its connection has ended: its session still
+    // takes subscriptions, but a second Disconnect is stale.
+    f.disconnect("c", new, false, 3000);
+    let (r, _) = f.apply(vec![
+        Command::Disconnect(Disconnect {
+            client_id: "c".into(),
+            epoch: new,
+            publish_will: false,
+            new_expiry_s: None,
+            now_ms: 4000,
+        }),
+        Command::Subscribe(Subscribe {
+            client_id: "c".into(),
+            epoch: new,
+            filters: vec![("t".into(), SubOpts::with_qos(1))],
+        }),
+    ]);
+    assert_eq!(r[0], CmdResult::Stale);
+    assert!(matches!(r[1], CmdResult::Subscribed { .. }), "{r:?}");
+}
