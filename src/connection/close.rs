@@ -1,0 +1,118 @@
+//! Why a connection ends, and the teardown: the DISCONNECT an MQTT 5 client
+//! is owed, a close that lets the client read it, what a later connection on
+//! this node must resend with DUP, and the `Disconnect` committed so wills and
+//! session expiry follow on every node.
+
+use std::time::Duration;
+
+use raftmq_raft::command as cmd;
+use raftmq_raft::node::now_ms;
+use raftmq_raft::{Command, NEVER};
+use tracing::{info, warn};
+
+use super::Conn;
+use crate::codec::{self, reason, Packet};
+
+/// Why the loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// DISCONNECT from the client; `will` = MQTT 5 "disconnect with will".
+    Client {
+        will: bool,
+    },
+    /// Socket closed or failed without DISCONNECT.
+    Closed,
+    /// We close with this reason code (protocol violation, limits).
+    Error(u8, String),
+    KeepAlive,
+    TakenOver,
+    /// `session disconnect`, or this node left the cluster.
+    Admin,
+}
+
+impl Exit {
+    pub fn error(code: u8, why: impl Into<String>) -> Exit {
+        Exit::Error(code, why.into())
+    }
+
+    /// The DISCONNECT reason code an MQTT 5 client is sent (none when the
+    /// client ended it), and whether the will is published.
+    fn reason_and_will(&self) -> (Option<u8>, bool) {
+        match self {
+            Exit::Client { will } => (None, *will),
+            Exit::Closed => (None, true),
+            Exit::Error(code, _) => (Some(*code), true),
+            Exit::KeepAlive => (Some(reason::KEEP_ALIVE_TIMEOUT), true),
+            Exit::TakenOver => (Some(reason::SESSION_TAKEN_OVER), false),
+            Exit::Admin => (Some(reason::ADMINISTRATIVE_ACTION), true),
+        }
+    }
+}
+
+impl Conn {
+    /// Ends the connection: answers the client, closes the socket, and
+    /// commits the disconnect.
+    pub(super) async fn teardown(&mut self, exit: Exit) {
+        match &exit {
+            Exit::Error(code, why) => {
+                self.broker.metrics.protocol_errors.inc();
+                info!(code, why = %why, "closing connection");
+            }
+            Exit::KeepAlive => info!("keepalive timeout"),
+            Exit::TakenOver => info!("session taken over"),
+            _ => {}
+        }
+        let (code, publish_will) = exit.reason_and_will();
+        match code {
+            Some(code) if self.v5() => self.io.push(Packet::Disconnect(codec::Disconnect {
+                reason: code,
+                ..Default::default()
+            })),
+            // MQTT 3 has no server DISCONNECT: a protocol error just closes.
+            // Nor after the client's DISCONNECT (its answers went out) or
+            // a closed socket.
+            Some(_) | None => self.io.discard_queued(),
+        }
+        let written = self.io.close_write(Duration::from_secs(1)).await;
+        self.count(written);
+        // Only a session that outlives this connection is resumed later. A
+        // taken-over connection's successor has already read (and cleared)
+        // the entry, so writing one now would leave stale data behind.
+        let taken_over = matches!(exit, Exit::TakenOver);
+        let persists = self.new_expiry_s.unwrap_or(self.expiry_s) > 0;
+        if persists && !taken_over {
+            self.broker
+                .registry
+                .remember_sent(&self.client_id, self.outbound.unacked_seqs());
+        }
+        self.broker.registry.detach(&self.client_id, self.conn_id);
+        // The client reads our DISCONNECT while the disconnect commits.
+        let drain = async {
+            if code.is_some() {
+                self.io.drain().await;
+            }
+        };
+        let disconnect = (!taken_over).then(|| {
+            Command::Disconnect(cmd::Disconnect {
+                client_id: self.client_id.to_string(),
+                epoch: self.epoch,
+                publish_will,
+                new_expiry_s: self
+                    .new_expiry_s
+                    .map(|e| if e == u32::MAX { NEVER } else { e }),
+                now_ms: now_ms(),
+            })
+        });
+        let broker = self.broker.clone();
+        let commit = async {
+            match disconnect {
+                Some(c) => super::commit(&broker, c).await.err(),
+                None => None,
+            }
+        };
+        if let (_, Some(e)) = tokio::join!(drain, commit) {
+            warn!(error = %e, "disconnect not committed; the session stays registered until the node restarts");
+        }
+        info!(?exit, "client disconnected");
+    }
+}

@@ -1,0 +1,291 @@
+//! Framing: bytes from the socket become packets, and packets queued for the
+//! client become bytes written in one go. Knows the wire, not the session.
+//!
+//! Bytes read past a complete packet stay buffered and come out of
+//! [`Framed::next_buffered`] in order, whichever phase of the connection
+//! reads them: packets a client sends right behind its CONNECT are handled
+//! after the CONNACK exactly as if they had arrived later.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::warn;
+
+use crate::codec::{self, DecodeError, Packet, Protocol};
+
+/// How long a closing connection keeps reading (and discarding) so the
+/// client reads our last packet instead of a reset.
+const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+
+/// What one [`Framed::flush`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub publishes: u64,
+    pub bytes: u64,
+}
+
+/// A packet stream over a split socket: the read buffer, the packets queued
+/// for writing and the protocol level both directions use.
+pub struct Framed<R, W> {
+    rd: R,
+    wr: W,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    queued: Vec<Packet>,
+    proto: Protocol,
+    max_packet_in: usize,
+}
+
+impl<R, W> Framed<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    /// A stream that accepts packets of up to `max_packet_in` bytes; MQTT
+    /// 3.1.1 until [`set_protocol`](Self::set_protocol) says otherwise.
+    pub fn new(rd: R, wr: W, max_packet_in: usize) -> Framed<R, W> {
+        Framed {
+            rd,
+            wr,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            queued: Vec::new(),
+            proto: Protocol::V311,
+            max_packet_in,
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.proto
+    }
+
+    /// The level the CONNECT asked for; every later packet uses it.
+    pub fn set_protocol(&mut self, proto: Protocol) {
+        self.proto = proto;
+    }
+
+    /// The next complete packet already read, if any. Never touches the
+    /// socket.
+    pub fn next_buffered(&mut self) -> Result<Option<Packet>, DecodeError> {
+        codec::decode(&mut self.rbuf, self.proto, self.max_packet_in)
+    }
+
+    /// Reads what the socket has into the buffer. `Ok(0)`: the client closed
+    /// its side. Cancel safe: bytes are either buffered or still unread.
+    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.rd.read_buf(&mut self.rbuf).await
+    }
+
+    /// Reads until one packet is complete. `Ok(None)`: closed first.
+    /// Bytes past that packet stay buffered.
+    pub async fn read_packet(&mut self) -> Result<Option<Packet>, DecodeError> {
+        loop {
+            if let Some(p) = self.next_buffered()? {
+                return Ok(Some(p));
+            }
+            match self.read_more().await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Queues a packet for the next [`flush`](Self::flush).
+    pub fn push(&mut self, p: Packet) {
+        self.queued.push(p);
+    }
+
+    /// Where handlers queue their packets.
+    pub fn queue(&mut self) -> &mut Vec<Packet> {
+        &mut self.queued
+    }
+
+    /// Forgets the packets queued and not yet written.
+    pub fn discard_queued(&mut self) {
+        self.queued.clear();
+    }
+
+    /// Encodes every queued packet and writes them with one write.
+    pub async fn flush(&mut self) -> std::io::Result<Written> {
+        let mut written = Written::default();
+        for p in self.queued.drain(..) {
+            if matches!(p, Packet::Publish(_)) {
+                written.publishes += 1;
+            }
+            if let Err(e) = codec::encode(&p, self.proto, &mut self.wbuf) {
+                warn!(error = %e, "packet could not be encoded; dropped");
+            }
+        }
+        if !self.wbuf.is_empty() {
+            written.bytes = self.wbuf.len() as u64;
+            self.wr.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(written)
+    }
+
+    /// Ends our side: writes what is queued (within `within`) and shuts the
+    /// write side, so the client reads our last packet, then end of stream.
+    pub async fn close_write(&mut self, within: Duration) -> Written {
+        let written = tokio::time::timeout(within, self.flush())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let _ = self.wr.shutdown().await;
+        written
+    }
+
+    /// Reads and discards what the client still sends, until it closes or
+    /// [`CLOSE_DRAIN`] passes. Closing a socket with unread bytes resets
+    /// it, and a reset can destroy our last packet before the client reads
+    /// it (a DISCONNECT with its reason code).
+    pub async fn drain(&mut self) {
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = self.rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use proptest::prelude::*;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+    use crate::codec::{
+        PubResp, Publish, PublishProperties, QoS, SubOptions, Subscribe, SubscribeFilter,
+    };
+
+    /// A socket that hands out exactly the given chunks, one per read.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(mut c) = self.0.pop_front() {
+                let n = c.len().min(buf.remaining());
+                buf.put_slice(&c[..n]);
+                if n < c.len() {
+                    self.0.push_front(c.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn packet() -> impl Strategy<Value = Packet> {
+        let topic = "[a-z/]{1,20}";
+        let payload = proptest::collection::vec(any::<u8>(), 0..300);
+        prop_oneof![
+            (topic, payload, 0u8..3, 1u16..).prop_map(|(topic, payload, qos, pid)| {
+                let qos = QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce);
+                Packet::Publish(Publish {
+                    dup: false,
+                    qos,
+                    retain: false,
+                    topic,
+                    packet_id: if qos == QoS::AtMostOnce { 0 } else { pid },
+                    payload: payload.into(),
+                    properties: PublishProperties::default(),
+                })
+            }),
+            (1u16..).prop_map(|id| Packet::PubAck(PubResp {
+                packet_id: id,
+                ..Default::default()
+            })),
+            (1u16..).prop_map(|id| Packet::PubRel(PubResp {
+                packet_id: id,
+                ..Default::default()
+            })),
+            ("[a-z/+#]{1,12}", 1u16..).prop_map(|(filter, id)| Packet::Subscribe(Subscribe {
+                packet_id: id,
+                filters: vec![SubscribeFilter {
+                    filter,
+                    options: SubOptions {
+                        qos: QoS::AtLeastOnce,
+                        no_local: false,
+                        retain_as_published: false,
+                        retain_handling: 0,
+                    },
+                }],
+                properties: Default::default(),
+            })),
+            Just(Packet::PingReq),
+        ]
+    }
+
+    /// Decodes everything `chunks` carries, reading one chunk at a time.
+    fn frame(proto: Protocol, chunks: VecDeque<Vec<u8>>) -> Vec<Packet> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut f = Framed::new(Chunks(chunks), tokio::io::sink(), usize::MAX);
+            f.set_protocol(proto);
+            let mut got = Vec::new();
+            loop {
+                while let Some(p) = f.next_buffered().expect("valid stream") {
+                    got.push(p);
+                }
+                if f.read_more().await.expect("read") == 0 {
+                    return got;
+                }
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_stream_of_packets_cut_into_any_chunks_yields_the_same_packets_in_order(
+            packets in proptest::collection::vec(packet(), 1..20),
+            v5 in any::<bool>(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+        ) {
+            let proto = if v5 { Protocol::V5 } else { Protocol::V311 };
+            let mut bytes = BytesMut::new();
+            for p in &packets {
+                codec::encode(p, proto, &mut bytes).expect("encode");
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            at.push(0);
+            at.push(bytes.len());
+            at.sort_unstable();
+            at.dedup();
+            let chunks = at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect();
+            prop_assert_eq!(frame(proto, chunks), packets);
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_first_packet_stay_buffered_for_the_next_phase() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut bytes = BytesMut::new();
+        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
+        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
+        let mut f = Framed::new(
+            Chunks(VecDeque::from([bytes.to_vec()])),
+            tokio::io::sink(),
+            usize::MAX,
+        );
+        let first = rt.block_on(f.read_packet()).expect("decode");
+        assert_eq!(first, Some(Packet::PingReq));
+        assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
+    }
+}

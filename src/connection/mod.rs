@@ -1,0 +1,280 @@
+//! One MQTT connection, from CONNECT to close. Every client-facing
+//! acknowledgement is written only after its command is applied.
+//!
+//! # Layout
+//! - [`framed`]: bytes to packets and back; batched writes; the close that
+//!   lets the client read our last packet.
+//! - [`connect`]: a CONNECT and the settings decide the registration or the
+//!   refusal (pure, no I/O).
+//! - [`convert`]: wire values to log values, in one place.
+//! - [`inbound`]: a client's PUBLISH: aliases, receive maximum, checks.
+//! - [`replies`]: commands awaiting their results, and the packets those
+//!   results produce.
+//! - [`register`]: from CONNECT to a registered connection (or a refusal).
+//! - [`packets`]: what each packet from the client does.
+//! - [`close`]: why a connection ends, and the teardown that commits it.
+//! - this file: [`serve`], the per-connection state ([`Conn`]) and its loop.
+//!
+//! The loop waits on the socket (client to log) and on the log and timers
+//! (log to client), handles whatever is ready, then flushes once.
+
+mod close;
+mod connect;
+mod convert;
+mod framed;
+mod inbound;
+mod packets;
+mod register;
+mod replies;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_raft::command as cmd;
+use raftmq_raft::node::now_ms;
+use raftmq_raft::{CmdResult, Command, Delivery, Message, RaftError, SubOpts};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::codec::reason;
+use crate::registry::ConnEvent;
+use crate::session::Outbound;
+
+pub use close::Exit;
+use framed::{Framed, Written};
+use inbound::Inbound;
+use replies::Replies;
+
+type Io = Framed<OwnedReadHalf, OwnedWriteHalf>;
+
+/// Serves one accepted TCP connection until it closes.
+pub async fn serve(stream: TcpStream, broker: Arc<Broker>) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    broker.metrics.connections_total.inc();
+    broker.metrics.connections_current.inc();
+    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+    let io = Framed::new(rd, wr, broker.settings.max_packet_size);
+    async {
+        if let Some((io, connect)) = register::handshake(io, &broker).await {
+            if let Some(mut conn) = Conn::register(io, &broker, &connect).await {
+                let exit = conn.run().await;
+                conn.teardown(exit).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    broker.metrics.connections_current.dec();
+}
+
+/// A registered connection: everything its loop and handlers share.
+pub struct Conn {
+    broker: Arc<Broker>,
+    io: Io,
+    client_id: Arc<str>,
+    conn_id: u64,
+    /// The session epoch the registration committed; commands carry it.
+    epoch: u64,
+    /// Session expiry (seconds) from CONNECT...
+    expiry_s: u32,
+    /// ...and as a DISCONNECT changed it.
+    new_expiry_s: Option<u32>,
+    keep_alive: u16,
+    /// Deliveries from the log and this node's router.
+    events: mpsc::UnboundedReceiver<ConnEvent>,
+    outbound: Outbound,
+    inbound: Inbound,
+    replies: Replies,
+    /// Subscriber acks to commit, as one command per loop turn.
+    acks: Vec<u64>,
+}
+
+impl Conn {
+    fn v5(&self) -> bool {
+        self.io.protocol().is_v5()
+    }
+
+    /// The packet loop: until the client, the broker or an error ends it.
+    async fn run(&mut self) -> Exit {
+        let ka =
+            (self.keep_alive > 0).then(|| Duration::from_millis(self.keep_alive as u64 * 1500));
+        let ka_sleep = tokio::time::sleep(ka.unwrap_or(Duration::from_secs(86_400 * 365)));
+        tokio::pin!(ka_sleep);
+        let retry = Duration::from_secs(self.broker.settings.retry_interval_s);
+        let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
+        retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Err(exit) = self.turn(&mut ka_sleep, ka, &mut retry_tick, retry).await {
+                if matches!(exit, Exit::Client { .. }) {
+                    self.answer_all().await;
+                }
+                self.commit_acks().await;
+                return exit;
+            }
+        }
+    }
+
+    /// One turn of the loop: handle every packet already read, flush, then
+    /// wait for the next thing to happen and handle it.
+    async fn turn(
+        &mut self,
+        ka_sleep: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+        ka: Option<Duration>,
+        retry_tick: &mut tokio::time::Interval,
+        retry: Duration,
+    ) -> Result<(), Exit> {
+        // Packets read together (the CONNECT's read included) are handled
+        // before the socket is read again.
+        while let Some(p) = self
+            .io
+            .next_buffered()
+            .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
+        {
+            self.on_packet(p).await?;
+        }
+        self.commit_acks().await;
+        self.flush().await.map_err(|_| Exit::Closed)?;
+        tokio::select! {
+            r = self.io.read_more() => {
+                match r {
+                    Ok(0) | Err(_) => return Err(Exit::Closed),
+                    Ok(n) => {
+                        self.broker.metrics.bytes_received.inc_by(n as u64);
+                    }
+                }
+                if let Some(k) = ka {
+                    ka_sleep.as_mut().reset(tokio::time::Instant::now() + k);
+                }
+            }
+            ev = self.events.recv() => {
+                let now = now_ms();
+                self.on_event(ev.ok_or(Exit::Closed)?, now)?;
+                for _ in 0..1024 {
+                    match self.events.try_recv() {
+                        Ok(ev) => self.on_event(ev, now)?,
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some(outcome) = self.replies.next(), if !self.replies.is_empty() => {
+                self.on_outcome(outcome);
+                while let Some(outcome) = self.replies.ready() {
+                    self.on_outcome(outcome);
+                }
+            }
+            _ = ka_sleep.as_mut() => return Err(Exit::KeepAlive),
+            _ = retry_tick.tick() => {
+                if !self.v5() {
+                    let n = self.outbound.retransmit(retry, now_ms(), self.io.queue());
+                    self.broker.metrics.retransmits.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if self.outbound.dropped > 0 {
+            self.broker
+                .metrics
+                .publishes_dropped
+                .inc_by(self.outbound.dropped);
+            self.outbound.dropped = 0;
+        }
+        Ok(())
+    }
+
+    /// The client's packets before its DISCONNECT get their answers before
+    /// the connection closes (each waits at most the commit timeout).
+    async fn answer_all(&mut self) {
+        while let Some(outcome) = self.replies.next().await {
+            self.on_outcome(outcome);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+    }
+
+    /// Writes what is queued, counting it.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let written = self.io.flush().await?;
+        self.count(written);
+        Ok(())
+    }
+
+    fn count(&self, w: Written) {
+        self.broker.metrics.messages_sent.inc_by(w.publishes);
+        self.broker.metrics.bytes_sent.inc_by(w.bytes);
+    }
+
+    /// Something the log or the broker has for this connection.
+    fn on_event(&mut self, ev: ConnEvent, now: u64) -> Result<(), Exit> {
+        match ev {
+            ConnEvent::Deliver(epoch, d) => {
+                if epoch.is_none_or(|e| e == self.epoch) {
+                    self.outbound
+                        .offer(d, false, now, self.io.queue(), &mut self.acks);
+                }
+                Ok(())
+            }
+            ConnEvent::Kick(epoch) if epoch == self.epoch => Err(Exit::TakenOver),
+            ConnEvent::Kick(_) => Ok(()),
+            ConnEvent::Disconnect => Err(Exit::Admin),
+        }
+    }
+
+    /// Offers one delivery to the outbound window.
+    fn offer(&mut self, d: Delivery, now: u64) {
+        self.outbound
+            .offer(d, false, now, self.io.queue(), &mut self.acks);
+    }
+
+    /// New `$SYS` subscribers get the latest values at once.
+    fn send_sys(&mut self, filters: &[(String, SubOpts)], now: u64) {
+        let sys = crate::sys::values(&self.broker);
+        for (f, o) in filters.iter().filter(|(f, _)| f.starts_with("$SYS")) {
+            for (topic, value) in sys
+                .iter()
+                .filter(|(t, _)| raftmq_raft::trie::filter_matches(f, t))
+            {
+                let msg = Arc::new(Message::system(topic.clone(), value.clone(), true, now));
+                let d = Delivery::live(msg, 0, true, o.sub_id.into_iter().collect());
+                self.offer(d, now);
+            }
+        }
+    }
+
+    /// Proposes a command; its reply goes out once it is applied.
+    async fn submit(&mut self, command: Command, reply: replies::Reply) -> Result<(), Exit> {
+        let rx = self
+            .broker
+            .node
+            .proposer
+            .submit(command)
+            .await
+            .map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
+        self.replies.push(rx, reply);
+        Ok(())
+    }
+
+    /// Commits the subscriber's acks collected so far, as one command.
+    async fn commit_acks(&mut self) {
+        if !self.acks.is_empty() {
+            let ack = Command::Ack(cmd::Ack {
+                client_id: self.client_id.to_string(),
+                epoch: self.epoch,
+                seqs: std::mem::take(&mut self.acks),
+            });
+            let _ = self.broker.node.proposer.submit_forget(ack).await;
+        }
+    }
+}
+
+/// Proposes a command and waits for it, bounded by the commit timeout.
+async fn commit(broker: &Broker, command: Command) -> Result<CmdResult, RaftError> {
+    let rx = broker.node.proposer.submit(command).await?;
+    let timeout = Duration::from_millis(broker.settings.commit_timeout_ms);
+    replies::wait(rx, timeout).await
+}

@@ -1,0 +1,217 @@
+//! What each packet from the client does: publishes are checked and
+//! proposed, subscriber acks advance the outbound window (and are committed
+//! in batches), subscriptions are proposed, DISCONNECT ends the loop.
+
+use std::sync::Arc;
+
+use raftmq_raft::command as cmd;
+use raftmq_raft::node::now_ms;
+use raftmq_raft::trie::{split_shared, valid_filter};
+use raftmq_raft::Command;
+
+use super::replies::Reply;
+use super::{convert, Conn, Exit};
+use crate::codec::{self, reason, Disconnect, Packet, PubResp, Publish, Subscribe, Unsubscribe};
+use crate::session::AckEffect;
+
+impl Conn {
+    /// Handles one packet; `Err` ends the connection.
+    pub(super) async fn on_packet(&mut self, p: Packet) -> Result<(), Exit> {
+        let now = now_ms();
+        match p {
+            Packet::Publish(p) => self.on_publish(p, now).await,
+            Packet::PubAck(r) => {
+                let effect = self.outbound.puback(r.packet_id);
+                self.on_ack_effect(effect, now).await
+            }
+            Packet::PubRec(r) => {
+                let failed = r.reason >= 0x80;
+                match self.outbound.pubrec(r.packet_id, failed, self.io.queue()) {
+                    AckEffect::None => Ok(()),
+                    effect => self.on_ack_effect(effect, now).await,
+                }
+            }
+            Packet::PubComp(r) => {
+                let effect = self.outbound.pubcomp(r.packet_id);
+                self.on_ack_effect(effect, now).await
+            }
+            Packet::PubRel(r) => {
+                self.inbound.qos2_done(r.packet_id);
+                let command = Command::Release(cmd::Release {
+                    client_id: self.client_id.to_string(),
+                    packet_id: r.packet_id,
+                });
+                self.submit(command, Reply::PubComp(r.packet_id)).await
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s).await,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
+            Packet::PingReq => {
+                self.io.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => Err(self.on_disconnect(d)),
+            Packet::Connect(_) => Err(Exit::error(reason::PROTOCOL_ERROR, "second CONNECT")),
+            Packet::Auth(_) => Err(Exit::error(
+                reason::PROTOCOL_ERROR,
+                "AUTH without enhanced authentication",
+            )),
+            other => Err(Exit::error(
+                reason::PROTOCOL_ERROR,
+                format!("unexpected packet from client: {}", packet_name(&other)),
+            )),
+        }
+    }
+
+    /// A subscriber's acknowledgement moved the outbound window.
+    async fn on_ack_effect(&mut self, effect: AckEffect, now: u64) -> Result<(), Exit> {
+        match effect {
+            AckEffect::None => {}
+            AckEffect::Commit(seq) => self.acks.push(seq),
+            AckEffect::CommitReceived(seq, pid) => {
+                let command = Command::Received(cmd::Received {
+                    client_id: self.client_id.to_string(),
+                    epoch: self.epoch,
+                    seqs: vec![seq],
+                });
+                return self.submit(command, Reply::PubRel(pid)).await;
+            }
+        }
+        self.outbound.fill(now, self.io.queue(), &mut self.acks);
+        Ok(())
+    }
+
+    async fn on_publish(&mut self, p: Publish, now: u64) -> Result<(), Exit> {
+        self.broker.metrics.messages_received.inc();
+        let (qos, packet_id) = (p.qos as u8, p.packet_id);
+        let Some(msg) = self.inbound.accept(p, &self.client_id, now)? else {
+            let r = PubResp {
+                packet_id,
+                reason: reason::NOT_AUTHORIZED,
+                ..Default::default()
+            };
+            match qos {
+                1 => self.io.push(Packet::PubAck(r)),
+                2 => self.io.push(Packet::PubRec(r)),
+                _ => {}
+            }
+            return Ok(());
+        };
+        match (msg.qos, msg.retain) {
+            (0, false) => {
+                crate::router::route_qos0(&self.broker, Arc::new(msg));
+                Ok(())
+            }
+            (0, true) => {
+                // A retained QoS 0 publish changes state: it goes through the log.
+                let command = self.publish_command(msg, 0);
+                let _ = self.broker.node.proposer.submit_forget(command).await;
+                Ok(())
+            }
+            (1, _) => {
+                let command = self.publish_command(msg, 0);
+                self.submit(command, Reply::PubAck(packet_id)).await
+            }
+            _ => {
+                let command = self.publish_command(msg, packet_id);
+                self.submit(command, Reply::PubRec(packet_id)).await
+            }
+        }
+    }
+
+    /// `packet_id` is kept for QoS 2 only: apply recognises a resent PUBLISH by it.
+    fn publish_command(&self, msg: raftmq_raft::Message, packet_id: u16) -> Command {
+        Command::Publish(cmd::Publish {
+            client_id: self.client_id.to_string(),
+            packet_id,
+            msg,
+        })
+    }
+
+    async fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Exit> {
+        let v5 = self.v5();
+        let sub_id = s.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut filters = Vec::new();
+        for f in s.filters {
+            let (group, _) = split_shared(&f.filter);
+            if group.is_some() && f.options.no_local && v5 {
+                return Err(Exit::error(
+                    reason::PROTOCOL_ERROR,
+                    "no local on a shared subscription",
+                ));
+            }
+            if !valid_filter(&f.filter) {
+                codes.push(Some(if v5 {
+                    reason::TOPIC_FILTER_INVALID
+                } else {
+                    reason::UNSPECIFIED_ERROR
+                }));
+                continue;
+            }
+            codes.push(None);
+            filters.push((f.filter, convert::sub_opts(f.options, sub_id)));
+        }
+        if filters.is_empty() {
+            let reason_codes = codes
+                .into_iter()
+                .map(|c| c.unwrap_or(reason::UNSPECIFIED_ERROR))
+                .collect();
+            self.io.push(Packet::SubAck(codec::SubAck {
+                packet_id: s.packet_id,
+                reason_codes,
+                ..Default::default()
+            }));
+            return Ok(());
+        }
+        let command = Command::Subscribe(cmd::Subscribe {
+            client_id: self.client_id.to_string(),
+            epoch: self.epoch,
+            filters: filters.clone(),
+        });
+        let reply = Reply::SubAck {
+            pid: s.packet_id,
+            codes,
+            filters,
+        };
+        self.submit(command, reply).await
+    }
+
+    async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Exit> {
+        let reply = Reply::UnsubAck {
+            pid: u.packet_id,
+            codes: vec![None; u.filters.len()],
+        };
+        let command = Command::Unsubscribe(cmd::Unsubscribe {
+            client_id: self.client_id.to_string(),
+            epoch: self.epoch,
+            filters: u.filters,
+        });
+        self.submit(command, reply).await
+    }
+
+    /// The client ends the connection, possibly changing its session expiry.
+    fn on_disconnect(&mut self, d: Disconnect) -> Exit {
+        if let Some(e) = d.properties.session_expiry_interval {
+            if self.expiry_s == 0 && e != 0 {
+                return Exit::error(
+                    reason::PROTOCOL_ERROR,
+                    "session expiry set at DISCONNECT after 0 at CONNECT",
+                );
+            }
+            self.new_expiry_s = Some(e);
+        }
+        Exit::Client {
+            will: self.v5() && d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE,
+        }
+    }
+}
+
+fn packet_name(p: &Packet) -> &'static str {
+    match p {
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingResp => "PINGRESP",
+        _ => "packet",
+    }
+}

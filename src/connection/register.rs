@@ -1,0 +1,193 @@
+//! From CONNECT to a registered connection: the handshake read, admission,
+//! the registration committed through the log (which takes over any older
+//! connection of the client id, on any node), the CONNACK, and the session's
+//! backlog. A refused client gets its CONNACK and a close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftmq_raft::node::now_ms;
+use raftmq_raft::{CmdResult, Delivery, RaftError};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::connect::{self, Admission, Refusal};
+use super::inbound::{Inbound, InboundLimits};
+use super::replies::Replies;
+use super::{commit, Conn, Exit, Io};
+use crate::broker::Broker;
+use crate::codec::{reason, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, Protocol};
+use crate::session::Outbound;
+
+/// How long a client has to send its CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the CONNECT. Answers what cannot be served (an unsupported
+/// protocol version) and returns the stream only for a CONNECT.
+pub(super) async fn handshake(mut io: Io, broker: &Broker) -> Option<(Io, Box<Connect>)> {
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, io.read_packet()).await {
+        Err(_) | Ok(Ok(None)) => return None,
+        Ok(Ok(Some(p))) => p,
+        Ok(Err(DecodeError::UnsupportedProtocol { name, level })) => {
+            info!(%name, level, "unsupported protocol version");
+            let code = reason::UNSUPPORTED_PROTOCOL_VERSION;
+            io.push(connack(code, false, ConnAckProperties::default()));
+            let _ = io.flush().await;
+            return None;
+        }
+        Ok(Err(e)) => {
+            broker.metrics.protocol_errors.inc();
+            debug!(error = %e, "malformed first packet");
+            return None;
+        }
+    };
+    let Packet::Connect(c) = first else {
+        broker.metrics.protocol_errors.inc();
+        info!("first packet is not CONNECT");
+        return None;
+    };
+    io.set_protocol(c.protocol.unwrap_or(Protocol::V311));
+    Some((io, c))
+}
+
+fn connack(code: u8, session_present: bool, properties: ConnAckProperties) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present,
+        code,
+        properties,
+    })
+}
+
+impl Conn {
+    /// Admits and registers the client through the log, sends the CONNACK
+    /// and queues the session's backlog. `None`: refused (and told so).
+    pub(super) async fn register(mut io: Io, broker: &Arc<Broker>, c: &Connect) -> Option<Conn> {
+        let s = &broker.settings;
+        let now = now_ms();
+        let fresh_id = || format!("raftmq-{:016x}", rand::random::<u64>());
+        let admission = match connect::admit(c, s, now, fresh_id) {
+            Ok(a) => a,
+            Err(r) => return refuse(io, r).await,
+        };
+        tracing::Span::current().record("client_id", admission.client_id.as_str());
+        let client_id: Arc<str> = Arc::from(admission.client_id.as_str());
+        let conn_id = broker.registry.next_conn_id();
+        let (tx, events) = mpsc::unbounded_channel();
+        broker.registry.attach(&client_id, conn_id, tx);
+        let (epoch, session_present, queue) =
+            match commit_registration(broker, &admission, now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    broker.registry.detach(&client_id, conn_id);
+                    warn!(result = ?e, "registration not committed");
+                    let why = "registration could not be committed";
+                    return refuse(
+                        io,
+                        Refusal {
+                            code: reason::SERVER_UNAVAILABLE,
+                            why,
+                        },
+                    )
+                    .await;
+                }
+            };
+        broker.registry.set_epoch(&client_id, conn_id, epoch);
+        let v5 = io.protocol().is_v5();
+        info!(
+            epoch,
+            session_present,
+            proto = io.protocol().level(),
+            "client connected"
+        );
+        let props = if v5 {
+            connect::connack_properties(s, admission.assigned_id.clone())
+        } else {
+            ConnAckProperties::default()
+        };
+        io.push(connack(reason::SUCCESS, session_present, props));
+        let limits = admission.outbound;
+        let mut conn = Conn {
+            broker: broker.clone(),
+            io,
+            client_id,
+            conn_id,
+            epoch,
+            expiry_s: admission.expiry_s,
+            new_expiry_s: None,
+            keep_alive: admission.keep_alive,
+            events,
+            outbound: Outbound::new(
+                limits.window,
+                s.max_online_messages,
+                limits.alias_max,
+                limits.max_packet,
+            ),
+            inbound: Inbound::new(InboundLimits {
+                v5,
+                alias_max: s.topic_alias_max_broker,
+                receive_max: s.receive_max_broker,
+                max_message_size: s.max_message_size,
+            }),
+            replies: Replies::new(Duration::from_millis(s.commit_timeout_ms)),
+            acks: Vec::new(),
+        };
+        if conn.flush().await.is_err() {
+            conn.teardown(Exit::Closed).await;
+            return None;
+        }
+        conn.resume(queue, now);
+        Some(conn)
+    }
+
+    /// Queues the session's backlog; what an earlier connection on this node
+    /// sent and did not see acknowledged goes out with DUP.
+    fn resume(&mut self, queue: Vec<Delivery>, now: u64) {
+        let sent_before = self.broker.registry.take_sent(&self.client_id);
+        for d in queue {
+            let dup = d
+                .seq
+                .is_some_and(|q| sent_before.as_ref().is_none_or(|sent| sent.contains(&q)));
+            self.outbound
+                .offer(d, dup, now, self.io.queue(), &mut self.acks);
+        }
+    }
+}
+
+/// Commits the registration: the new epoch, whether a session was resumed,
+/// and its backlog.
+async fn commit_registration(
+    broker: &Broker,
+    a: &Admission,
+    now: u64,
+) -> Result<(u64, bool, Vec<Delivery>), Option<RaftError>> {
+    let reg = a.register(broker.settings.node_id, now);
+    // A registration resent across a leader change may come back as
+    // `Duplicate` (it was applied, its result went to the lost attempt):
+    // register again; the session it made is resumed or replaced.
+    let mut result = commit(broker, reg.clone()).await;
+    if matches!(result, Ok(CmdResult::Duplicate)) {
+        result = commit(broker, reg).await;
+    }
+    match result {
+        Ok(CmdResult::Registered {
+            epoch,
+            session_present,
+            queue,
+        }) => Ok((epoch, session_present, queue)),
+        Ok(_) => Err(None),
+        Err(e) => Err(Some(e)),
+    }
+}
+
+/// Answers a refused CONNECT and closes.
+async fn refuse(mut io: Io, r: Refusal) -> Option<Conn> {
+    info!(code = r.code, why = r.why, "connection refused");
+    let props = ConnAckProperties {
+        reason_string: io.protocol().is_v5().then(|| r.why.to_string()),
+        ..Default::default()
+    };
+    io.push(connack(r.code, false, props));
+    io.close_write(Duration::from_secs(1)).await;
+    io.drain().await;
+    None
+}

@@ -1,0 +1,233 @@
+//! The answers a connection owes its client: commands proposed and not yet
+//! applied, each with the reply to send once its result is known, in the
+//! order the client sent them; and how a result becomes packets.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use raftmq_raft::node::now_ms;
+use raftmq_raft::proposer::ResultRx;
+use raftmq_raft::{CmdResult, RaftError, SubOpts};
+use tracing::warn;
+
+use super::Conn;
+use crate::codec::{self, reason, Packet, PubResp};
+
+/// What to send once a command is applied.
+#[derive(Debug)]
+pub enum Reply {
+    PubAck(u16),
+    PubRec(u16),
+    PubComp(u16),
+    SubAck {
+        pid: u16,
+        /// Codes decided before proposing (invalid filters); `None` where
+        /// the committed result decides.
+        codes: Vec<Option<u8>>,
+        filters: Vec<(String, SubOpts)>,
+    },
+    UnsubAck {
+        pid: u16,
+        codes: Vec<Option<u8>>,
+    },
+    /// A subscriber's PUBREC was committed: send PUBREL.
+    PubRel(u16),
+}
+
+pub type Outcome = (Reply, Result<CmdResult, RaftError>);
+
+type Waiting = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// Commands awaiting their results, answered in the order they were sent.
+pub struct Replies {
+    waiting: FuturesOrdered<Waiting>,
+    timeout: Duration,
+}
+
+impl Replies {
+    /// A command not applied within `timeout` fails.
+    pub fn new(timeout: Duration) -> Replies {
+        Replies {
+            waiting: FuturesOrdered::new(),
+            timeout,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Awaits `rx`, then answers with `reply`.
+    pub fn push(&mut self, rx: ResultRx, reply: Reply) {
+        let timeout = self.timeout;
+        self.waiting
+            .push_back(Box::pin(async move { (reply, wait(rx, timeout).await) }));
+    }
+
+    /// The next outcome in order; pending forever when none is waiting.
+    pub async fn next(&mut self) -> Option<Outcome> {
+        self.waiting.next().await
+    }
+
+    /// The next outcome if it is already known.
+    pub fn ready(&mut self) -> Option<Outcome> {
+        futures::FutureExt::now_or_never(self.waiting.next()).flatten()
+    }
+}
+
+/// Waits for a command's result, bounded by `timeout`.
+pub async fn wait(rx: ResultRx, timeout: Duration) -> Result<CmdResult, RaftError> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(RaftError::Stopped),
+        Err(_) => Err(RaftError::Unavailable("commit timed out".into())),
+    }
+}
+
+impl Conn {
+    /// Answers the client for one applied (or failed) command.
+    pub(super) fn on_outcome(&mut self, (reply, res): Outcome) {
+        if let Err(e) = &res {
+            self.broker.metrics.commit_failures.inc();
+            warn!(error = %e, "command not committed");
+        }
+        match reply {
+            Reply::PubAck(pid) => {
+                self.inbound.qos1_done();
+                self.publish_answer(pid, true, &res);
+            }
+            Reply::PubRec(pid) => {
+                if res.is_err() && self.v5() {
+                    // A failure PUBREC ends the QoS 2 flow.
+                    self.inbound.qos2_done(pid);
+                }
+                self.publish_answer(pid, false, &res);
+            }
+            Reply::PubComp(pid) => {
+                let code = match res {
+                    Ok(CmdResult::Released { found: false }) => reason::PACKET_IDENTIFIER_NOT_FOUND,
+                    Ok(_) => reason::SUCCESS,
+                    // MQTT 3 has no failure ack: stay silent so the client resends.
+                    Err(_) if !self.v5() => return,
+                    Err(_) => reason::SUCCESS,
+                };
+                self.io.push(Packet::PubComp(PubResp {
+                    packet_id: pid,
+                    reason: code,
+                    ..Default::default()
+                }));
+            }
+            Reply::SubAck {
+                pid,
+                codes,
+                filters,
+            } => self.suback(pid, codes, filters, res),
+            Reply::UnsubAck { pid, codes } => {
+                let committed = match res {
+                    Ok(CmdResult::Unsubscribed { codes }) => codes,
+                    Ok(CmdResult::Duplicate) => vec![reason::SUCCESS; codes.len()],
+                    _ => Vec::new(),
+                };
+                self.io.push(Packet::UnsubAck(codec::UnsubAck {
+                    packet_id: pid,
+                    reason_codes: merge_codes(codes, committed),
+                    ..Default::default()
+                }));
+            }
+            Reply::PubRel(pid) => {
+                if res.is_ok() {
+                    self.outbound.released(pid, self.io.queue());
+                }
+            }
+        }
+    }
+
+    /// PUBACK or PUBREC for a client's publish.
+    fn publish_answer(&mut self, pid: u16, is_ack: bool, res: &Result<CmdResult, RaftError>) {
+        let code = match res {
+            Ok(CmdResult::Published {
+                matched: 0,
+                duplicate: false,
+            }) if self.v5() => reason::NO_MATCHING_SUBSCRIBERS,
+            Ok(_) => reason::SUCCESS,
+            // MQTT 3 has no failure ack: stay silent so the client resends.
+            Err(_) if !self.v5() => return,
+            Err(_) => reason::IMPLEMENTATION_SPECIFIC_ERROR,
+        };
+        let r = PubResp {
+            packet_id: pid,
+            reason: code,
+            ..Default::default()
+        };
+        self.io.push(if is_ack {
+            Packet::PubAck(r)
+        } else {
+            Packet::PubRec(r)
+        });
+    }
+
+    fn suback(
+        &mut self,
+        pid: u16,
+        codes: Vec<Option<u8>>,
+        filters: Vec<(String, SubOpts)>,
+        res: Result<CmdResult, RaftError>,
+    ) {
+        let failed = res.is_err();
+        let (granted, retained) = match res {
+            Ok(CmdResult::Subscribed { codes, retained }) => (codes, retained),
+            // Applied by an earlier attempt of the same command (a leader
+            // change): granted as asked; its retained messages went with the
+            // lost result.
+            Ok(CmdResult::Duplicate) => (filters.iter().map(|(_, o)| o.qos).collect(), Vec::new()),
+            _ => (vec![reason::UNSPECIFIED_ERROR; filters.len()], Vec::new()),
+        };
+        self.io.push(Packet::SubAck(codec::SubAck {
+            packet_id: pid,
+            reason_codes: merge_codes(codes, granted),
+            ..Default::default()
+        }));
+        let now = now_ms();
+        for d in retained {
+            self.offer(d, now);
+        }
+        if !failed && self.broker.settings.systree_enabled {
+            self.send_sys(&filters, now);
+        }
+    }
+}
+
+/// SUBACK/UNSUBACK reason codes: the codes decided before proposing (invalid
+/// filters) stay; the others are filled, in order, from the committed result
+/// (an unspecified error if it has none).
+pub fn merge_codes(decided: Vec<Option<u8>>, committed: Vec<u8>) -> Vec<u8> {
+    let mut committed = committed.into_iter();
+    decided
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| committed.next().unwrap_or(reason::UNSPECIFIED_ERROR)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_codes_keep_decided_ones_and_fill_the_rest_in_order() {
+        let decided = vec![None, Some(reason::TOPIC_FILTER_INVALID), None];
+        assert_eq!(
+            merge_codes(decided, vec![1, 2]),
+            vec![1, reason::TOPIC_FILTER_INVALID, 2]
+        );
+    }
+
+    #[test]
+    fn merged_codes_without_a_committed_result_are_unspecified_errors() {
+        assert_eq!(
+            merge_codes(vec![None, None], vec![]),
+            vec![reason::UNSPECIFIED_ERROR; 2]
+        );
+    }
+}
