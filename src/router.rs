@@ -1,4 +1,4 @@
-//! Best-effort routing of QoS 0 publishes outside the log (DESIGN §1): the
+//! Best-effort routing of QoS 0 publishes outside the log (docs/design.md §1): the
 //! replicated subscription trie gives the targets and the node each one is
 //! connected to; local targets get the message directly, and each other node
 //! gets one message listing its targets, over the inter-node transport. A

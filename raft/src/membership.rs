@@ -1,4 +1,4 @@
-//! Membership changes and the cluster view (DESIGN §4).
+//! Membership changes and the cluster view (docs/design.md §4).
 //!
 //! - **Join**: the new node asks any member; a follower points it to the
 //!   leader. The leader adds it as a learner, waits until it has caught up

@@ -1,6 +1,6 @@
 //! Opening RocksDB with raftmq's column families and write options.
 //!
-//! Durability rule (DESIGN §3): a log append or vote is reported durable only
+//! Durability rule (docs/design.md §3): a log append or vote is reported durable only
 //! after the WAL is synced. State-table writes are not synced: they carry
 //! `last_applied` in the same atomic batch, and after a crash the log replays
 //! whatever the last synced state missed.

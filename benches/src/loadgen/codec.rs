@@ -2,6 +2,12 @@
 //! generator sends or expects. Encoders append to a caller-owned `Vec<u8>` so
 //! a whole window of packets goes out in one socket write; the decoder borrows
 //! from the read buffer (no allocation per packet).
+//!
+//! It is deliberately not the broker's codec (`raftmq::codec`): a load
+//! generator that shares the broker's encoder and decoder would share their
+//! bugs too, so a wrong length or flag could pass unnoticed on both ends. Its
+//! own small codec keeps the measurement independent of the code measured,
+//! and lets the same client drive Mosquitto in `compare.sh` on equal terms.
 
 use std::fmt;
 

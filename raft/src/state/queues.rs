@@ -44,14 +44,7 @@ impl MqttState {
             self.sink.emit(ApplyEvent::Deliver {
                 client_id: c.clone(),
                 epoch: rec.epoch,
-                delivery: Delivery {
-                    seq: None,
-                    msg: msg.clone(),
-                    qos,
-                    retain,
-                    sub_ids: t.sub_ids,
-                    received: false,
-                },
+                delivery: Delivery::live(msg.clone(), qos, retain, t.sub_ids),
             });
         }
         Ok(())

@@ -53,13 +53,9 @@ impl MqttState {
         self.retained
             .matching(plain)
             .into_iter()
-            .map(|m| Delivery {
-                seq: None,
-                qos: m.qos.min(opts.qos),
-                msg: m,
-                retain: true,
-                sub_ids: opts.sub_id.into_iter().collect(),
-                received: false,
+            .map(|m| {
+                let qos = m.qos.min(opts.qos);
+                Delivery::live(m, qos, true, opts.sub_id.into_iter().collect())
             })
             .collect()
     }
