@@ -1,5 +1,6 @@
 //! The broker context shared by every task of a node: settings, the Raft node
-//! (proposer, state, trie), the local connection registry and metrics.
+//! (proposals, state views, routing index), the local connection registry,
+//! metrics and the lifecycle handle.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use raftmq_raft::RaftNode;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::shutdown::Shutdown;
 
 pub struct Broker {
     pub settings: Settings,
@@ -20,6 +22,9 @@ pub struct Broker {
     /// The MQTT listener is up (false while waiting for a quorum at start,
     /// and after this node was removed from the cluster).
     pub accepting: AtomicBool,
+    /// The node's lifecycle handle: tasks select on it, HTTP handlers send
+    /// requests (restart to join) through it.
+    pub life: Shutdown,
 }
 
 impl Broker {

@@ -1,8 +1,10 @@
 //! `raftmq dev-cluster`: three local nodes joined into one cluster, for trying
 //! raftmq out. Node 1 bootstraps; nodes 2 and 3 start with `--join` node 1.
 //! Each is a child process running `raftmq start`; Ctrl-C or SIGTERM stops
-//! them all (a SIGKILLed dev-cluster leaves them running).
+//! them all, each with SIGTERM (its graceful stop), waiting for them to exit
+//! (a SIGKILLed dev-cluster leaves them running).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +19,31 @@ pub struct Ports {
     pub config: Option<PathBuf>,
 }
 
-/// Kills the children when dropped (normal exit, error or Ctrl-C).
+/// Stops the children when dropped (normal exit, error or Ctrl-C): SIGTERM
+/// to each, then waits for them, past [`STOP_WAIT`] with SIGKILL.
 struct Children(Vec<Child>);
+
+/// A node's stop takes at most 10 s; a little more, then it is killed.
+const STOP_WAIT: Duration = Duration::from_secs(12);
 
 impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            let _ = c.kill();
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill(2) on our own child's pid; no memory involved.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + STOP_WAIT;
+        for c in &mut self.0 {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
             let _ = c.wait();
         }
     }
@@ -55,6 +75,10 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
             .args(["--http", &format!("127.0.0.1:{}", p.http + i)])
             .args(["--cluster", &format!("127.0.0.1:{}", p.cluster + i)])
             .env("RAFTMQ_COOKIE", &cookie)
+            // Their own process group: a terminal's Ctrl-C reaches only
+            // dev-cluster, which then stops each node once, with SIGTERM (a
+            // second signal would make a node skip its graceful stop).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -97,11 +121,15 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = crate::shutdown::signal();
+        tokio::pin!(stop);
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
+                r = &mut stop => {
+                    r?;
+                    println!("stopping the nodes");
+                    return Ok(());
+                }
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     for (i, c) in kids.0.iter_mut().enumerate() {
                         if let Some(st) = c.try_wait()? {

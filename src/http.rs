@@ -17,6 +17,7 @@ use raftmq_raft::rpc::AdminError;
 
 use crate::broker::Broker;
 use crate::metrics;
+use crate::shutdown::LifecycleRequest;
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -35,12 +36,13 @@ pub fn router(broker: Arc<Broker>) -> Router {
 /// 200 only when this node accepts MQTT connections and is in a quorum.
 async fn health(State(b): State<Arc<Broker>>) -> Response {
     let accepting = b.accepting.load(Ordering::Acquire);
-    let quorum = b.node.in_quorum();
+    let stats = b.node.stats();
+    let quorum = stats.in_quorum;
     let body = json!({
-        "status": if accepting && quorum { "ok" } else if b.node.removed.borrow().is_some() { "removed from the cluster" } else if !quorum { "no quorum" } else { "not accepting connections" },
+        "status": if accepting && quorum { "ok" } else if b.node.removed().borrow().is_some() { "removed from the cluster" } else if b.life.is_stopping() { "stopping" } else if !quorum { "no quorum" } else { "not accepting connections" },
         "accepting": accepting,
         "quorum": quorum,
-        "leader": b.node.raft.metrics().borrow().current_leader,
+        "leader": stats.leader,
     });
     let code = if accepting && quorum {
         StatusCode::OK
@@ -106,15 +108,10 @@ async fn cluster_join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) 
     };
     if b.node.is_fresh_standalone() {
         // A new node that bootstrapped a cluster of its own: it gives up its
-        // empty log, restarts in place and joins (the answer goes first).
+        // empty log, restarts in place and joins. The node's owner does that
+        // after a graceful stop, which lets this answer go out first.
         let id = b.settings.node_id;
-        let settings = b.settings.clone();
-        let target = d.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let e = crate::server::restart_to_join(&settings, &target);
-            tracing::error!(error = %e, "could not restart to join");
-        });
+        b.life.request(LifecycleRequest::RestartToJoin(d.clone()));
         return (
             StatusCode::ACCEPTED,
             Json(json!({"text": format!("node {id} has no state of its own: it restarts with an empty data directory and joins through {d}"), "restarting": true})),
@@ -148,62 +145,25 @@ async fn cluster_leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>
     }
 }
 
-fn snapshot(b: &Broker) -> metrics::Snapshot {
-    let rm = b.node.raft.metrics().borrow().clone();
-    let last = rm.last_log_index.unwrap_or(0);
-    let purged = rm.purged.map_or(0, |l| l.index);
-    let st = b.node.state.lock();
-    let stats = b.node.proposer.stats();
-    metrics::Snapshot {
-        sessions: st.session_count() as u64,
-        subscriptions: st.subscription_count() as u64,
-        retained: st.retained_count() as u64,
-        queued: st.queued_count() as u64,
-        apply: st.stats.clone(),
-        raft_last_applied: st.last_applied.map_or(0, |l| l.index),
-        raft_log_entries: last.saturating_sub(purged),
-        raft_snapshot_index: rm.snapshot.map_or(0, |l| l.index),
-        raft_entries: stats.entries.load(std::sync::atomic::Ordering::Relaxed),
-        raft_commands: stats.commands.load(std::sync::atomic::Ordering::Relaxed),
-        is_leader: b.node.is_leader(),
-        raft_forwarded: stats.forwarded.load(std::sync::atomic::Ordering::Relaxed),
-        raft_resent: stats.resent.load(std::sync::atomic::Ordering::Relaxed),
-        raft_term: rm.current_term,
-        in_quorum: b.node.in_quorum(),
-        peer_connects: b
-            .node
-            .transport
-            .stats
-            .connects
-            .load(std::sync::atomic::Ordering::Relaxed),
-        peer_refused: b
-            .node
-            .transport
-            .stats
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-    }
-}
-
 async fn prometheus(State(b): State<Arc<Broker>>) -> Response {
-    let body = b.metrics.render(&snapshot(&b));
+    let body = b.metrics.render(&metrics::Snapshot::of(&b.node));
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn status(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
-    let s = snapshot(&b);
+    let (n, st) = (b.node.stats(), b.node.summary());
     Json(json!({
         "node_id": b.settings.node_id,
         "uptime_s": b.started.elapsed().as_secs(),
-        "leader": s.is_leader,
-        "leader_id": b.node.raft.metrics().borrow().current_leader,
-        "term": s.raft_term,
-        "in_quorum": s.in_quorum,
-        "last_applied": s.raft_last_applied,
-        "sessions": s.sessions,
-        "subscriptions": s.subscriptions,
-        "retained": s.retained,
-        "queued": s.queued,
+        "leader": n.is_leader,
+        "leader_id": n.leader,
+        "term": n.term,
+        "in_quorum": n.in_quorum,
+        "last_applied": st.last_applied,
+        "sessions": st.sessions,
+        "subscriptions": st.subscriptions,
+        "retained": st.retained,
+        "queued": st.queued,
         "clients_connected_here": b.registry.connected(),
     }))
 }
@@ -213,12 +173,20 @@ struct ClientQuery {
     client_id: Option<String>,
 }
 
-async fn session_show(
-    State(b): State<Arc<Broker>>,
-    Query(q): Query<ClientQuery>,
-) -> Json<serde_json::Value> {
-    let list = b.node.state.lock().session_info(q.client_id.as_deref());
-    Json(json!({ "table": list }))
+/// A state read that failed (RocksDB): 500 with the error.
+fn read_error(e: raftmq_raft::RaftError) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": format!("reading the state: {e}")})),
+    )
+        .into_response()
+}
+
+async fn session_show(State(b): State<Arc<Broker>>, Query(q): Query<ClientQuery>) -> Response {
+    match b.node.sessions(q.client_id.as_deref()) {
+        Ok(list) => Json(json!({ "table": list })).into_response(),
+        Err(e) => read_error(e),
+    }
 }
 
 async fn session_disconnect(
@@ -248,18 +216,15 @@ struct TopicQuery {
     topic: Option<String>,
 }
 
-async fn retain_show(
-    State(b): State<Arc<Broker>>,
-    Query(q): Query<TopicQuery>,
-) -> Json<serde_json::Value> {
+async fn retain_show(State(b): State<Arc<Broker>>, Query(q): Query<TopicQuery>) -> Response {
     let filter = q.topic.unwrap_or_else(|| "#".into());
-    let list: Vec<_> = b
-        .node
-        .state
-        .lock()
-        .retained_list(&filter)
+    let list = match b.node.retained(&filter) {
+        Ok(list) => list,
+        Err(e) => return read_error(e),
+    };
+    let list: Vec<_> = list
         .into_iter()
         .map(|m| json!({"topic": m.topic, "qos": m.qos, "payload": String::from_utf8_lossy(&m.payload), "bytes": m.payload.len()}))
         .collect();
-    Json(json!({ "table": list }))
+    Json(json!({ "table": list })).into_response()
 }

@@ -6,7 +6,10 @@
 //! # Layout
 //! - [`codec`]: MQTT 3.1 / 3.1.1 / 5.0 packets to and from bytes.
 //! - [`config`]: settings, defaults and the TOML config file.
-//! - [`server`]: starting a node: Raft, listeners, HTTP, `$SYS`.
+//! - [`server`]: the owner of a node's life: start (Raft, listeners, HTTP,
+//!   `$SYS`), serve, stop.
+//! - [`shutdown`]: the lifecycle handle every task selects on, lifecycle
+//!   requests, and the node's one signal handler.
 //! - [`broker`]: the context shared by a node's tasks.
 //! - [`listener`]: the MQTT TCP accept loop.
 //! - [`connection`]: one connection from CONNECT to close.
@@ -33,4 +36,5 @@ pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod sys;

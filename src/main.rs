@@ -30,7 +30,7 @@ enum Cmd {
         cmd: ClusterCmd,
     },
     /// Start three local nodes already joined into one cluster, for trying
-    /// raftmq out. Ctrl-C stops them.
+    /// raftmq out. Ctrl-C (or SIGTERM) stops them, each gracefully.
     DevCluster {
         /// Parent directory of the nodes' data directories.
         #[arg(long, default_value = "./raftmq-dev")]
@@ -300,5 +300,9 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(raftmq::server::run(s))
+    let r = rt.block_on(raftmq::server::run(s));
+    // The node has stopped (or gave up stopping, which it logged): whatever
+    // task is left does not hold the exit back.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    r
 }

@@ -2,11 +2,13 @@
 //! exposition for `/metrics`. `$SYS` reads the same counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use raftmq_raft::{NodeStats, RaftNode, StateSummary};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -25,27 +27,18 @@ pub struct Metrics {
 
 /// Point-in-time gauges that live elsewhere (state machine, raft).
 pub struct Snapshot {
-    pub sessions: u64,
-    pub subscriptions: u64,
-    pub retained: u64,
-    pub queued: u64,
-    /// Apply-side counts since this process started.
-    pub apply: raftmq_raft::state::ApplyStats,
-    pub raft_last_applied: u64,
-    /// Entries in the log now (last index - purged index).
-    pub raft_log_entries: u64,
-    pub raft_snapshot_index: u64,
-    /// Batches this node forwarded to the leader, and sent again.
-    pub raft_forwarded: u64,
-    pub raft_resent: u64,
-    pub raft_term: u64,
-    pub in_quorum: bool,
-    /// Inter-node connections dialled, and refused (either way).
-    pub peer_connects: u64,
-    pub peer_refused: u64,
-    pub raft_entries: u64,
-    pub raft_commands: u64,
-    pub is_leader: bool,
+    pub node: NodeStats,
+    pub state: Arc<StateSummary>,
+}
+
+impl Snapshot {
+    /// Reads the node's stats and the state summary; takes no apply lock.
+    pub fn of(node: &RaftNode) -> Snapshot {
+        Snapshot {
+            node: node.stats(),
+            state: node.summary(),
+        }
+    }
 }
 
 impl Metrics {
@@ -109,94 +102,98 @@ impl Metrics {
         r.register(
             "sessions",
             "Sessions in the replicated state",
-            gauge(s.sessions),
+            gauge(s.state.sessions),
         );
         r.register(
             "subscriptions",
             "Subscriptions in the replicated state",
-            gauge(s.subscriptions),
+            gauge(s.state.subscriptions),
         );
-        r.register("retained_messages", "Retained messages", gauge(s.retained));
+        r.register(
+            "retained_messages",
+            "Retained messages",
+            gauge(s.state.retained),
+        );
         r.register(
             "queued_messages",
             "Messages in persistent session queues",
-            gauge(s.queued),
+            gauge(s.state.queued),
         );
         r.register(
             "raft_last_applied",
             "Index of the last applied log entry",
-            gauge(s.raft_last_applied),
+            gauge(s.state.last_applied),
         );
         r.register(
             "queue_full_drops",
             "QoS 1/2 messages not queued for a session at its online/offline limit (apply)",
-            gauge(s.apply.dropped_queue_full),
+            gauge(s.state.apply.dropped_queue_full),
         );
         r.register(
             "wills_published",
             "Will messages published (apply)",
-            gauge(s.apply.wills_published),
+            gauge(s.state.apply.wills_published),
         );
         r.register(
             "sessions_expired",
             "Sessions removed by expiry (apply)",
-            gauge(s.apply.sessions_expired),
+            gauge(s.state.apply.sessions_expired),
         );
         r.register(
             "raft_log_entries",
             "Entries in the Raft log (after purging)",
-            gauge(s.raft_log_entries),
+            gauge(s.node.log_entries),
         );
         r.register(
             "raft_snapshot_index",
             "Last log index covered by the snapshot",
-            gauge(s.raft_snapshot_index),
+            gauge(s.node.snapshot_index),
         );
         r.register(
             "raft_entries_proposed",
             "Log entries proposed by this node",
-            gauge(s.raft_entries),
+            gauge(s.node.proposed_entries),
         );
         r.register(
             "raft_commands_proposed",
             "Commands proposed by this node",
-            gauge(s.raft_commands),
+            gauge(s.node.proposed_commands),
         );
         r.register(
             "raft_batches_forwarded",
             "Command batches this node forwarded to the leader",
-            gauge(s.raft_forwarded),
+            gauge(s.node.forwarded),
         );
         r.register(
             "raft_batches_resent",
             "Command batches sent again after a leader change or a lost reply",
-            gauge(s.raft_resent),
+            gauge(s.node.resent),
         );
         r.register(
             "raft_duplicate_commands",
             "Commands applied before and skipped (resent proposals; apply)",
-            gauge(s.apply.duplicates),
+            gauge(s.state.apply.duplicates),
         );
-        r.register("raft_term", "Current Raft term", gauge(s.raft_term));
+        r.register("raft_term", "Current Raft term", gauge(s.node.term));
         r.register(
             "in_quorum",
             "1 if this node is part of a quorum (what /health reports)",
-            gauge(s.in_quorum as u64),
+            gauge(s.node.in_quorum as u64),
         );
         r.register(
             "peer_connects",
             "Inter-node connections dialled by this node",
-            gauge(s.peer_connects),
+            gauge(s.node.peer_connects),
         );
         r.register(
             "peer_refused",
             "Inter-node connections refused (wrong cookie or bad handshake), either side",
-            gauge(s.peer_refused),
+            gauge(s.node.peer_refused),
         );
         r.register(
             "raft_is_leader",
             "1 if this node is the Raft leader",
-            gauge(s.is_leader as u64),
+            gauge(s.node.is_leader as u64),
         );
         let mut out = String::new();
         if encode(&mut out, &r).is_err() {

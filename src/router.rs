@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use raftmq_raft::rpc::{RemoteTarget, Rpc};
+use raftmq_raft::rpc::RemoteTarget;
 use raftmq_raft::{Delivery, Message, NodeId};
 
 use crate::broker::Broker;
@@ -18,11 +18,11 @@ static ROTATION: AtomicU64 = AtomicU64::new(0);
 /// Routes a QoS 0 message to its subscribers on every node; returns how many
 /// it was sent to.
 pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
-    let me = broker.node.node_id;
+    let me = broker.node.id();
     let mut local = Vec::new();
     let mut remote: BTreeMap<NodeId, Vec<RemoteTarget>> = BTreeMap::new();
     {
-        let trie = broker.node.trie.read();
+        let trie = broker.node.subscriptions();
         let targets = trie.targets(&msg.topic, &msg.publisher, |members| {
             let online: Vec<_> = members
                 .keys()
@@ -58,28 +58,14 @@ pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
     if remote.is_empty() {
         return n;
     }
-    let metrics = broker.node.raft.metrics();
     for (node, targets) in remote {
-        let addr = metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&node)
-            .map(|info| info.cluster.clone());
-        let Some(addr) = addr else {
-            continue;
-        };
-        n += targets.len() as u32;
-        let transport = broker.node.transport.clone();
-        let msg = Message::clone(&msg);
-        tokio::spawn(async move {
-            if let Err(e) = transport
-                .notify(node, &addr, Rpc::Deliver { msg, targets })
-                .await
-            {
-                tracing::debug!(node, error = %e, "QoS 0 to another node dropped");
-            }
-        });
+        let k = targets.len() as u32;
+        if broker
+            .node
+            .deliver_remote(node, Message::clone(&msg), targets)
+        {
+            n += k;
+        }
     }
     n
 }

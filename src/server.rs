@@ -1,13 +1,19 @@
-//! Starting a node: binds the inter-node and HTTP listeners, opens the Raft
-//! node on the data directory (bootstrapping a cluster of one, or joining
-//! one), waits for a quorum, publishes the cluster settings through the log
-//! if they changed, announces the restart (so sessions that were connected
-//! here get their wills), then binds the MQTT listener and runs until stopped
-//! or removed from the cluster.
+//! The owner of a node's life ([`run`]): start, serve, stop.
+//!
+//! - **Start**: binds the inter-node and HTTP listeners, opens the Raft node
+//!   on the data directory (bootstrapping a cluster of one, or joining one),
+//!   starts the HTTP server.
+//! - **Serve**: waits for a quorum, publishes the cluster settings through
+//!   the log if they changed, announces the restart (so sessions that were
+//!   connected here get their wills), binds the MQTT listener and runs until
+//!   a [`LifecycleRequest`] arrives: a stop (SIGTERM, SIGINT) or a restart to
+//!   join a cluster (from `cluster join` on a new standalone node). Removed
+//!   from the cluster, it closes the MQTT listener and keeps answering HTTP.
+//! - **Stop** (graceful, bounded by [`STOP_LIMIT`]): see [`crate::shutdown`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use raftmq_raft::node::now_ms;
@@ -18,15 +24,16 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::config::{Settings, DEFAULT_COOKIE};
 use crate::registry::Registry;
+use crate::shutdown::{LifecycleRequest, Requests, Shutdown};
 
 /// Prefix of a data directory's discarded log, left by [`restart_to_join`].
 const DISCARDED: &str = "db.discarded-";
 
 /// Gives up this node's (empty) cluster of one and re-executes the process
-/// in place with `--join discovery`. The RocksDB directory is renamed away
-/// (this process still has it open) and removed by the next start. Returns
-/// only on failure.
-pub fn restart_to_join(settings: &Settings, discovery: &str) -> anyhow::Error {
+/// in place with `--join discovery`; called by [`run`] after the stop. The
+/// RocksDB directory is renamed away (this process still has it open) and
+/// removed by the next start. Returns only on failure.
+fn restart_to_join(settings: &Settings, discovery: &str) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
     let run = || -> anyhow::Result<std::io::Error> {
         let db = settings.data_dir.join("db");
@@ -75,11 +82,39 @@ fn remove_discarded(settings: &Settings) {
     }
 }
 
+/// How long a stop may take in all; past it the process exits anyway.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// Of [`STOP_LIMIT`], what the connections (their disconnects) and the other
+/// tasks get; the Raft node's own stop gets the rest.
+const DRAIN_LIMIT: Duration = Duration::from_secs(7);
+
+/// Runs a node's whole life: start, serve, stop. Returns when the node has
+/// stopped (or, for a restart to join, re-executes the process).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     remove_discarded(&settings);
     if settings.distributed_cookie == DEFAULT_COOKIE {
         info!("distributed_cookie is the default; set your own before the cluster spans machines");
     }
+    let (life, mut requests) = Shutdown::new();
+    crate::shutdown::watch_signals(&life);
+    let broker = start(settings, &life).await?;
+    let ended = serve(&broker, &life, &mut requests).await;
+    let clean = stop(&broker, &life).await;
+    match ended {
+        Err(e) => Err(e),
+        Ok(LifecycleRequest::RestartToJoin(discovery)) => {
+            Err(restart_to_join(&broker.settings, &discovery))
+        }
+        Ok(LifecycleRequest::Stop) if clean => Ok(()),
+        Ok(LifecycleRequest::Stop) => {
+            anyhow::bail!("the stop did not finish within {STOP_LIMIT:?} (see the log)")
+        }
+    }
+}
+
+/// Binds the inter-node and HTTP listeners, opens the Raft node and starts
+/// the HTTP server.
+async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker>> {
     let registry = Arc::new(Registry::default());
     let cluster = TcpListener::bind(settings.cluster_addr)
         .await
@@ -111,63 +146,107 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics: Default::default(),
         started: Instant::now(),
         accepting: AtomicBool::new(false),
+        life: life.clone(),
     });
     let app = crate::http::router(broker.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(http, app).await {
+    let stop = life.clone();
+    life.spawn("HTTP server", async move {
+        let r = axum::serve(http, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
+    Ok(broker)
+}
 
-    tokio::select! {
-        _ = broker.node.wait_ready() => {}
-        _ = tokio::signal::ctrl_c() => {
-            info!("interrupted; stopping");
-            return Ok(());
-        }
+/// Waits for a quorum, commits the settings and the restart, opens the MQTT
+/// listener and serves until a request to stop (or restart) arrives. A node
+/// the cluster removed closes its listener and keeps answering HTTP.
+async fn serve(
+    broker: &Arc<Broker>,
+    life: &Shutdown,
+    requests: &mut Requests,
+) -> anyhow::Result<LifecycleRequest> {
+    /// Runs `f` unless a request comes first.
+    macro_rules! or_request {
+        ($f:expr) => {
+            tokio::select! {
+                r = $f => r,
+                req = requests.next() => return Ok(req),
+            }
+        };
     }
+    or_request!(broker.node.wait_ready());
     let wanted = broker.settings.cluster();
-    let differs = broker.node.state.lock().settings != wanted;
+    let differs = broker.node.summary().settings != wanted;
     if differs && broker.settings.join.is_none() {
-        broker
-            .node
-            .proposer
-            .propose(Command::Configure(wanted))
-            .await
+        or_request!(broker.node.propose(Command::Configure(wanted)))
             .context("committing settings")?;
     } else if differs {
         info!(
             "this node joined a cluster: it follows the cluster's settings, not its config file's"
         );
     }
-    broker
-        .node
-        .proposer
-        .propose(Command::NodeRestarted(NodeRestarted {
-            node: broker.settings.node_id,
-            now_ms: now_ms(),
-        }))
-        .await
-        .context("committing node restart")?;
+    or_request!(broker.node.propose(Command::NodeRestarted(NodeRestarted {
+        node: broker.settings.node_id,
+        now_ms: now_ms(),
+    })))
+    .context("committing node restart")?;
 
     let mqtt = TcpListener::bind(broker.settings.mqtt_addr)
         .await
         .with_context(|| format!("binding MQTT {}", broker.settings.mqtt_addr))?;
     broker.accepting.store(true, Ordering::Release);
     info!(node_id = broker.settings.node_id, mqtt = %broker.settings.mqtt_addr, http = %broker.settings.http_addr, cluster = %broker.settings.cluster_addr, "raftmq node started");
-    tokio::spawn(crate::sys::run(broker.clone()));
-    let mut removed = broker.node.removed.subscribe();
-    tokio::select! {
-        _ = crate::listener::run(mqtt, broker.clone()) => {}
-        r = removed.wait_for(|r| r.is_some()) => {
-            let kill = r.ok().and_then(|r| *r).is_some_and(|r| r.kill);
-            broker.accepting.store(false, Ordering::Release);
-            let n = broker.registry.disconnect_all();
-            warn!(kill, disconnected = n, "removed from the cluster: MQTT listener closed; the node keeps answering on HTTP");
-            // Stay up for /health (503) and `cluster show`, until stopped.
-            let _ = tokio::signal::ctrl_c().await;
+    life.spawn(
+        "MQTT listener",
+        crate::listener::run(mqtt, broker.clone(), life.clone()),
+    );
+    life.spawn(
+        "$SYS publisher",
+        crate::sys::run(broker.clone(), life.clone()),
+    );
+    let mut removed = broker.node.removed();
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            req = requests.next() => return Ok(req),
+            r = removed.wait_for(|r| r.is_some()), if serving => {
+                serving = false;
+                let kill = r.ok().and_then(|r| *r).is_some_and(|r| r.kill);
+                broker.accepting.store(false, Ordering::Release);
+                life.close_listener();
+                let n = broker.registry.disconnect_all();
+                warn!(kill, disconnected = n, "removed from the cluster: MQTT listener closed; the node keeps answering on HTTP until stopped");
+            }
         }
-        _ = tokio::signal::ctrl_c() => info!("interrupted; stopping"),
     }
-    Ok(())
+}
+
+/// The graceful stop: the MQTT listener closes, every connection ends with
+/// DISCONNECT 0x8B (server shutting down) and commits its disconnect (wills
+/// fire), the other tasks end, then the Raft node stops and RocksDB is
+/// synced. Bounded by [`STOP_LIMIT`]; returns false if something did not
+/// finish in time (it is logged).
+async fn stop(broker: &Arc<Broker>, life: &Shutdown) -> bool {
+    let began = Instant::now();
+    info!(
+        clients = broker.registry.connected(),
+        "stopping: MQTT listener closed, disconnecting clients"
+    );
+    broker.accepting.store(false, Ordering::Release);
+    life.begin_stop();
+    let drained = life.drain(DRAIN_LIMIT).await;
+    let rest = STOP_LIMIT.saturating_sub(began.elapsed());
+    let node = match broker.node.shutdown(rest).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "the Raft node did not stop cleanly");
+            false
+        }
+    };
+    info!(elapsed_ms = began.elapsed().as_millis() as u64, "stopped");
+    drained && node
 }

@@ -10,14 +10,19 @@ use raftmq_raft::node::now_ms;
 use raftmq_raft::Message;
 
 use crate::broker::Broker;
+use crate::shutdown::Shutdown;
 
-pub async fn run(broker: Arc<Broker>) {
+/// Publishes every `systree_interval` until the node stops.
+pub async fn run(broker: Arc<Broker>, life: Shutdown) {
     if !broker.settings.systree_enabled {
         return;
     }
     let mut iv = tokio::time::interval(Duration::from_millis(broker.settings.systree_interval_ms));
     loop {
-        iv.tick().await;
+        tokio::select! {
+            _ = life.cancelled() => return,
+            _ = iv.tick() => {}
+        }
         let now = now_ms();
         for (topic, value) in values(&broker) {
             let msg = Message::system(topic, value, false, now);

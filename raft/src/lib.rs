@@ -31,8 +31,10 @@
 //!   forwarded to it, resends what a leader change left unresolved, and fans
 //!   the results back out.
 //! - [`membership`]: join, leave and the cluster view.
-//! - [`node`]: starts a Raft node on a data directory and exposes its handles
-//!   and health.
+//! - [`node`]: starts a Raft node on a data directory; its API: proposals,
+//!   addresses, stats, health, membership, read-only views, a clean stop.
+//! - [`view`]: read-only views of the state that never take the apply lock
+//!   (a summary published per applied batch; listings from RocksDB).
 //! - [`error`]: typed errors.
 
 // openraft's `StorageError` is large and its trait signatures fix it as the
@@ -55,10 +57,12 @@ pub mod state_machine;
 pub mod transport;
 pub mod trie;
 pub mod types;
+pub mod view;
 
 pub use command::*;
 pub use error::RaftError;
-pub use node::{RaftNode, RaftNodeConfig};
+pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
 pub use state::{ApplyEvent, EventSink, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
+pub use view::StateSummary;

@@ -53,15 +53,6 @@ impl Drop for ChangeGuard<'_> {
 }
 
 impl RaftNode {
-    /// The current leader and its addresses, if known.
-    pub fn leader_info(&self) -> Option<(NodeId, NodeInfo)> {
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        let l = m.current_leader?;
-        let info = m.membership_config.membership().get_node(&l)?.clone();
-        Some((l, info))
-    }
-
     /// Claims the one membership-change slot; only the leader changes
     /// membership.
     fn begin_change(&self, what: String) -> Result<ChangeGuard<'_>, AdminError> {
@@ -96,7 +87,7 @@ impl RaftNode {
     }
 
     /// Leader side of a join.
-    pub async fn add_node(&self, id: NodeId, info: NodeInfo) -> Result<String, AdminError> {
+    pub(crate) async fn add_node(&self, id: NodeId, info: NodeInfo) -> Result<String, AdminError> {
         let _g = self.begin_change(format!("join of node {id}"))?;
         let (known, is_voter) = {
             let m = self.raft.metrics();
@@ -142,7 +133,7 @@ impl RaftNode {
             let mem = m.membership_config.membership();
             mem.voter_ids().eq([self.node_id]) && mem.learner_ids().next().is_none()
         };
-        alone && self.state.lock().is_empty()
+        alone && self.summary().empty
     }
 
     /// Joining side: asks `discovery` (an inter-node address of any member)
@@ -249,7 +240,7 @@ impl RaftNode {
     }
 
     /// Leader side of a leave.
-    pub async fn remove_node(&self, id: NodeId, kill: bool) -> Result<String, AdminError> {
+    pub(crate) async fn remove_node(&self, id: NodeId, kill: bool) -> Result<String, AdminError> {
         let _g = self.begin_change(format!("leave of node {id}"))?;
         let (node, voters) = {
             let m = self.raft.metrics();
@@ -269,7 +260,10 @@ impl RaftNode {
             )));
         }
         let reachable = self.transport.reachable(id);
-        let clients = self.state.lock().sessions_on(id);
+        let clients = self
+            .view
+            .sessions_on(id)
+            .map_err(|e| AdminError::Unavailable(format!("reading sessions: {e}")))?;
         if reachable && clients > 0 && !kill {
             return Err(AdminError::Refused(format!(
                 "node {id} still serves {clients} connected clients; \
@@ -350,7 +344,7 @@ impl RaftNode {
         self.local_view()
     }
 
-    pub fn local_view(&self) -> ClusterView {
+    pub(crate) fn local_view(&self) -> ClusterView {
         let m = self.raft.metrics();
         let m = m.borrow();
         let mem = m.membership_config.membership();

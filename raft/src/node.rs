@@ -1,7 +1,8 @@
 //! Starting a Raft node on a data directory: storage, state machine,
 //! openraft, the inter-node transport and its listener, the proposer, and the
-//! leader's ticker that turns time into `Tick` commands. Also the node's view
-//! of its own health (quorum).
+//! leader's ticker that turns time into `Tick` commands. The node's handles
+//! stay private: the broker proposes, reads addresses, stats, health and the
+//! read-only state views, and stops the node, through [`RaftNode`]'s methods.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,22 +11,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Config, ServerState, SnapshotPolicy};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use raftmq_storage::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::command::{Command, Tick};
+use crate::command::{CmdResult, Command, Message, Tick};
 use crate::error::RaftError;
 use crate::log_store::LogStore;
 use crate::network::Network;
-use crate::proposer::Proposer;
-use crate::state::{EventSink, MqttState};
+use crate::proposer::{Proposer, ResultRx};
+use crate::rpc::{RemoteTarget, Reply, Rpc};
+use crate::state::{EventSink, MqttState, SessionInfo};
 use crate::state_machine::StateMachine;
 use crate::transport::Transport;
 use crate::trie::Trie;
 use crate::types::{NodeId, NodeInfo, Raft};
+use crate::view::{Published, StateSummary, StateView};
 
 /// Election timeout bounds (ms); also what "in quorum" is measured against.
 /// openraft also uses the heartbeat interval as the timeout of every
@@ -60,24 +64,53 @@ pub struct Removal {
     pub kill: bool,
 }
 
+/// A running Raft node. Cheap to clone; every clone is the same node. Its
+/// handles stay inside this crate: the broker uses the methods below.
 #[derive(Clone)]
 pub struct RaftNode {
-    pub node_id: NodeId,
-    pub info: NodeInfo,
-    pub raft: Raft,
-    pub proposer: Proposer,
-    pub transport: Arc<Transport>,
-    pub state: Arc<Mutex<MqttState>>,
-    pub trie: Arc<RwLock<Trie>>,
-    pub store: Store,
+    pub(crate) node_id: NodeId,
+    pub(crate) info: NodeInfo,
+    pub(crate) raft: Raft,
+    pub(crate) proposer: Proposer,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) trie: Arc<RwLock<Trie>>,
+    pub(crate) store: Store,
+    /// Counts and settings, published by apply once per batch.
+    pub(crate) summary: Published,
+    /// Session and retained listings, from RocksDB.
+    pub(crate) view: StateView,
     /// Where QoS 0 from other nodes is delivered.
-    pub sink: Arc<dyn EventSink>,
+    pub(crate) sink: Arc<dyn EventSink>,
     /// Serializes membership changes; holds what is in progress.
     pub(crate) changing: Arc<Mutex<Option<String>>>,
     /// Set when the cluster removed this node.
-    pub removed: Arc<watch::Sender<Option<Removal>>>,
+    pub(crate) removed: Arc<watch::Sender<Option<Removal>>>,
     /// Set once this node is part of a cluster (bootstrapped or joined).
     pub(crate) joined: Arc<AtomicBool>,
+    /// Ends this node's own tasks (the ticker, a `--join` loop).
+    pub(crate) stop: CancellationToken,
+}
+
+/// Point-in-time values of the node's Raft metrics, proposer and transport.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub in_quorum: bool,
+    pub term: u64,
+    /// Entries in the log now (last index - purged index).
+    pub log_entries: u64,
+    /// Last log index covered by the snapshot.
+    pub snapshot_index: u64,
+    /// Log entries (batches) and commands this node proposed.
+    pub proposed_entries: u64,
+    pub proposed_commands: u64,
+    /// Batches this node forwarded to the leader, and sent again.
+    pub forwarded: u64,
+    pub resent: u64,
+    /// Inter-node connections dialled, and refused (either way).
+    pub peer_connects: u64,
+    pub peer_refused: u64,
 }
 
 pub fn now_ms() -> u64 {
@@ -85,6 +118,16 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The leader as this node knows it, with its addresses when it is a member
+/// this node knows. The one lookup of the leader's address.
+pub(crate) fn leader_of(raft: &Raft) -> (Option<NodeId>, Option<NodeInfo>) {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let l = m.current_leader;
+    let info = l.and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+    (l, info)
 }
 
 impl RaftNode {
@@ -96,8 +139,10 @@ impl RaftNode {
         let store = Store::open(&cfg.data_dir.join("db"))?;
         let state = MqttState::open(store.clone(), cfg.sink.clone())?;
         let trie = state.trie();
+        let summary = Published::default();
+        summary.publish(&state);
         let state = Arc::new(Mutex::new(state));
-        let sm = StateMachine::new(state.clone(), cfg.data_dir.join("snapshot.bin"));
+        let sm = StateMachine::new(state, cfg.data_dir.join("snapshot.bin"), summary.clone());
         let log = LogStore::new(store.clone())?;
         let config = Config {
             cluster_name: "raftmq".into(),
@@ -132,13 +177,15 @@ impl RaftNode {
             raft,
             proposer,
             transport: transport.clone(),
-            state,
             trie,
+            view: StateView::new(store.clone()),
             store,
+            summary,
             sink: cfg.sink.clone(),
             changing: Arc::new(Mutex::new(None)),
             removed: Arc::new(watch::channel(None).0),
             joined: Arc::new(AtomicBool::new(initialized)),
+            stop: CancellationToken::new(),
         };
         tokio::spawn(transport.serve(cfg.listener, Arc::new(node.clone())));
         if !initialized {
@@ -155,13 +202,131 @@ impl RaftNode {
                 }
                 Some(addr) => {
                     let n = node.clone();
-                    tokio::spawn(async move { n.join_until_done(&addr).await });
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = n.stop.cancelled() => {}
+                            _ = n.join_until_done(&addr) => {}
+                        }
+                    });
                 }
             }
         }
         tokio::spawn(ticker(node.clone()));
         Ok(node)
     }
+
+    pub fn id(&self) -> NodeId {
+        self.node_id
+    }
+
+    // ----- proposals -------------------------------------------------------
+
+    /// Proposes a command and waits until it is applied.
+    pub async fn propose(&self, cmd: Command) -> Result<CmdResult, RaftError> {
+        self.proposer.propose(cmd).await
+    }
+
+    /// Queues a command; the receiver yields its result once it is applied.
+    pub async fn submit(&self, cmd: Command) -> Result<ResultRx, RaftError> {
+        self.proposer.submit(cmd).await
+    }
+
+    /// Queues a command whose result nobody waits for (subscriber acks).
+    pub async fn submit_forget(&self, cmd: Command) -> Result<(), RaftError> {
+        self.proposer.submit_forget(cmd).await
+    }
+
+    // ----- addresses -------------------------------------------------------
+
+    /// The addresses of member `id`, as the membership records them.
+    pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// The current leader and its addresses, if known.
+    pub fn leader_info(&self) -> Option<(NodeId, NodeInfo)> {
+        let (l, info) = leader_of(&self.raft);
+        l.zip(info)
+    }
+
+    // ----- QoS 0 routing (outside the log) ---------------------------------
+
+    /// The replicated subscription index, for routing. Apply writes it; hold
+    /// the guard briefly.
+    pub fn subscriptions(&self) -> RwLockReadGuard<'_, Trie> {
+        self.trie.read()
+    }
+
+    /// Sends a QoS 0 message to its subscribers on node `to`, best effort
+    /// (in the background). False if `to` is not a member this node knows.
+    pub fn deliver_remote(&self, to: NodeId, msg: Message, targets: Vec<RemoteTarget>) -> bool {
+        let Some(info) = self.node_info(to) else {
+            return false;
+        };
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            if let Err(e) = transport
+                .notify(to, &info.cluster, Rpc::Deliver { msg, targets })
+                .await
+            {
+                tracing::debug!(node = to, error = %e, "QoS 0 to another node dropped");
+            }
+        });
+        true
+    }
+
+    // ----- read-only views (none takes the apply lock) ---------------------
+
+    /// Counts and settings as of the last applied batch.
+    pub fn summary(&self) -> Arc<StateSummary> {
+        self.summary.get()
+    }
+
+    /// Sessions (all, or the one of `client`), sorted by client id.
+    pub fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>, RaftError> {
+        self.view.sessions(client)
+    }
+
+    /// Retained messages whose topic matches `filter`, by topic.
+    pub fn retained(&self, filter: &str) -> Result<Vec<Message>, RaftError> {
+        self.view.retained(filter)
+    }
+
+    /// Raft, proposer and transport values for metrics and status.
+    pub fn stats(&self) -> NodeStats {
+        let (leader, term, log_entries, snapshot_index) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let last = m.last_log_index.unwrap_or(0);
+            let purged = m.purged.map_or(0, |l| l.index);
+            (
+                m.current_leader,
+                m.current_term,
+                last.saturating_sub(purged),
+                m.snapshot.map_or(0, |l| l.index),
+            )
+        };
+        let p = self.proposer.stats();
+        let t = &self.transport.stats;
+        NodeStats {
+            leader,
+            is_leader: leader == Some(self.node_id),
+            in_quorum: self.in_quorum(),
+            term,
+            log_entries,
+            snapshot_index,
+            proposed_entries: p.entries.load(Ordering::Relaxed),
+            proposed_commands: p.commands.load(Ordering::Relaxed),
+            forwarded: p.forwarded.load(Ordering::Relaxed),
+            resent: p.resent.load(Ordering::Relaxed),
+            peer_connects: t.connects.load(Ordering::Relaxed),
+            peer_refused: t.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    // ----- health ----------------------------------------------------------
 
     /// Waits until this node is part of a cluster that has a leader.
     pub async fn wait_ready(&self) {
@@ -211,26 +376,101 @@ impl RaftNode {
 
     /// Is this node a member (voter or learner) of the cluster it knows?
     pub fn is_member(&self) -> bool {
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        m.membership_config
-            .membership()
-            .get_node(&self.node_id)
-            .is_some()
+        self.node_info(self.node_id).is_some()
+    }
+
+    /// Set (once) when the cluster removes this node.
+    pub fn removed(&self) -> watch::Receiver<Option<Removal>> {
+        self.removed.subscribe()
+    }
+
+    // ----- stop ------------------------------------------------------------
+
+    /// Stops this node cleanly within `budget`: ends its own tasks; a leader
+    /// first makes sure its followers know the commit index (so what it
+    /// committed last, such as the wills of its clients, applies on them
+    /// without waiting for an election); then openraft shuts down, and the
+    /// RocksDB WAL is synced and the memtables flushed, whatever happened
+    /// before. Call it once the node's clients are gone.
+    pub async fn shutdown(&self, budget: Duration) -> Result<(), RaftError> {
+        let until = tokio::time::Instant::now() + budget;
+        self.stop.cancel();
+        let settle = budget.min(SETTLE_FOLLOWERS);
+        self.settle_followers(tokio::time::Instant::now() + settle)
+            .await;
+        let stopped = match tokio::time::timeout_at(until, self.raft.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RaftError::Raft(format!("shutting down: {e}"))),
+            Err(_) => Err(RaftError::Raft(format!(
+                "openraft did not shut down within {budget:?}"
+            ))),
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.sync_all())
+            .await
+            .map_err(|e| RaftError::Raft(e.to_string()))??;
+        stopped
+    }
+
+    /// A leader's last commits reach its followers with the next append;
+    /// send it now, and wait (until `until`) until every reachable member
+    /// has applied what this leader has.
+    async fn settle_followers(&self, until: tokio::time::Instant) {
+        if !self.is_leader() {
+            return;
+        }
+        let (target, mut pending) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let target = m.last_applied.map_or(0, |l| l.index);
+            let peers: Vec<(NodeId, String)> = m
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.node_id && self.transport.reachable(**id))
+                .map(|(id, n)| (*id, n.cluster.clone()))
+                .collect();
+            (target, peers)
+        };
+        while !pending.is_empty() && tokio::time::Instant::now() < until {
+            let _ = self.raft.trigger().heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let asks = pending.iter().map(|(id, addr)| async move {
+                let r = self
+                    .transport
+                    .call(*id, addr, Rpc::Status, Duration::from_millis(300))
+                    .await;
+                matches!(r, Ok(Reply::Status(v)) if v.committed.unwrap_or(0) >= target)
+            });
+            let done = futures::future::join_all(asks).await;
+            let mut done = done.into_iter();
+            pending.retain(|_| !done.next().unwrap_or(false));
+        }
+        if !pending.is_empty() {
+            let ids: Vec<NodeId> = pending.iter().map(|(id, _)| *id).collect();
+            warn!(nodes = ?ids, index = target, "stopping before these nodes applied the last commits");
+        }
     }
 }
+
+/// How long a stopping leader waits for its followers to apply its last
+/// commits.
+const SETTLE_FOLLOWERS: Duration = Duration::from_secs(1);
 
 /// While leader, proposes `Tick` whenever a will or session expiry is due.
 async fn ticker(node: RaftNode) {
     let mut iv = tokio::time::interval(Duration::from_millis(100));
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        iv.tick().await;
+        tokio::select! {
+            _ = node.stop.cancelled() => return,
+            _ = iv.tick() => {}
+        }
         if !node.is_leader() {
             continue;
         }
         let now = now_ms();
-        let due = node.state.lock().next_deadline().is_some_and(|d| d <= now);
+        let due = node.summary().next_deadline.is_some_and(|d| d <= now);
         if due {
             if let Err(e) = node
                 .proposer

@@ -306,18 +306,8 @@ impl Loop {
     /// Sends one batch to the current leader.
     async fn attempt(&mut self, first: u64, otx: &OutcomeTx) {
         let floor = self.floor();
-        let (leader, addr) = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
-            let l = m.current_leader;
-            let addr = l.and_then(|l| {
-                m.membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.cluster.clone())
-            });
-            (l, addr)
-        };
+        let (leader, info) = crate::node::leader_of(&self.raft);
+        let addr = info.map(|n| n.cluster);
         let Some(b) = self.inflight.get_mut(&first) else {
             return;
         };

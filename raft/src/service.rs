@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use openraft::error::ClientWriteError;
+use openraft::error::{ClientWriteError, Fatal};
 
 use crate::command::Message;
 use crate::rpc::{Redirect, Reply, Rpc};
@@ -17,6 +17,30 @@ use crate::RaftNode;
 impl Handler for RaftNode {
     async fn handle(&self, from: NodeId, rpc: Rpc) -> BoxFuture<'static, Option<Reply>> {
         let node = self.clone();
+        if self.stop.is_cancelled() {
+            // This node is stopping: Raft traffic gets "stopped" without
+            // reaching openraft (which would log each one as an error).
+            use openraft::error::RaftError::Fatal as F;
+            let reply = match rpc {
+                Rpc::Append(_) => Some(Reply::Append(Err(F(Fatal::Stopped)))),
+                Rpc::Vote(_) => Some(Reply::Vote(Err(F(Fatal::Stopped)))),
+                Rpc::Snapshot(_) => Some(Reply::Snapshot(Err(F(Fatal::Stopped)))),
+                rpc => return self.serve(from, node, rpc).await,
+            };
+            return async move { reply }.boxed();
+        }
+        self.serve(from, node, rpc).await
+    }
+}
+
+impl RaftNode {
+    /// Serves a peer's request (see [`Handler::handle`]).
+    async fn serve(
+        &self,
+        from: NodeId,
+        node: RaftNode,
+        rpc: Rpc,
+    ) -> BoxFuture<'static, Option<Reply>> {
         match rpc {
             Rpc::Append(r) => {
                 async move { Some(Reply::Append(node.raft.append_entries(r).await)) }.boxed()

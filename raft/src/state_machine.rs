@@ -15,6 +15,7 @@ use crate::command::Response;
 use crate::error::{decode, encode};
 use crate::state::MqttState;
 use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
+use crate::view::Published;
 
 type Meta = SnapshotMeta<NodeId, crate::types::NodeInfo>;
 /// The latest snapshot: its metadata and encoded data.
@@ -36,6 +37,9 @@ pub struct StateMachine {
     pub state: Arc<Mutex<MqttState>>,
     snapshot_path: PathBuf,
     current: Arc<Mutex<Option<Current>>>,
+    /// Counts and settings for readers that must not take the state lock;
+    /// republished after every applied batch.
+    summary: Published,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageErr {
@@ -43,7 +47,11 @@ fn sm_err(e: impl std::fmt::Display) -> StorageErr {
 }
 
 impl StateMachine {
-    pub fn new(state: Arc<Mutex<MqttState>>, snapshot_path: PathBuf) -> StateMachine {
+    pub(crate) fn new(
+        state: Arc<Mutex<MqttState>>,
+        snapshot_path: PathBuf,
+        summary: Published,
+    ) -> StateMachine {
         let current = std::fs::read(&snapshot_path)
             .ok()
             .and_then(|b| decode::<SnapshotFile>(&b).ok())
@@ -52,6 +60,7 @@ impl StateMachine {
             state,
             snapshot_path,
             current: Arc::new(Mutex::new(current)),
+            summary,
         }
     }
 
@@ -124,7 +133,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut st = self.state.lock();
-        st.apply_entries(entries).map_err(sm_err)
+        let out = st.apply_entries(entries).map_err(sm_err);
+        self.summary.publish(&st);
+        out
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -147,6 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.install_rows(data.rows).map_err(sm_err)?;
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
+            self.summary.publish(&st);
         }
         self.save(meta, &Arc::new(bytes))?;
         Ok(())

@@ -28,6 +28,8 @@ pub enum Exit {
     TakenOver,
     /// `session disconnect`, or this node left the cluster.
     Admin,
+    /// The node is stopping (SIGTERM, SIGINT).
+    ServerShutdown,
 }
 
 impl Exit {
@@ -45,6 +47,9 @@ impl Exit {
             Exit::KeepAlive => (Some(reason::KEEP_ALIVE_TIMEOUT), true),
             Exit::TakenOver => (Some(reason::SESSION_TAKEN_OVER), false),
             Exit::Admin => (Some(reason::ADMINISTRATIVE_ACTION), true),
+            // A server-side close without the client's DISCONNECT: the will
+            // is published, as for an administrative close.
+            Exit::ServerShutdown => (Some(reason::SERVER_SHUTTING_DOWN), true),
         }
     }
 }

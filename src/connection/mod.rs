@@ -42,6 +42,7 @@ use crate::broker::Broker;
 use crate::codec::reason;
 use crate::registry::ConnEvent;
 use crate::session::Outbound;
+use crate::shutdown::Shutdown;
 
 pub use close::Exit;
 use framed::{Framed, Written};
@@ -50,8 +51,8 @@ use replies::Replies;
 
 type Io = Framed<OwnedReadHalf, OwnedWriteHalf>;
 
-/// Serves one accepted TCP connection until it closes.
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>) {
+/// Serves one accepted TCP connection until it closes or the node stops.
+pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
@@ -63,9 +64,14 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>) {
     let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
     let io = Framed::new(rd, wr, broker.settings.max_packet_size);
     async {
-        if let Some((io, connect)) = register::handshake(io, &broker).await {
+        // Still in its CONNECT handshake when the node stops: it just closes.
+        let handshake = tokio::select! {
+            h = register::handshake(io, &broker) => h,
+            _ = shutdown.cancelled() => None,
+        };
+        if let Some((io, connect)) = handshake {
             if let Some(mut conn) = Conn::register(io, &broker, &connect).await {
-                let exit = conn.run().await;
+                let exit = conn.run(&shutdown).await;
                 conn.teardown(exit).await;
             }
         }
@@ -102,8 +108,9 @@ impl Conn {
         self.io.protocol().is_v5()
     }
 
-    /// The packet loop: until the client, the broker or an error ends it.
-    async fn run(&mut self) -> Exit {
+    /// The packet loop: until the client, the broker, the node's stop or an
+    /// error ends it.
+    async fn run(&mut self, shutdown: &Shutdown) -> Exit {
         let ka =
             (self.keep_alive > 0).then(|| Duration::from_millis(self.keep_alive as u64 * 1500));
         let ka_sleep = tokio::time::sleep(ka.unwrap_or(Duration::from_secs(86_400 * 365)));
@@ -112,7 +119,10 @@ impl Conn {
         let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(exit) = self.turn(&mut ka_sleep, ka, &mut retry_tick, retry).await {
+            if let Err(exit) = self
+                .turn(&mut ka_sleep, ka, &mut retry_tick, retry, shutdown)
+                .await
+            {
                 if matches!(exit, Exit::Client { .. }) {
                     self.answer_all().await;
                 }
@@ -130,6 +140,7 @@ impl Conn {
         ka: Option<Duration>,
         retry_tick: &mut tokio::time::Interval,
         retry: Duration,
+        shutdown: &Shutdown,
     ) -> Result<(), Exit> {
         // Packets read together (the CONNECT's read included) are handled
         // before the socket is read again.
@@ -171,6 +182,7 @@ impl Conn {
                 }
             }
             _ = ka_sleep.as_mut() => return Err(Exit::KeepAlive),
+            _ = shutdown.cancelled() => return Err(Exit::ServerShutdown),
             _ = retry_tick.tick() => {
                 if !self.v5() {
                     let n = self.outbound.retransmit(retry, now_ms(), self.io.queue());
@@ -251,7 +263,6 @@ impl Conn {
         let rx = self
             .broker
             .node
-            .proposer
             .submit(command)
             .await
             .map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
@@ -267,14 +278,14 @@ impl Conn {
                 epoch: self.epoch,
                 seqs: std::mem::take(&mut self.acks),
             });
-            let _ = self.broker.node.proposer.submit_forget(ack).await;
+            let _ = self.broker.node.submit_forget(ack).await;
         }
     }
 }
 
 /// Proposes a command and waits for it, bounded by the commit timeout.
 async fn commit(broker: &Broker, command: Command) -> Result<CmdResult, RaftError> {
-    let rx = broker.node.proposer.submit(command).await?;
+    let rx = broker.node.submit(command).await?;
     let timeout = Duration::from_millis(broker.settings.commit_timeout_ms);
     replies::wait(rx, timeout).await
 }

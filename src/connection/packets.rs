@@ -104,7 +104,7 @@ impl Conn {
             (0, true) => {
                 // A retained QoS 0 publish changes state: it goes through the log.
                 let command = self.publish_command(msg, 0);
-                let _ = self.broker.node.proposer.submit_forget(command).await;
+                let _ = self.broker.node.submit_forget(command).await;
                 Ok(())
             }
             (1, _) => {

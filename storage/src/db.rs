@@ -59,6 +59,20 @@ impl Store {
             .map_err(StorageError::rocks("sync wal"))
     }
 
+    /// For a clean stop: syncs the WAL (so every unsynced state write is
+    /// durable) and flushes the memtables (so the next open replays little).
+    pub fn sync_all(&self) -> Result<()> {
+        self.sync_wal()?;
+        let cfs = [CF_LOG, CF_RAFT]
+            .into_iter()
+            .chain(Table::ALL.iter().map(|t| t.cf_name()));
+        for name in cfs {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf).map_err(StorageError::rocks("flush"))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn unsynced() -> WriteOptions {
         let mut w = WriteOptions::default();
         w.set_sync(false);

@@ -24,4 +24,4 @@ pub mod state;
 
 pub use db::Store;
 pub use error::StorageError;
-pub use state::{StateBatch, Table};
+pub use state::{StateBatch, StateReader, Table};

@@ -172,6 +172,23 @@ impl Broker {
         }
     }
 
+    /// Sends the broker process a signal, e.g. "-TERM".
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = self.child.as_ref() {
+            signal(c, sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its status,
+    /// or `None` if it is still running (it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = wait_exit(self.child.as_mut()?, timeout);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// Runs `raftmq ARGS --node <this node's HTTP address>`.
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(broker_bin());

@@ -1,0 +1,351 @@
+//! Read-only views of the replicated state for admin reads (`/api/v1/...`,
+//! `/metrics`, health), none of which takes the apply lock:
+//!
+//! - [`StateSummary`]: counts, settings and the next deadline, published by
+//!   the state machine once per applied batch (an `Arc` swapped under a lock
+//!   held only for the swap or a clone of the `Arc`).
+//! - [`StateView`]: session and retained listings read from RocksDB, through
+//!   a snapshot, so one listing sees one point in time and never waits for
+//!   apply (apply writes each batch atomically).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use raftmq_storage::keys::{
+    client_prefix, queue_of, retained_key, retained_of, session_key, session_of, subscription_of,
+    GROUP,
+};
+use raftmq_storage::{Store, Table};
+
+use crate::command::{ClusterSettings, Message};
+use crate::error::{decode, RaftError};
+use crate::state::{ApplyStats, MqttState, SessionInfo, SessionRec};
+use crate::trie::filter_matches;
+use crate::types::NodeId;
+
+/// The state's counts and settings as of the last applied batch.
+#[derive(Debug, Clone, Default)]
+pub struct StateSummary {
+    pub sessions: u64,
+    pub subscriptions: u64,
+    pub retained: u64,
+    /// Messages in persistent session queues.
+    pub queued: u64,
+    /// Apply-side counts since this process started.
+    pub apply: ApplyStats,
+    /// Index of the last applied log entry (0: none).
+    pub last_applied: u64,
+    pub settings: ClusterSettings,
+    /// No sessions, subscriptions, retained or queued messages.
+    pub empty: bool,
+    /// The earliest pending will or expiry deadline (ms).
+    pub next_deadline: Option<u64>,
+}
+
+impl StateSummary {
+    fn of(st: &MqttState) -> StateSummary {
+        StateSummary {
+            sessions: st.session_count() as u64,
+            subscriptions: st.subscription_count() as u64,
+            retained: st.retained_count() as u64,
+            queued: st.queued_count() as u64,
+            apply: st.stats.clone(),
+            last_applied: st.last_applied.map_or(0, |l| l.index),
+            settings: st.settings.clone(),
+            empty: st.is_empty(),
+            next_deadline: st.next_deadline(),
+        }
+    }
+}
+
+/// Where the state machine publishes the [`StateSummary`]; cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Published(Arc<RwLock<Arc<StateSummary>>>);
+
+impl Published {
+    /// Called with the apply lock held, once per applied batch.
+    pub(crate) fn publish(&self, st: &MqttState) {
+        let s = Arc::new(StateSummary::of(st));
+        *self.0.write() = s;
+    }
+
+    pub(crate) fn get(&self) -> Arc<StateSummary> {
+        self.0.read().clone()
+    }
+}
+
+/// Session and retained listings from RocksDB.
+#[derive(Clone)]
+pub(crate) struct StateView {
+    store: Store,
+}
+
+/// The prefix of every row of a table.
+fn all_rows() -> Vec<u8> {
+    GROUP.to_be_bytes().to_vec()
+}
+
+impl StateView {
+    pub(crate) fn new(store: Store) -> StateView {
+        StateView { store }
+    }
+
+    /// Every session (or the one of `client`), sorted by client id.
+    pub(crate) fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>, RaftError> {
+        let r = self.store.reader();
+        let mut recs: BTreeMap<String, SessionRec> = BTreeMap::new();
+        let mut subs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut queued: BTreeMap<String, usize> = BTreeMap::new();
+        let mut err = None;
+        let (session_prefix, client_keys) = match client {
+            Some(c) => {
+                if let Some(v) = r.get(Table::Sessions, &session_key(c))? {
+                    recs.insert(c.to_string(), decode(&v)?);
+                }
+                (None, client_prefix(c))
+            }
+            None => (Some(all_rows()), all_rows()),
+        };
+        if let Some(p) = session_prefix {
+            r.scan_prefix(Table::Sessions, &p, |k, v| {
+                let Some(c) = session_of(k) else {
+                    return Ok(());
+                };
+                match decode(v) {
+                    Ok(rec) => {
+                        recs.insert(c.to_string(), rec);
+                    }
+                    Err(e) => err = Some(e),
+                }
+                Ok(())
+            })?;
+        }
+        r.scan_prefix(Table::Subscriptions, &client_keys, |k, _| {
+            if let Some((c, f)) = subscription_of(k) {
+                subs.entry(c.to_string())
+                    .or_default()
+                    .push(String::from_utf8_lossy(f).to_string());
+            }
+            Ok(())
+        })?;
+        r.scan_prefix(Table::Queues, &client_keys, |k, _| {
+            if let Some((c, _)) = queue_of(k) {
+                *queued.entry(c.to_string()).or_default() += 1;
+            }
+            Ok(())
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        Ok(recs
+            .into_iter()
+            .map(|(c, rec)| {
+                let mut subscriptions = subs.remove(&c).unwrap_or_default();
+                subscriptions.sort();
+                SessionInfo {
+                    queued: queued.get(&c).copied().unwrap_or(0),
+                    subscriptions,
+                    epoch: rec.epoch,
+                    node: rec.node,
+                    expiry_s: rec.expiry_s,
+                    client_id: c,
+                }
+            })
+            .collect())
+    }
+
+    /// Sessions whose client is connected to `node`.
+    pub(crate) fn sessions_on(&self, node: NodeId) -> Result<usize, RaftError> {
+        let r = self.store.reader();
+        let mut n = 0;
+        let mut err = None;
+        r.scan_prefix(Table::Sessions, &all_rows(), |_, v| {
+            match decode::<SessionRec>(v) {
+                Ok(rec) if rec.node == Some(node) => n += 1,
+                Ok(_) => {}
+                Err(e) => err = Some(e),
+            }
+            Ok(())
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Every retained message whose topic matches `filter`, by topic.
+    pub(crate) fn retained(&self, filter: &str) -> Result<Vec<Message>, RaftError> {
+        let r = self.store.reader();
+        let mut out: Vec<Message> = Vec::new();
+        if !filter.contains(['+', '#']) {
+            if let Some(v) = r.get(Table::Retained, &retained_key(filter))? {
+                out.push(decode(&v)?);
+            }
+            return Ok(out);
+        }
+        let mut err = None;
+        r.scan_prefix(Table::Retained, &all_rows(), |k, v| {
+            let topic = String::from_utf8_lossy(retained_of(k));
+            if filter_matches(filter, &topic) {
+                match decode(v) {
+                    Ok(m) => out.push(m),
+                    Err(e) => err = Some(e),
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{
+        Command, Disconnect, Envelope, MsgProps, Publish, Register, Request, SubOpts, Subscribe,
+    };
+    use crate::state::{ApplyEvent, EventSink};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    struct NullSink;
+    impl EventSink for NullSink {
+        fn emit(&self, _: ApplyEvent) {}
+    }
+
+    fn msg(topic: &str, payload: &str, retain: bool) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: bytes::Bytes::from(payload.to_string()),
+            qos: 1,
+            retain,
+            publisher: "p".into(),
+            props: MsgProps::default(),
+            created_ms: 1,
+            expires_ms: None,
+        }
+    }
+
+    fn apply(st: &mut MqttState, index: u64, cmds: Vec<Command>) {
+        let e = crate::types::Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                origin: 1,
+                floor: 0,
+                cmds: cmds
+                    .into_iter()
+                    .map(|cmd| Envelope { seq: 0, cmd })
+                    .collect(),
+            }),
+        };
+        st.apply_entries(vec![e]).unwrap();
+    }
+
+    #[test]
+    fn listings_and_summary_match_the_state_without_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut st = MqttState::open(store.clone(), Arc::new(NullSink)).unwrap();
+        let view = StateView::new(store);
+        let published = Published::default();
+        let register = |c: &str, node: u64| {
+            Command::Register(Register {
+                client_id: c.into(),
+                node,
+                clean_start: false,
+                expiry_s: 3600,
+                will: None,
+                now_ms: 1,
+            })
+        };
+        apply(
+            &mut st,
+            1,
+            vec![register("a", 1), register("ab", 2), register("b", 1)],
+        );
+        let epoch = |st: &MqttState, c: &str| st.session_info(Some(c))[0].epoch;
+        let (ea, eab) = (epoch(&st, "a"), epoch(&st, "ab"));
+        apply(
+            &mut st,
+            2,
+            vec![
+                Command::Subscribe(Subscribe {
+                    client_id: "a".into(),
+                    epoch: ea,
+                    filters: vec![
+                        ("x/#".into(), SubOpts::with_qos(1)),
+                        ("$SYS/#".into(), SubOpts::with_qos(0)),
+                    ],
+                }),
+                Command::Subscribe(Subscribe {
+                    client_id: "ab".into(),
+                    epoch: eab,
+                    filters: vec![("x/+".into(), SubOpts::with_qos(1))],
+                }),
+                Command::Disconnect(Disconnect {
+                    client_id: "a".into(),
+                    epoch: ea,
+                    publish_will: false,
+                    new_expiry_s: None,
+                    now_ms: 2,
+                }),
+            ],
+        );
+        let publish = |m: Message| {
+            Command::Publish(Publish {
+                client_id: "p".into(),
+                packet_id: 0,
+                msg: m,
+            })
+        };
+        apply(
+            &mut st,
+            3,
+            vec![
+                publish(msg("x/1", "one", false)),
+                publish(msg("x/2", "two", true)),
+                publish(msg("x/2/3", "deep", true)),
+                publish(msg("$SYS/up", "sys", true)),
+                publish(msg("y", "why", true)),
+            ],
+        );
+        published.publish(&st);
+
+        let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        assert_eq!(
+            dbg(&view.sessions(None).unwrap()),
+            dbg(&st.session_info(None))
+        );
+        for c in ["a", "ab", "b", "none"] {
+            assert_eq!(
+                dbg(&view.sessions(Some(c)).unwrap()),
+                dbg(&st.session_info(Some(c))),
+                "{c}"
+            );
+        }
+        assert!(view.sessions(Some("a")).unwrap()[0].queued > 0);
+        for f in [
+            "#", "x/+", "x/#", "+/2", "$SYS/#", "+", "y", "x/2", "nothing",
+        ] {
+            let want: Vec<Message> = st.retained_list(f).iter().map(|m| (**m).clone()).collect();
+            assert_eq!(view.retained(f).unwrap(), want, "{f}");
+        }
+        assert_eq!(view.sessions_on(1).unwrap(), st.sessions_on(1));
+        assert_eq!(view.sessions_on(2).unwrap(), st.sessions_on(2));
+        let s = published.get();
+        assert_eq!(
+            (s.sessions, s.subscriptions, s.retained, s.queued),
+            (
+                st.session_count() as u64,
+                st.subscription_count() as u64,
+                st.retained_count() as u64,
+                st.queued_count() as u64
+            )
+        );
+        assert_eq!((s.last_applied, s.empty), (3, false));
+    }
+}

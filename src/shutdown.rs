@@ -1,0 +1,223 @@
+//! A node's life, in the manner of tokio's mini-redis: one [`Shutdown`]
+//! handle, cloned into every task of the node, which each task selects on;
+//! the owner ([`crate::server::run`]) starts the node, serves until a
+//! [`LifecycleRequest`] arrives (a signal, or an HTTP handler asking for a
+//! restart to join a cluster), then stops it: it closes the MQTT listener,
+//! cancels the handle so every connection ends (committing its disconnect),
+//! waits for the tracked tasks to finish, and shuts the Raft node down.
+//!
+//! Signals are handled here and nowhere else in a node ([`watch_signals`]):
+//! the first SIGTERM or SIGINT asks for a graceful stop; a second one during
+//! the stop exits at once.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+/// What the owner of a node is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleRequest {
+    /// Stop gracefully and exit (SIGTERM, SIGINT).
+    Stop,
+    /// Stop gracefully, give up this node's (empty) cluster of one and
+    /// re-execute the process with `--join` this discovery address.
+    RestartToJoin(String),
+}
+
+/// The exit status when a second signal interrupts a graceful stop.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// The lifecycle handle every task of a node holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Shutdown {
+    /// Cancelled when the node stops: every task ends.
+    stop: CancellationToken,
+    /// Cancelled when the MQTT listener must close: when the node stops, or
+    /// when the cluster removed it (it keeps answering HTTP).
+    accept: CancellationToken,
+    /// The tasks the stop waits for.
+    tracker: TaskTracker,
+    running: Arc<Running>,
+    requests: mpsc::UnboundedSender<LifecycleRequest>,
+}
+
+/// Names of the tracked tasks still running, for the log of a stop that ran
+/// out of time.
+#[derive(Default)]
+struct Running {
+    next: AtomicU64,
+    names: Mutex<BTreeMap<u64, Cow<'static, str>>>,
+}
+
+/// Removes a task's name when the task ends (or is dropped).
+struct NameGuard(Arc<Running>, u64);
+
+impl Drop for NameGuard {
+    fn drop(&mut self) {
+        self.0.names.lock().remove(&self.1);
+    }
+}
+
+/// What only the owner holds: the receiving end of the requests.
+pub struct Requests(mpsc::UnboundedReceiver<LifecycleRequest>);
+
+impl Requests {
+    /// The next request (never ends: the handle keeps a sender).
+    pub async fn next(&mut self) -> LifecycleRequest {
+        self.0.recv().await.unwrap_or(LifecycleRequest::Stop)
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> (Shutdown, Requests) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let s = Shutdown {
+            accept: stop.child_token(),
+            stop,
+            tracker: TaskTracker::new(),
+            running: Arc::default(),
+            requests: tx,
+        };
+        (s, Requests(rx))
+    }
+
+    /// Completes when the node begins to stop.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Completes when the MQTT listener must stop accepting.
+    pub fn accept_ended(&self) -> WaitForCancellationFuture<'_> {
+        self.accept.cancelled()
+    }
+
+    /// Spawns a task the stop waits for; `name` says what it is if the stop
+    /// runs out of time.
+    pub fn spawn<F>(&self, name: impl Into<Cow<'static, str>>, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let id = self.running.next.fetch_add(1, Ordering::Relaxed);
+        self.running.names.lock().insert(id, name.into());
+        let guard = NameGuard(self.running.clone(), id);
+        self.tracker.spawn(async move {
+            let _guard = guard;
+            task.await
+        })
+    }
+
+    /// Asks the owner for a stop or a restart; returns at once.
+    pub fn request(&self, r: LifecycleRequest) {
+        let _ = self.requests.send(r);
+    }
+
+    /// The MQTT listener closes; everything else keeps running (a node the
+    /// cluster removed).
+    pub(crate) fn close_listener(&self) {
+        self.accept.cancel();
+    }
+
+    /// The owner begins the stop: the listener closes and every task is told.
+    pub(crate) fn begin_stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits up to `limit` for every tracked task to finish. On time-out,
+    /// logs what is still running and returns false.
+    pub(crate) async fn drain(&self, limit: Duration) -> bool {
+        self.tracker.close();
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for name in self.running.names.lock().values() {
+            *counts.entry(name.to_string()).or_default() += 1;
+        }
+        let still: Vec<String> = counts
+            .into_iter()
+            .map(|(name, n)| {
+                if n > 1 {
+                    format!("{name} (x{n})")
+                } else {
+                    name
+                }
+            })
+            .collect();
+        warn!(
+            tasks = self.tracker.len(),
+            running = %still.join(", "),
+            "tasks still running after {limit:?}; stopping without them"
+        );
+        false
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (ctrl-c).
+pub async fn signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// The node's one signal handler: the first SIGTERM or SIGINT asks the owner
+/// for a graceful stop, a second one exits at once. Runs until the process
+/// exits; not tracked (it must outlive the stop).
+pub fn watch_signals(life: &Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed now, before anything is started: from here on SIGTERM no
+    // longer kills the process outright.
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "cannot install the signal handlers");
+            return;
+        }
+    };
+    let life = life.clone();
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(
+            signal = first,
+            "stopping gracefully (a second signal exits at once)"
+        );
+        life.request(LifecycleRequest::Stop);
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        warn!(
+            signal = second,
+            "second signal during the stop: exiting at once"
+        );
+        std::process::exit(EXIT_INTERRUPTED);
+    });
+}
