@@ -45,6 +45,7 @@ impl MqttState {
         self.subs_by_client.clear();
         self.retained = RetainedIndex::default();
         self.queues.clear();
+        self.queued = 0;
         self.msg_refs.clear();
         self.qos2_in.clear();
         self.timers.clear();
@@ -109,7 +110,15 @@ impl MqttState {
             *self.msg_refs.entry(r.msg_id).or_default() += 1;
             let item = QItem::new(r, msg.clone());
             let c = self.intern(c);
-            self.queues.entry(c).or_default().insert(seq, item);
+            if self
+                .queues
+                .entry(c)
+                .or_default()
+                .insert(seq, item)
+                .is_none()
+            {
+                self.queued += 1;
+            }
         }
         Ok(())
     }

@@ -107,6 +107,9 @@ pub struct MqttState {
     subs_by_client: HashMap<Arc<str>, BTreeMap<String, SubOpts>>,
     retained: RetainedIndex,
     queues: HashMap<Arc<str>, BTreeMap<u64, QItem>>,
+    /// Items in all queues, kept with `queues` so the per-batch summary
+    /// does not walk every session.
+    queued: usize,
     msg_refs: HashMap<u64, u32>,
     /// Inbound QoS 2 packet ids awaiting PUBREL, per publisher.
     qos2_in: HashMap<Arc<str>, HashSet<u16>>,
@@ -140,6 +143,7 @@ impl MqttState {
             subs_by_client: HashMap::new(),
             retained: RetainedIndex::default(),
             queues: HashMap::new(),
+            queued: 0,
             msg_refs: HashMap::new(),
             qos2_in: HashMap::new(),
             timers: BTreeSet::new(),
@@ -194,7 +198,7 @@ impl MqttState {
         self.trie.read().len()
     }
     pub fn queued_count(&self) -> usize {
-        self.queues.values().map(|q| q.len()).sum()
+        self.queued
     }
 
     pub fn session_info(&self, filter: Option<&str>) -> Vec<SessionInfo> {

@@ -71,7 +71,15 @@ impl MqttState {
             .put(Table::Queues, keys::queue_key(c, seq), encode(&item.rec())?);
         self.hold_msg(item.msg_id, &item.msg, ctx)?;
         let d = item.delivery(seq);
-        self.queues.entry(c.clone()).or_default().insert(seq, item);
+        if self
+            .queues
+            .entry(c.clone())
+            .or_default()
+            .insert(seq, item)
+            .is_none()
+        {
+            self.queued += 1;
+        }
         if online {
             self.sink.emit(ApplyEvent::Deliver {
                 client_id: c.clone(),
@@ -103,6 +111,7 @@ impl MqttState {
             return;
         };
         let Some(item) = q.remove(&seq) else { return };
+        self.queued -= 1;
         if q.is_empty() {
             self.queues.remove(c);
         }
@@ -113,6 +122,7 @@ impl MqttState {
     /// Removes the whole queue of an ending session.
     pub(super) fn drop_queue(&mut self, c: &Arc<str>, ctx: &mut Ctx) {
         if let Some(q) = self.queues.remove(c) {
+            self.queued -= q.len();
             for (seq, item) in q {
                 ctx.batch.delete(Table::Queues, keys::queue_key(c, seq));
                 self.release_msg(item.msg_id, ctx);

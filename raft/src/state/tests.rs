@@ -211,6 +211,33 @@ fn persistent_queue_survives_reopen_and_acks_remove_items() {
 }
 
 #[test]
+fn queued_count_follows_enqueue_ack_and_a_clean_start_that_ends_the_session() {
+    let mut f = Fixture::new();
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "q", 1);
+    f.disconnect("s", e, false, 2000);
+    f.apply((0..4).map(|_| publish("p", 0, msg("q", 1, "p"))).collect());
+    assert_eq!(f.st.queued_count(), 4);
+    let e2 = f.register("s", NEVER, None);
+    f.apply(vec![Command::Ack(Ack {
+        client_id: "s".into(),
+        epoch: e2,
+        seqs: vec![0],
+    })]);
+    assert_eq!(f.st.queued_count(), 3);
+    // A clean start ends the old session and its queue.
+    f.apply(vec![Command::Register(Register {
+        client_id: "s".into(),
+        node: 1,
+        clean_start: true,
+        expiry_s: 0,
+        will: None,
+        now_ms: 3000,
+    })]);
+    assert_eq!(f.st.queued_count(), 0);
+}
+
+#[test]
 fn reopen_restores_last_applied_and_membership_exactly() {
     let mut f = Fixture::new();
     for _ in 0..3 {
