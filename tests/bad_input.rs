@@ -164,6 +164,25 @@ fn v5_wildcard_in_publish_topic_gets_disconnect_0x90() {
     s.verify(&b);
 }
 
+/// Closing on an error, the broker shuts its write side and keeps reading
+/// briefly, so a client that goes on writing for a moment (as Paho's
+/// flow-control test does) gets no broken pipe and then reads the DISCONNECT
+/// with its reason code, instead of a reset caused by unread bytes.
+#[test]
+fn v5_client_still_writing_after_an_error_reads_the_disconnect_reason_not_a_reset() {
+    let b = Broker::start();
+    let mut c = v5_client(&b);
+    let filler = raw_publish(0, b"fill", None, true, &[0u8; 1000]);
+    let _ = c.send_bytes(&raw_publish(1, b"a/#", Some(1), true, b"x"));
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(60));
+        if let Err(e) = c.send_bytes(&filler) {
+            panic!("write {i} after the error failed: {e}");
+        }
+    }
+    c.expect_disconnect(0x90, WAIT);
+}
+
 #[test]
 fn qos1_publish_with_packet_id_0_closes_the_connection() {
     let b = Broker::start();
