@@ -172,7 +172,9 @@ impl MqttState {
         self.timers.iter().next().map(|(d, _)| *d)
     }
 
-    /// Sessions whose client is connected to `node`.
+    /// Sessions whose client is connected to `node`. The in-memory answer,
+    /// which the lock-free RocksDB view (`crate::view`) is tested against.
+    #[cfg(test)]
     pub fn sessions_on(&self, node: NodeId) -> usize {
         self.sessions
             .values()
@@ -201,6 +203,9 @@ impl MqttState {
         self.queued
     }
 
+    /// Sessions (all, or `filter`'s), by client id. The in-memory answer,
+    /// which the lock-free RocksDB view is tested against.
+    #[cfg(test)]
     pub fn session_info(&self, filter: Option<&str>) -> Vec<SessionInfo> {
         let mut v: Vec<SessionInfo> = self
             .sessions
@@ -223,6 +228,9 @@ impl MqttState {
         v
     }
 
+    /// Retained messages matching `filter`. The in-memory answer, which the
+    /// lock-free RocksDB view is tested against.
+    #[cfg(test)]
     pub fn retained_list(&self, filter: &str) -> Vec<Arc<Message>> {
         self.retained.matching(filter)
     }
