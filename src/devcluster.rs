@@ -121,12 +121,12 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let stop = crate::shutdown::signal();
+        let mut signals = crate::shutdown::Signals::install()?;
+        let stop = signals.next();
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                r = &mut stop => {
-                    r?;
+                _ = &mut stop => {
                     println!("stopping the nodes");
                     return Ok(());
                 }

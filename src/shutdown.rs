@@ -171,49 +171,53 @@ impl Shutdown {
     }
 }
 
-/// Completes on SIGTERM or SIGINT (ctrl-c).
-pub async fn signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT (ctrl-c), installed together.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs both handlers: from here on these signals no longer end the
+    /// process outright.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next of either signal, by name.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// The node's one signal handler: the first SIGTERM or SIGINT asks the owner
 /// for a graceful stop, a second one exits at once. Runs until the process
 /// exits; not tracked (it must outlive the stop).
 pub fn watch_signals(life: &Shutdown) {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Installed now, before anything is started: from here on SIGTERM no
-    // longer kills the process outright.
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+    // Installed now, before anything is started.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
             error!(error = %e, "cannot install the signal handlers");
             return;
         }
     };
     let life = life.clone();
     tokio::spawn(async move {
-        let first = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+        let first = signals.next().await;
         info!(
             signal = first,
             "stopping gracefully (a second signal exits at once)"
         );
         life.request(LifecycleRequest::Stop);
-        let second = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+        let second = signals.next().await;
         warn!(
             signal = second,
             "second signal during the stop: exiting at once"
