@@ -27,6 +27,7 @@ mod packets;
 mod register;
 mod replies;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use raftmq_raft::{CmdResult, Command, Delivery, Message, RaftError, SubOpts};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
 
 use crate::broker::Broker;
@@ -103,6 +105,39 @@ pub struct Conn {
     acks: Vec<u64>,
 }
 
+/// The loop's clocks: the keepalive deadline (1.5 × the keepalive after the
+/// client's last bytes) and the retransmission tick.
+struct Timers {
+    keep_alive_window: Option<Duration>,
+    keep_alive: Pin<Box<Sleep>>,
+    retry: Duration,
+    retry_tick: Interval,
+}
+
+impl Timers {
+    fn new(keep_alive_s: u16, retry_s: u64) -> Timers {
+        let window = (keep_alive_s > 0).then(|| Duration::from_millis(keep_alive_s as u64 * 1500));
+        let retry = Duration::from_secs(retry_s);
+        let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
+        retry_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Timers {
+            keep_alive_window: window,
+            keep_alive: Box::pin(tokio::time::sleep(
+                window.unwrap_or(Duration::from_secs(86_400 * 365)),
+            )),
+            retry,
+            retry_tick,
+        }
+    }
+
+    /// Bytes from the client: the keepalive deadline moves.
+    fn client_active(&mut self) {
+        if let Some(w) = self.keep_alive_window {
+            self.keep_alive.as_mut().reset(Instant::now() + w);
+        }
+    }
+}
+
 impl Conn {
     fn v5(&self) -> bool {
         self.io.protocol().is_v5()
@@ -111,18 +146,9 @@ impl Conn {
     /// The packet loop: until the client, the broker, the node's stop or an
     /// error ends it.
     async fn run(&mut self, shutdown: &Shutdown) -> Exit {
-        let ka =
-            (self.keep_alive > 0).then(|| Duration::from_millis(self.keep_alive as u64 * 1500));
-        let ka_sleep = tokio::time::sleep(ka.unwrap_or(Duration::from_secs(86_400 * 365)));
-        tokio::pin!(ka_sleep);
-        let retry = Duration::from_secs(self.broker.settings.retry_interval_s);
-        let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
-        retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timers = Timers::new(self.keep_alive, self.broker.settings.retry_interval_s);
         loop {
-            if let Err(exit) = self
-                .turn(&mut ka_sleep, ka, &mut retry_tick, retry, shutdown)
-                .await
-            {
+            if let Err(exit) = self.turn(&mut timers, shutdown).await {
                 if matches!(exit, Exit::Client { .. }) {
                     self.answer_all().await;
                 }
@@ -134,14 +160,7 @@ impl Conn {
 
     /// One turn of the loop: handle every packet already read, flush, then
     /// wait for the next thing to happen and handle it.
-    async fn turn(
-        &mut self,
-        ka_sleep: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-        ka: Option<Duration>,
-        retry_tick: &mut tokio::time::Interval,
-        retry: Duration,
-        shutdown: &Shutdown,
-    ) -> Result<(), Exit> {
+    async fn turn(&mut self, timers: &mut Timers, shutdown: &Shutdown) -> Result<(), Exit> {
         // Packets read together (the CONNECT's read included) are handled
         // before the socket is read again.
         while let Some(p) = self
@@ -161,9 +180,7 @@ impl Conn {
                         self.broker.metrics.bytes_received.inc_by(n as u64);
                     }
                 }
-                if let Some(k) = ka {
-                    ka_sleep.as_mut().reset(tokio::time::Instant::now() + k);
-                }
+                timers.client_active();
             }
             ev = self.events.recv() => {
                 let now = now_ms();
@@ -181,11 +198,11 @@ impl Conn {
                     self.on_outcome(outcome);
                 }
             }
-            _ = ka_sleep.as_mut() => return Err(Exit::KeepAlive),
+            _ = timers.keep_alive.as_mut() => return Err(Exit::KeepAlive),
             _ = shutdown.cancelled() => return Err(Exit::ServerShutdown),
-            _ = retry_tick.tick() => {
+            _ = timers.retry_tick.tick() => {
                 if !self.v5() {
-                    let n = self.outbound.retransmit(retry, now_ms(), self.io.queue());
+                    let n = self.outbound.retransmit(timers.retry, now_ms(), self.io.queue());
                     self.broker.metrics.retransmits.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 }
             }
@@ -226,8 +243,7 @@ impl Conn {
         match ev {
             ConnEvent::Deliver(epoch, d) => {
                 if epoch.is_none_or(|e| e == self.epoch) {
-                    self.outbound
-                        .offer(d, false, now, self.io.queue(), &mut self.acks);
+                    self.offer(d, now);
                 }
                 Ok(())
             }
