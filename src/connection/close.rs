@@ -78,8 +78,8 @@ impl Conn {
             // a closed socket.
             Some(_) | None => self.io.discard_queued(),
         }
-        let written = self.io.close_write(Duration::from_secs(1)).await;
-        self.count(written);
+        // Our last packets (an MQTT 5 client's DISCONNECT) go out at once...
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         // Only a session that outlives this connection is resumed later. A
         // taken-over connection's successor has already read (and cleared)
         // the entry, so writing one now would leave stale data behind.
@@ -91,14 +91,12 @@ impl Conn {
                 .remember_sent(&self.client_id, self.outbound.unacked_seqs());
         }
         self.broker.registry.detach(&self.client_id, self.conn_id);
-        // The client reads our DISCONNECT while the disconnect commits.
-        let drain = async {
-            if code.is_some() {
-                self.io.drain().await;
-            }
-        };
-        let disconnect = (!taken_over).then(|| {
-            Command::Disconnect(cmd::Disconnect {
+        // ...but the end of the stream only after the disconnect is
+        // committed: a client that reconnects once it sees the close finds
+        // its session as this DISCONNECT left it (ended, expiry changed,
+        // will published).
+        if !taken_over {
+            let disconnect = Command::Disconnect(cmd::Disconnect {
                 client_id: self.client_id.to_string(),
                 epoch: self.epoch,
                 publish_will,
@@ -106,17 +104,15 @@ impl Conn {
                     .new_expiry_s
                     .map(|e| if e == u32::MAX { NEVER } else { e }),
                 now_ms: now_ms(),
-            })
-        });
-        let broker = self.broker.clone();
-        let commit = async {
-            match disconnect {
-                Some(c) => super::commit(&broker, c).await.err(),
-                None => None,
+            });
+            if let Err(e) = super::commit(&self.broker, disconnect).await {
+                warn!(error = %e, "disconnect not committed; the session stays registered until the node restarts");
             }
-        };
-        if let (_, Some(e)) = tokio::join!(drain, commit) {
-            warn!(error = %e, "disconnect not committed; the session stays registered until the node restarts");
+        }
+        let written = self.io.close_write(Duration::from_secs(1)).await;
+        self.count(written);
+        if code.is_some() {
+            self.io.drain().await;
         }
         info!(?exit, "client disconnected");
     }
