@@ -290,6 +290,57 @@ fn v5_connect_and_subscribe_split_at_every_byte_get_connack_and_suback() {
     split_subscribe_gets_suback_at_every_cut(Protocol::V5);
 }
 
+fn split_burst_is_acked_without_will_at_every_cut(proto: Protocol) {
+    let b = Broker::start();
+    let t = topic("splitburst");
+    let will_topic = format!("{t}/will");
+    let mut s = subscriber(b.mqtt_port, &format!("{t}/#"), QoS::AtLeastOnce);
+    let mut connect = connect_packet(proto, "pp-split-burst");
+    connect.will = Some(will(&will_topic, b"will", QoS::AtLeastOnce, false));
+    let bytes = burst_bytes(
+        proto,
+        &[
+            Packet::Connect(Box::new(connect)),
+            publish(&format!("{t}/msg"), QoS::AtLeastOnce, b"m", 9),
+            Packet::Disconnect(Disconnect::default()),
+        ],
+    );
+    let cuts: Vec<usize> = (1..bytes.len()).collect();
+    for &cut in &cuts {
+        let mut c = RawClient::open(b.mqtt_port, proto);
+        c.send_bytes(&bytes[..cut]).expect("first write");
+        std::thread::sleep(Duration::from_millis(2));
+        c.send_bytes(&bytes[cut..]).expect("second write");
+        let got = c.expect_closed(WAIT);
+        let acked = matches!(
+            got.as_slice(),
+            [Packet::ConnAck(a), Packet::PubAck(r)] if a.code == reason::SUCCESS && r.packet_id == 9
+        );
+        assert!(
+            acked,
+            "cut at {cut}: expected CONNACK then PUBACK, got {got:?}"
+        );
+    }
+    let got = s.collect_publishes(cuts.len(), WAIT);
+    assert_eq!(got.len(), cuts.len(), "one message per cut");
+    assert!(
+        got.iter().all(|p| p.topic == format!("{t}/msg")),
+        "a will was published: {:?}",
+        got.iter().map(|p| &p.topic).collect::<Vec<_>>()
+    );
+    s.expect_no_publish(QUIET);
+}
+
+#[test]
+fn v311_connect_publish_disconnect_split_at_every_byte_are_acked_and_publish_no_will() {
+    split_burst_is_acked_without_will_at_every_cut(Protocol::V311);
+}
+
+#[test]
+fn v5_connect_publish_disconnect_split_at_every_byte_are_acked_and_publish_no_will() {
+    split_burst_is_acked_without_will_at_every_cut(Protocol::V5);
+}
+
 fn refused_connect_discards_what_follows(proto: Protocol) {
     // Anonymous clients are refused; the refused client's retained PUBLISH
     // would show in `retain show` if it were applied.
