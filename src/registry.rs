@@ -1,8 +1,8 @@
 //! The local connection registry: which client ids have a connection on this
 //! node, and the channel to each. It is the apply layer's [`EventSink`]:
 //! deliveries and takeover notices for a session epoch reach the connection
-//! that holds that epoch (or one still waiting to learn its epoch, which
-//! filters them itself).
+//! that holds that epoch (or those still waiting to learn their epoch, which
+//! filter them themselves).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,11 +161,53 @@ impl EventSink for Registry {
             }
             ApplyEvent::Kick { client_id, epoch } => {
                 if let Some(slots) = map.get(&client_id) {
-                    for s in slots.iter().filter(|s| s.epoch == epoch) {
+                    // Also to connections still waiting to learn their
+                    // epoch: the kicked registration may be theirs, applied
+                    // before they recorded it here (they filter themselves).
+                    // Missing it would leave a superseded connection live.
+                    for s in slots.iter().filter(|s| s.epoch == epoch || s.epoch == 0) {
                         let _ = s.tx.send(ConnEvent::Kick(epoch));
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kick(r: &Registry, client: &str, epoch: u64) {
+        r.emit(ApplyEvent::Kick {
+            client_id: client.into(),
+            epoch,
+        });
+    }
+
+    #[test]
+    fn a_takeover_applied_before_the_connection_learns_its_epoch_still_reaches_it() {
+        let r = Registry::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let c: Arc<str> = "dev".into();
+        r.attach(&c, r.next_conn_id(), tx);
+        kick(&r, "dev", 42);
+        assert!(matches!(rx.try_recv(), Ok(ConnEvent::Kick(42))));
+    }
+
+    #[test]
+    fn a_takeover_reaches_only_the_connection_holding_that_epoch() {
+        let r = Registry::default();
+        let c: Arc<str> = "dev".into();
+        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
+        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        let (old, new) = (r.next_conn_id(), r.next_conn_id());
+        r.attach(&c, old, old_tx);
+        r.attach(&c, new, new_tx);
+        r.set_epoch("dev", old, 7);
+        r.set_epoch("dev", new, 9);
+        kick(&r, "dev", 7);
+        assert!(matches!(old_rx.try_recv(), Ok(ConnEvent::Kick(7))));
+        assert!(new_rx.try_recv().is_err());
     }
 }
