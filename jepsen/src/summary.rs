@@ -1,0 +1,161 @@
+//! The summary of several runs: one row per run (scenario, seed, operations,
+//! faults, every checker's counts), printed as a Markdown table and saved as
+//! `summary.md` and `summary.json` beside the runs.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::history::{History, Op};
+use crate::run::Outcome;
+use crate::scenario::Scenario;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub seed: u64,
+    pub operations: usize,
+    pub faults: usize,
+    pub passed: bool,
+    pub control: bool,
+    pub checks: Vec<CheckCounts>,
+    pub dir: String,
+}
+
+/// One checker's verdict in a row: its name, whether valid, its counts.
+pub type CheckCounts = (String, bool, Vec<(String, u64)>);
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub rows: Vec<Row>,
+}
+
+/// The counts worth a column in the table, per checker.
+const COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "queue",
+        &[
+            "acknowledged",
+            "lost",
+            "recovered",
+            "unexpected",
+            "duplicated",
+        ],
+    ),
+    (
+        "exactly-once",
+        &[
+            "acknowledged",
+            "lost",
+            "recovered",
+            "unexpected",
+            "duplicated",
+        ],
+    ),
+    ("sessions", &["connections", "overlapping-pairs"]),
+    ("register", &["writes", "reads", "nonlinearizable-keys"]),
+    ("subscriptions", &["subscriptions", "lost"]),
+    (
+        "convergence",
+        &["session-differences", "retained-differences", "unanswered"],
+    ),
+];
+
+impl Summary {
+    /// Adds a run; returns its one-line summary.
+    pub fn add(&mut self, s: &Scenario, seed: u64, o: &Outcome) -> String {
+        let history = History::load(&o.dir.join("history.jsonl")).unwrap_or_default();
+        let ops = history.operations();
+        let faults = ops
+            .iter()
+            .filter(|x| matches!(x.invoke.op, Op::Fault { .. }))
+            .count();
+        let row = Row {
+            scenario: s.name.to_string(),
+            seed,
+            operations: ops.len() - faults,
+            faults,
+            passed: o.passed,
+            control: s.must_fail.is_some(),
+            checks: o
+                .verdicts
+                .iter()
+                .map(|v| {
+                    (
+                        v.checker.clone(),
+                        v.valid,
+                        v.counts.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+                    )
+                })
+                .collect(),
+            dir: o.dir.display().to_string(),
+        };
+        let line = format!(
+            "{} seed {}: {} ({} operations, {} faults; {})",
+            row.scenario,
+            seed,
+            if row.passed { "PASS" } else { "FAIL" },
+            row.operations,
+            row.faults,
+            o.verdicts
+                .iter()
+                .map(crate::check::summary_line)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        self.rows.push(row);
+        line
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.rows.iter().all(|r| r.passed)
+    }
+
+    /// A Markdown table, one row per run.
+    pub fn table(&self) -> String {
+        let mut head = vec!["scenario", "seed", "result", "ops", "faults"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        for (checker, counts) in COLUMNS {
+            for c in *counts {
+                head.push(format!("{checker} {c}"));
+            }
+        }
+        let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+        for r in &self.rows {
+            let mut cells = vec![
+                r.scenario.clone(),
+                r.seed.to_string(),
+                match (r.passed, r.control) {
+                    (true, false) => "pass".into(),
+                    (true, true) => "pass (control failed as it must)".into(),
+                    (false, true) => "FAIL (control found nothing)".into(),
+                    (false, false) => "FAIL".into(),
+                },
+                r.operations.to_string(),
+                r.faults.to_string(),
+            ];
+            for (checker, counts) in COLUMNS {
+                let found = r.checks.iter().find(|(c, _, _)| c == checker);
+                for c in *counts {
+                    cells.push(
+                        found
+                            .and_then(|(_, _, cs)| cs.iter().find(|(k, _)| k == c))
+                            .map_or("-".into(), |(_, n)| n.to_string()),
+                    );
+                }
+            }
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out
+    }
+
+    /// Writes `summary.md` and `summary.json` into `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("summary.md"), self.table())?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("summary.json"), json)
+    }
+}
