@@ -107,8 +107,8 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             max_inflight_messages: 20,
-            max_online_messages: 1000,
-            max_offline_messages: 1000,
+            max_online_messages: -1,
+            max_offline_messages: -1,
             suppress_lwt_on_session_takeover: false,
             max_last_will_delay: NEVER,
         }
@@ -134,6 +134,23 @@ pub enum Command {
     NodeRestarted(NodeRestarted),
     /// Cluster-wide settings change.
     Configure(ClusterSettings),
+    /// A publish from the connection of a session epoch: applied only while
+    /// that epoch is the session's. ([`Command::Publish`] is what entries
+    /// written before publishes carried their epoch hold.)
+    GuardedPublish(Guarded<Publish>),
+    /// A PUBREL from the connection of a session epoch, guarded the same way.
+    GuardedRelease(Guarded<Release>),
+}
+
+/// A command that a connection proposed for its session epoch. Once the
+/// client id has registered again (a takeover) it is stale and changes
+/// nothing: a superseded connection whose node has not yet learnt of the
+/// takeover, or a proposal that reaches the log only after its connection
+/// gave up on it, cannot act for the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guarded<T> {
+    pub epoch: u64,
+    pub cmd: T,
 }
 
 /// CONNECT accepted: registers the client on `node` and starts a new session

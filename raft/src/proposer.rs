@@ -26,7 +26,7 @@ use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::command::{CmdResult, Command, Envelope, Request, Response};
+use crate::command::{CmdResult, Command, Envelope, Guarded, Request, Response};
 use crate::error::RaftError;
 use crate::rpc::{Redirect, Reply as RpcReply, Rpc};
 use crate::transport::Transport;
@@ -71,7 +71,9 @@ pub struct ProposerStats {
 
 fn approx_size(c: &Command) -> usize {
     match c {
-        Command::Publish(p) => 64 + p.msg.topic.len() + p.msg.payload.len(),
+        Command::Publish(p) | Command::GuardedPublish(Guarded { cmd: p, .. }) => {
+            64 + p.msg.topic.len() + p.msg.payload.len()
+        }
         _ => 64,
     }
 }

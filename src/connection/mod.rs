@@ -193,9 +193,9 @@ impl Conn {
                 }
             }
             Some(outcome) = self.replies.next(), if !self.replies.is_empty() => {
-                self.on_outcome(outcome);
+                self.on_outcome(outcome)?;
                 while let Some(outcome) = self.replies.ready() {
-                    self.on_outcome(outcome);
+                    self.on_outcome(outcome)?;
                 }
             }
             _ = timers.keep_alive.as_mut() => return Err(Exit::KeepAlive),
@@ -221,7 +221,9 @@ impl Conn {
     /// the connection closes (each waits at most the commit timeout).
     async fn answer_all(&mut self) {
         while let Some(outcome) = self.replies.next().await {
-            self.on_outcome(outcome);
+            if self.on_outcome(outcome).is_err() {
+                break;
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
     }

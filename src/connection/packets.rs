@@ -37,9 +37,12 @@ impl Conn {
             }
             Packet::PubRel(r) => {
                 self.inbound.qos2_done(r.packet_id);
-                let command = Command::Release(cmd::Release {
-                    client_id: self.client_id.to_string(),
-                    packet_id: r.packet_id,
+                let command = Command::GuardedRelease(cmd::Guarded {
+                    epoch: self.epoch,
+                    cmd: cmd::Release {
+                        client_id: self.client_id.to_string(),
+                        packet_id: r.packet_id,
+                    },
                 });
                 self.submit(command, Reply::PubComp(r.packet_id)).await
             }
@@ -118,12 +121,17 @@ impl Conn {
         }
     }
 
-    /// `packet_id` is kept for QoS 2 only: apply recognises a resent PUBLISH by it.
+    /// `packet_id` is kept for QoS 2 only: apply recognises a resent PUBLISH
+    /// by it. Guarded by the connection's epoch: once the session is taken
+    /// over, the publish is not applied.
     fn publish_command(&self, msg: raftmq_raft::Message, packet_id: u16) -> Command {
-        Command::Publish(cmd::Publish {
-            client_id: self.client_id.to_string(),
-            packet_id,
-            msg,
+        Command::GuardedPublish(cmd::Guarded {
+            epoch: self.epoch,
+            cmd: cmd::Publish {
+                client_id: self.client_id.to_string(),
+                packet_id,
+                msg,
+            },
         })
     }
 

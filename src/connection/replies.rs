@@ -12,6 +12,7 @@ use raftmq_raft::proposer::ResultRx;
 use raftmq_raft::{CmdResult, RaftError, SubOpts};
 use tracing::warn;
 
+use super::close::Exit;
 use super::Conn;
 use crate::codec::{self, reason, Packet, PubResp};
 
@@ -88,10 +89,22 @@ pub async fn wait(rx: ResultRx, timeout: Duration) -> Result<CmdResult, RaftErro
 
 impl Conn {
     /// Answers the client for one applied (or failed) command.
-    pub(super) fn on_outcome(&mut self, (reply, res): Outcome) {
+    /// Answers the client for one committed (or failed) command. A publish
+    /// or release refused as stale means this connection no longer holds
+    /// its session (taken over, and this node has not applied that yet): it
+    /// ends without an answer, so the client resends on its new connection.
+    pub(super) fn on_outcome(&mut self, (reply, res): Outcome) -> Result<(), Exit> {
         if let Err(e) = &res {
             self.broker.metrics.commit_failures.inc();
             warn!(error = %e, "command not committed");
+        }
+        if matches!(res, Ok(CmdResult::Stale))
+            && matches!(
+                reply,
+                Reply::PubAck(_) | Reply::PubRec(_) | Reply::PubComp(_)
+            )
+        {
+            return Err(Exit::TakenOver);
         }
         match reply {
             Reply::PubAck(pid) => {
@@ -110,7 +123,7 @@ impl Conn {
                     Ok(CmdResult::Released { found: false }) => reason::PACKET_IDENTIFIER_NOT_FOUND,
                     Ok(_) => reason::SUCCESS,
                     // MQTT 3 has no failure ack: stay silent so the client resends.
-                    Err(_) if !self.v5() => return,
+                    Err(_) if !self.v5() => return Ok(()),
                     Err(_) => reason::SUCCESS,
                 };
                 self.io.push(Packet::PubComp(PubResp {
@@ -142,6 +155,7 @@ impl Conn {
                 }
             }
         }
+        Ok(())
     }
 
     /// PUBACK or PUBREC for a client's publish.

@@ -312,6 +312,14 @@ impl MqttState {
             Command::Received(c) => self.received(c, ctx),
             Command::Release(c) => self.release(c, ctx),
             Command::Configure(s) => self.configure(s, ctx),
+            Command::GuardedPublish(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
+                Some(_) => self.publish(id, g.cmd, ctx),
+                None => Ok(CmdResult::Stale),
+            },
+            Command::GuardedRelease(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
+                Some(_) => self.release(g.cmd, ctx),
+                None => Ok(CmdResult::Stale),
+            },
         }
     }
 }

@@ -427,3 +427,103 @@ fn commands_of_a_taken_over_or_ended_connection_are_stale() {
     assert_eq!(r[0], CmdResult::Stale);
     assert!(matches!(r[1], CmdResult::Subscribed { .. }), "{r:?}");
 }
+
+fn guarded_publish(client: &str, epoch: u64, pid: u16, m: Message) -> Command {
+    Command::GuardedPublish(Guarded {
+        epoch,
+        cmd: Publish {
+            client_id: client.into(),
+            packet_id: pid,
+            msg: m,
+        },
+    })
+}
+
+#[test]
+fn a_publish_from_a_taken_over_connection_is_stale_and_not_routed() {
+    let mut f = Fixture::new();
+    let s = f.register("s", NEVER, None);
+    f.subscribe("s", s, "t", 1);
+    let old = f.register("p", NEVER, None);
+    let new = f.register("p", NEVER, None);
+    let (r, _) = f.apply(vec![
+        guarded_publish("p", old, 0, msg("t", 1, "p")),
+        guarded_publish("p", new, 0, msg("t", 1, "p")),
+    ]);
+    assert_eq!(r[0], CmdResult::Stale);
+    assert_eq!(
+        r[1],
+        CmdResult::Published {
+            duplicate: false,
+            matched: 1
+        }
+    );
+    assert_eq!(
+        f.delivered("s").len(),
+        1,
+        "only the live connection's publish"
+    );
+}
+
+#[test]
+fn a_qos2_publish_that_reaches_the_log_after_its_resend_was_released_is_not_routed_again() {
+    // The first attempt went to a node that could not commit; the client
+    // reconnected (a new epoch) and resent it, which was routed and
+    // released. The first attempt, committed late, must not route it again.
+    let mut f = Fixture::new();
+    let s = f.register("s", NEVER, None);
+    f.subscribe("s", s, "t", 2);
+    let first = f.register("p", NEVER, None);
+    let second = f.register("p", NEVER, None);
+    let (r, _) = f.apply(vec![
+        guarded_publish("p", second, 7, msg("t", 2, "p")),
+        Command::GuardedRelease(Guarded {
+            epoch: second,
+            cmd: Release {
+                client_id: "p".into(),
+                packet_id: 7,
+            },
+        }),
+        guarded_publish("p", first, 7, msg("t", 2, "p")),
+    ]);
+    assert_eq!(r[1], CmdResult::Released { found: true });
+    assert_eq!(r[2], CmdResult::Stale);
+    assert_eq!(f.delivered("s").len(), 1);
+}
+
+#[test]
+fn a_release_from_a_taken_over_connection_keeps_the_packet_id() {
+    let mut f = Fixture::new();
+    let s = f.register("s", NEVER, None);
+    f.subscribe("s", s, "t", 2);
+    let old = f.register("p", NEVER, None);
+    let (r, _) = f.apply(vec![guarded_publish("p", old, 3, msg("t", 2, "p"))]);
+    assert!(matches!(
+        r[0],
+        CmdResult::Published {
+            duplicate: false,
+            ..
+        }
+    ));
+    let new = f.register("p", NEVER, None);
+    let (r, _) = f.apply(vec![
+        Command::GuardedRelease(Guarded {
+            epoch: old,
+            cmd: Release {
+                client_id: "p".into(),
+                packet_id: 3,
+            },
+        }),
+        guarded_publish("p", new, 3, msg("t", 2, "p")),
+    ]);
+    assert_eq!(r[0], CmdResult::Stale);
+    assert_eq!(
+        r[1],
+        CmdResult::Published {
+            duplicate: true,
+            matched: 0
+        },
+        "the resend on the new connection is still recognised"
+    );
+    assert_eq!(f.delivered("s").len(), 1);
+}
