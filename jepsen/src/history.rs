@@ -107,9 +107,9 @@ pub enum Op {
         nodes: Vec<u64>,
         detail: String,
     },
-    /// A sample of one node's role as its admin API reported it:
-    /// "leader", "follower", "candidate", "learner", "down" (no answer) or
-    /// "paused".
+    /// A sample of one node's role: "leader" or "follower" as the node
+    /// reports itself, "no-leader" when it knows of none, "down" (killed or
+    /// not answering) or "paused" (SIGSTOP).
     Role { node: u64, role: String },
     /// A free-form note in the history (phase changes: "heal", "recovered").
     Note { text: String },

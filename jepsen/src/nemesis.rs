@@ -40,8 +40,9 @@ pub enum Fault {
     KillAll,
     /// A node leaves the cluster (`cluster leave -k`), is wiped, and joins again.
     Membership,
-    /// Negative control: two of three nodes killed, their data directories
-    /// wiped, and restarted: acknowledged writes are expected to be lost.
+    /// Negative control: every node killed, two of them (node 1 among them)
+    /// wiped and restarted, the third restarted later: acknowledged writes
+    /// are expected to be lost.
     Amnesia,
 }
 
@@ -69,7 +70,8 @@ impl Fault {
             Fault::Flapping => ((300, 1200), (600, 2500)),
             Fault::Pause => ((2000, 4000), (2000, 5000)),
             Fault::KillAll => ((3000, 5000), (1000, 3000)),
-            Fault::Membership | Fault::Amnesia => ((3000, 5000), (1000, 2000)),
+            Fault::Membership => ((3000, 5000), (1000, 2000)),
+            Fault::Amnesia => ((3000, 5000), (3000, 6000)),
             _ => ((2000, 4000), (3000, 7000)),
         }
     }
@@ -280,20 +282,27 @@ fn inject(fault: Fault, pick: u64, cluster: &Shared) -> Result<Injected, String>
         }
         Fault::Membership => leave_and_rejoin(random, cluster),
         Fault::Amnesia => {
-            let mut victims = ids.clone();
-            victims.shuffle(&mut rng);
-            victims.truncate(2);
-            victims.sort();
+            // Every node killed; node 1 (which bootstraps when its directory
+            // is empty) and one other wiped and started again, so they form
+            // a new, empty cluster and take writes; the node that kept its
+            // data comes back at the heal.
+            let kept = ids[1 + rng.random_range(0..ids.len() - 1)];
+            let wiped: Vec<u64> = ids.iter().copied().filter(|&i| i != kept).collect();
             let mut c = lock(cluster);
-            for &v in &victims {
-                let n = c.node_mut(v);
+            for n in &mut c.nodes {
                 n.kill();
+            }
+            for &v in &wiped {
+                let n = c.node_mut(v);
                 n.wipe().map_err(|e| format!("wiping node {v}: {e}"))?;
+                n.start().map_err(|e| format!("starting node {v}: {e}"))?;
             }
             Ok(Injected {
-                nodes: victims.clone(),
-                detail: format!("SIGKILL and wipe the data of nodes {victims:?}"),
-                heal: Heal::Restart(victims),
+                nodes: wiped.clone(),
+                detail: format!(
+                    "SIGKILL every node; nodes {wiped:?} wiped and restarted; node {kept} restarted at the heal"
+                ),
+                heal: Heal::Restart(vec![kept]),
             })
         }
     }

@@ -34,8 +34,10 @@ pub struct RunOpts {
 /// What a run concluded.
 pub struct Outcome {
     pub verdicts: Vec<Verdict>,
-    /// Whether the run is as it should be: every checker valid or, for a
-    /// negative control, its checker invalid.
+    /// Every checker found its property held.
+    pub valid: bool,
+    /// Whether the run is as it should be: valid or, for a negative
+    /// control, its checker invalid.
     pub passed: bool,
     pub dir: PathBuf,
 }
@@ -113,7 +115,12 @@ pub async fn run(s: &Scenario, o: &RunOpts) -> anyhow::Result<Outcome> {
         notes,
     };
     report::write_report(&o.out, &info, &history, &verdicts)?;
+    if passed {
+        // The nodes' data directories are kept only for a run to look into.
+        let _ = std::fs::remove_dir_all(o.out.join("nodes"));
+    }
     Ok(Outcome {
+        valid: verdicts.iter().all(|v| v.valid),
         verdicts,
         passed,
         dir: o.out.clone(),

@@ -45,7 +45,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "control-amnesia",
-        description: "negative control: two of three nodes killed and their data directories wiped; the queue checker must report acknowledged messages lost",
+        description: "negative control: every node killed, two of three wiped and restarted (they form a new, empty cluster), the third restarted later; the queue checker must report acknowledged messages lost",
         fault: Fault::Amnesia,
         config: None,
         must_fail: Some("queue"),

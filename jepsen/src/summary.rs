@@ -16,6 +16,7 @@ pub struct Row {
     pub seed: u64,
     pub operations: usize,
     pub faults: usize,
+    pub valid: bool,
     pub passed: bool,
     pub control: bool,
     pub checks: Vec<CheckCounts>,
@@ -75,6 +76,7 @@ impl Summary {
             seed,
             operations: ops.len() - faults,
             faults,
+            valid: o.valid,
             passed: o.passed,
             control: s.must_fail.is_some(),
             checks: o
@@ -94,7 +96,12 @@ impl Summary {
             "{} seed {}: {} ({} operations, {} faults; {})",
             row.scenario,
             seed,
-            if row.passed { "PASS" } else { "FAIL" },
+            match (row.valid, row.control) {
+                (true, false) => "valid",
+                (false, false) => "INVALID",
+                (false, true) => "INVALID, as this negative control must be",
+                (true, true) => "valid: THIS NEGATIVE CONTROL FOUND NOTHING",
+            },
             row.operations,
             row.faults,
             o.verdicts
@@ -107,8 +114,17 @@ impl Summary {
         line
     }
 
-    pub fn all_passed(&self) -> bool {
-        self.rows.iter().all(|r| r.passed)
+    /// The exit status: 0 when every run was valid, 1 when any found a
+    /// violation (a negative control always should), 3 when a negative
+    /// control found none (the checkers could not fail).
+    pub fn exit_code(&self) -> u8 {
+        if self.rows.iter().any(|r| r.control && r.valid) {
+            3
+        } else if self.rows.iter().any(|r| !r.valid) {
+            1
+        } else {
+            0
+        }
     }
 
     /// A Markdown table, one row per run.
@@ -127,11 +143,11 @@ impl Summary {
             let mut cells = vec![
                 r.scenario.clone(),
                 r.seed.to_string(),
-                match (r.passed, r.control) {
-                    (true, false) => "pass".into(),
-                    (true, true) => "pass (control failed as it must)".into(),
-                    (false, true) => "FAIL (control found nothing)".into(),
-                    (false, false) => "FAIL".into(),
+                match (r.valid, r.control) {
+                    (true, false) => "valid".into(),
+                    (false, false) => "INVALID".into(),
+                    (false, true) => "invalid, as the control must be".into(),
+                    (true, true) => "CONTROL FOUND NOTHING".into(),
                 },
                 r.operations.to_string(),
                 r.faults.to_string(),

@@ -553,12 +553,19 @@ impl Client {
 
     /// Sends DISCONNECT (normal disconnection), shuts the socket down and
     /// waits (at most the op timeout) for the broker to close its side.
-    pub async fn disconnect(mut self) {
+    /// Returns the messages that arrived (and were acknowledged) but were not
+    /// taken with `recv`: the broker considers them delivered.
+    pub async fn disconnect(mut self) -> Vec<Message> {
         let bye = Packet::Disconnect { reason: 0 };
         if self.send_only(&bye).await.is_ok() && self.out.send(Out::Shutdown).is_ok() {
             let _ = timeout(self.op_timeout, &mut self.task).await;
         }
+        let mut left = Vec::new();
+        while let Ok(m) = self.inbox.try_recv() {
+            left.push(m);
+        }
         // Drop aborts whatever is left.
+        left
     }
 }
 

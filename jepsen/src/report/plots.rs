@@ -41,7 +41,7 @@ const FAULT_ALPHA: f64 = 0.16;
 const ROLES: [(&str, RGBColor); 6] = [
     ("leader", RGBColor(44, 160, 44)),
     ("follower", RGBColor(31, 119, 180)),
-    ("candidate", RGBColor(255, 127, 14)),
+    ("no-leader", RGBColor(255, 127, 14)),
     ("learner", RGBColor(148, 103, 189)),
     ("down", RGBColor(214, 39, 40)),
     ("paused", RGBColor(127, 127, 127)),

@@ -157,7 +157,7 @@ fn synthetic(secs: u64) -> History {
     while t < secs * 1000 {
         for node in 1..=3u64 {
             let role = if t >= part.0 && t < part.0 + 600 && node != 1 {
-                "candidate"
+                "no-leader"
             } else if t >= pause && node == 2 {
                 "paused"
             } else if (t < part.0 && node == 1) || (t >= part.0 + 600 && node == 2) {

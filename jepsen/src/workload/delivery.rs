@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{version_for, Ctx, Identity};
+use super::{delivered, version_for, Ctx, Identity};
 use crate::history::{Kind, Op, Workload};
 use crate::mqtt::{Client, Message, MqttError, Publish};
 
@@ -102,11 +102,6 @@ pub fn outcome(e: &MqttError) -> Kind {
     }
 }
 
-/// The message id a payload carries (`None`: not one of ours).
-pub fn id_of(m: &Message) -> Option<u64> {
-    std::str::from_utf8(&m.payload).ok()?.parse().ok()
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn subscriber(
     ctx: Ctx,
@@ -123,30 +118,29 @@ async fn subscriber(
     loop {
         // Receive until the connection ends, it is time to go offline, or
         // the run is over.
+        let deliver = |m: &Message, node: u64| delivered(&ctx, p.workload, &process, node, m);
         let offline = loop {
             let got = tokio::select! {
-                _ = drain.cancelled() => { client.disconnect().await; return; }
+                _ = drain.cancelled() => {
+                    for m in client.disconnect().await {
+                        deliver(&m, node);
+                    }
+                    return;
+                }
                 _ = tokio::time::sleep_until(next_offline) => break true,
                 got = client.recv() => got,
             };
             match got {
-                Ok(m) => ctx.rec.event(
-                    &process,
-                    Op::Deliver {
-                        workload: p.workload,
-                        client: who.client_id.clone(),
-                        node,
-                        topic: m.topic.clone(),
-                        id: id_of(&m).unwrap_or(u64::MAX),
-                        qos: m.qos,
-                        dup: m.dup,
-                    },
-                ),
+                Ok(m) => deliver(&m, node),
                 Err(_) => break false,
             }
         };
         if offline {
-            client.disconnect().await;
+            // What arrived (and was acknowledged) before the DISCONNECT was
+            // delivered, whether or not it was read yet.
+            for m in client.disconnect().await {
+                deliver(&m, node);
+            }
             let away = Duration::from_millis(rng.random_range(1000..3000));
             tokio::select! {
                 _ = drain.cancelled() => return,

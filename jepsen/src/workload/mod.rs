@@ -21,8 +21,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::Recorder;
-use crate::mqtt::{Client, Connack, ConnectOpts, MqttError, SessionState, Version};
+use crate::history::{Op, Recorder, Workload};
+use crate::mqtt::{Client, Connack, ConnectOpts, Message, MqttError, SessionState, Version};
 
 /// What every workload task gets.
 #[derive(Clone)]
@@ -57,6 +57,27 @@ impl Ctx {
     pub fn addr(&self, node: u64) -> SocketAddr {
         self.nodes[(node as usize - 1) % self.nodes.len()]
     }
+}
+
+/// The message id a payload carries (`None`: not one of ours).
+pub fn id_of(m: &Message) -> Option<u64> {
+    std::str::from_utf8(&m.payload).ok()?.parse().ok()
+}
+
+/// Records that `client`, connected to `node`, received `m`.
+pub fn delivered(ctx: &Ctx, workload: Workload, client: &str, node: u64, m: &Message) {
+    ctx.rec.event(
+        client,
+        Op::Deliver {
+            workload,
+            client: client.to_string(),
+            node,
+            topic: m.topic.clone(),
+            id: id_of(m).unwrap_or(u64::MAX),
+            qos: m.qos,
+            dup: m.dup,
+        },
+    );
 }
 
 /// The MQTT version a process uses: even processes 5, odd ones 3.1.1, so

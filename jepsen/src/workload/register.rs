@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{id_of, outcome};
-use super::{version_for, Ctx, Identity};
+use super::delivery::outcome;
+use super::{id_of, version_for, Ctx, Identity};
 use crate::history::{Kind, Op};
 use crate::mqtt::{Client, Publish};
 

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{id_of, outcome};
-use super::{version_for, Ctx, Identity};
+use super::delivery::outcome;
+use super::{delivered, version_for, Ctx, Identity};
 use crate::history::{Kind, Op, Workload};
 use crate::mqtt::Publish;
 
@@ -107,20 +107,11 @@ pub async fn probe(ctx: &Ctx, n: usize, wait: Duration) {
             .recv_timeout(quiet.saturating_duration_since(Instant::now()))
             .await
         {
-            ctx.rec.event(
-                &who.client_id,
-                Op::Deliver {
-                    workload: Workload::Subscriptions,
-                    client: who.client_id.clone(),
-                    node,
-                    topic: m.topic.clone(),
-                    id: id_of(&m).unwrap_or(u64::MAX),
-                    qos: m.qos,
-                    dup: m.dup,
-                },
-            );
+            delivered(ctx, Workload::Subscriptions, &who.client_id, node, &m);
             quiet = (Instant::now() + Duration::from_secs(1)).min(deadline);
         }
-        c.disconnect().await;
+        for m in c.disconnect().await {
+            delivered(ctx, Workload::Subscriptions, &who.client_id, node, &m);
+        }
     }
 }
