@@ -9,10 +9,26 @@
 //! ([`Client::next_pkid`]), then publish again with `dup` set.
 //!
 //! - [`codec`]: packets and their wire encoding.
-//! - [`client`]: [`Client`], the handle, and the task that owns the socket.
+//! - [`client`]: [`Client`], the handle, and its connect options, CONNACK
+//!   and messages.
+//! - `error`: [`MqttError`], how an operation ended when it did not succeed.
+//! - `session`: [`SessionState`], kept across the connections of one
+//!   session.
+//! - `connection`: the task that owns the socket (reader and writer).
+//! - `acks`: the requests waiting for acknowledgements, shared by the
+//!   handle and the task.
 
+mod acks;
 pub mod client;
 pub mod codec;
+mod connection;
+mod error;
+mod session;
 
-pub use client::{Client, Connack, ConnectOpts, Message, MqttError, SessionState};
+#[cfg(test)]
+mod tests;
+
+pub use client::{Client, Connack, ConnectOpts, Message};
 pub use codec::{Publish, Version};
+pub use error::MqttError;
+pub use session::SessionState;
