@@ -16,6 +16,9 @@ pub struct Row {
     pub seed: u64,
     pub operations: usize,
     pub faults: usize,
+    /// Seconds from the final heal until every node answered `/health` 200
+    /// (None: not within the limit).
+    pub recovery_s: Option<f64>,
     pub valid: bool,
     pub passed: bool,
     pub control: bool,
@@ -71,11 +74,22 @@ impl Summary {
             .iter()
             .filter(|x| matches!(x.invoke.op, Op::Fault { .. }))
             .count();
+        let note_at = |text: &str| {
+            history.events.iter().find_map(|e| match &e.op {
+                Op::Note { text: t } if t == text => Some(e.t),
+                _ => None,
+            })
+        };
+        let recovery_s = match (note_at("heal"), note_at("recovered")) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+            _ => None,
+        };
         let row = Row {
             scenario: s.name.to_string(),
             seed,
             operations: ops.len() - faults,
             faults,
+            recovery_s,
             valid: o.valid,
             passed: o.passed,
             control: s.must_fail.is_some(),
@@ -129,7 +143,7 @@ impl Summary {
 
     /// A Markdown table, one row per run.
     pub fn table(&self) -> String {
-        let mut head = vec!["scenario", "seed", "result", "ops", "faults"]
+        let mut head = vec!["scenario", "seed", "result", "ops", "faults", "heal→healthy s"]
             .into_iter()
             .map(String::from)
             .collect::<Vec<_>>();
@@ -151,6 +165,7 @@ impl Summary {
                 },
                 r.operations.to_string(),
                 r.faults.to_string(),
+                r.recovery_s.map_or("not healthy".into(), |s| format!("{s:.1}")),
             ];
             for (checker, counts) in COLUMNS {
                 let found = r.checks.iter().find(|(c, _, _)| c == checker);
