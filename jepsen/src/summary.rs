@@ -143,10 +143,17 @@ impl Summary {
 
     /// A Markdown table, one row per run.
     pub fn table(&self) -> String {
-        let mut head = vec!["scenario", "seed", "result", "ops", "faults", "heal→healthy s"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
+        let mut head = vec![
+            "scenario",
+            "seed",
+            "result",
+            "ops",
+            "faults",
+            "heal→healthy s",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
         for (checker, counts) in COLUMNS {
             for c in *counts {
                 head.push(format!("{checker} {c}"));
@@ -165,7 +172,8 @@ impl Summary {
                 },
                 r.operations.to_string(),
                 r.faults.to_string(),
-                r.recovery_s.map_or("not healthy".into(), |s| format!("{s:.1}")),
+                r.recovery_s
+                    .map_or("not healthy".into(), |s| format!("{s:.1}")),
             ];
             for (checker, counts) in COLUMNS {
                 let found = r.checks.iter().find(|(c, _, _)| c == checker);

@@ -306,13 +306,3 @@ fn checker_names_become_safe_file_names() {
     assert_eq!(check_file("../x y"), "_.._x_y.json");
     assert_eq!(check_file(""), "_.json");
 }
-
-/// Renders a sample report to /work/report-sample/ to look at.
-#[test]
-#[ignore]
-fn sample_report() {
-    let dir = Path::new("/work/report-sample");
-    let h = synthetic(30);
-    write_report(dir, &info(false), &h, &verdicts()).expect("report");
-    h.save(&dir.join("history.jsonl")).expect("history");
-}
