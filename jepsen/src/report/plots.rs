@@ -230,6 +230,27 @@ fn label_faults<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     Ok(())
 }
 
+/// A plot's drawing area: the chart, or its legend.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// A white PNG canvas of [`SIZE`], split into the chart (left) and its
+/// legend (right).
+fn canvas(path: &Path) -> Result<(Area<'_>, Area<'_>), ReportError> {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    Ok(root.split_horizontally(SIZE.0 - LEGEND_W))
+}
+
+/// A chart on `main` with its caption and the margins every plot shares.
+fn chart_on<'a, 'b>(main: &'a Area<'b>, caption: &str) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut b = ChartBuilder::on(main);
+    b.caption(caption, style(20.0))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    b
+}
+
 /// Extra room at the top of a linear y range for the fault labels.
 fn headroom(s: &Summary, top: f64) -> f64 {
     if s.faults.is_empty() {
@@ -267,14 +288,8 @@ pub(super) fn latency(path: &Path, s: &Summary) -> Result<(), ReportError> {
         hi * (hi / lo).powf(0.25)
     };
 
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let (main, side) = root.split_horizontally(SIZE.0 - LEGEND_W);
-    let mut chart = ChartBuilder::on(&main)
-        .caption("Latency of client operations", style(20.0))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let (main, side) = canvas(path)?;
+    let mut chart = chart_on(&main, "Latency of client operations")
         .build_cartesian_2d(0f64..s.x_max(), (lo..top).log_scale())
         .map_err(plot_err)?;
     chart
@@ -315,7 +330,7 @@ pub(super) fn latency(path: &Path, s: &Summary) -> Result<(), ReportError> {
         .collect();
     entries.extend(fault_legend(s));
     legend(&side, "outcome", &entries)?;
-    root.present().map_err(plot_err)?;
+    main.present().map_err(plot_err)?;
     Ok(())
 }
 
@@ -358,14 +373,8 @@ pub(super) fn throughput(path: &Path, s: &Summary) -> Result<(), ReportError> {
     let max = counts.iter().flatten().copied().max().unwrap_or(0).max(5) as f64;
     let top = headroom(s, max);
 
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let (main, side) = root.split_horizontally(SIZE.0 - LEGEND_W);
-    let mut chart = ChartBuilder::on(&main)
-        .caption("Throughput (1 s buckets)", style(20.0))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let (main, side) = canvas(path)?;
+    let mut chart = chart_on(&main, "Throughput (1 s buckets)")
         .build_cartesian_2d(0f64..s.x_max(), 0f64..top)
         .map_err(plot_err)?;
     chart
@@ -409,7 +418,7 @@ pub(super) fn throughput(path: &Path, s: &Summary) -> Result<(), ReportError> {
         .collect();
     entries.extend(fault_legend(s));
     legend(&side, "per second", &entries)?;
-    root.present().map_err(plot_err)?;
+    main.present().map_err(plot_err)?;
     Ok(())
 }
 
@@ -441,14 +450,8 @@ pub(super) fn roles(path: &Path, s: &Summary) -> Result<(), ReportError> {
         }
     }
 
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let (main, side) = root.split_horizontally(SIZE.0 - LEGEND_W);
-    let mut chart = ChartBuilder::on(&main)
-        .caption("Node roles (admin API samples)", style(20.0))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let (main, side) = canvas(path)?;
+    let mut chart = chart_on(&main, "Node roles (admin API samples)")
         .build_cartesian_2d(0f64..s.x_max(), 0.5f64..top)
         .map_err(plot_err)?;
     chart
@@ -491,7 +494,7 @@ pub(super) fn roles(path: &Path, s: &Summary) -> Result<(), ReportError> {
     }
     entries.extend(fault_legend(s));
     legend(&side, "role", &entries)?;
-    root.present().map_err(plot_err)?;
+    main.present().map_err(plot_err)?;
     Ok(())
 }
 
