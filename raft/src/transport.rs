@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::error::bincode_config;
@@ -110,11 +111,25 @@ struct Conn {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
     dead: AtomicBool,
+    /// Cancelled when the connection is killed: its reader and writer stop
+    /// and the socket closes, even if the peer has gone silent.
+    closed: CancellationToken,
 }
 
 impl Conn {
+    fn new(tx: mpsc::Sender<Frame>) -> Conn {
+        Conn {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            dead: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        }
+    }
+
     fn kill(&self) {
         self.dead.store(true, Ordering::Release);
+        self.closed.cancel();
         // Dropping the senders fails every waiter at once.
         self.pending.lock().clear();
     }
@@ -403,12 +418,7 @@ impl Transport {
         info!(peer = to, %addr, "connected to peer");
         let (rd, wr) = s.into_split();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let conn = Arc::new(Conn {
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            dead: AtomicBool::new(false),
-        });
+        let conn = Arc::new(Conn::new(tx));
         tokio::spawn(writer(wr, rx, conn.clone()));
         tokio::spawn(client_reader(rd, conn.clone(), peer, to));
         Ok(conn)
@@ -423,6 +433,16 @@ impl Transport {
         addr: &str,
         rpc: Rpc,
     ) -> Result<oneshot::Receiver<Reply>, NetError> {
+        Ok(self.send_on(to, addr, rpc).await?.1)
+    }
+
+    /// As [`Transport::send`], also returning the connection it went on.
+    async fn send_on(
+        &self,
+        to: NodeId,
+        addr: &str,
+        rpc: Rpc,
+    ) -> Result<(Arc<Conn>, oneshot::Receiver<Reply>), NetError> {
         let conn = self.conn(to, addr).await?;
         self.stats.requests_sent.fetch_add(1, Ordering::Relaxed);
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
@@ -432,10 +452,15 @@ impl Transport {
             conn.pending.lock().remove(&id);
             return Err(NetError::Closed);
         }
-        Ok(rx)
+        Ok((conn, rx))
     }
 
-    /// Sends a request and waits for its reply.
+    /// Sends a request and waits for its reply. If it times out and the
+    /// peer has answered nothing on any request since this one was sent, the
+    /// connection is taken as silent (a cut network keeps a TCP connection
+    /// open but blackholed, and TCP's retransmission backoff would delay the
+    /// first packet after the heal by seconds): it is closed, and the next
+    /// request dials afresh.
     pub async fn call(
         &self,
         to: NodeId,
@@ -443,11 +468,23 @@ impl Transport {
         rpc: Rpc,
         timeout: Duration,
     ) -> Result<Reply, NetError> {
-        let rx = timed(timeout, self.send(to, addr, rpc)).await?;
+        let sent = Instant::now();
+        let (conn, rx) = timed(timeout, self.send_on(to, addr, rpc)).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(NetError::Closed),
-            Err(_) => Err(NetError::Timeout(timeout)),
+            Err(_) => {
+                let peer = self.peer(to, addr);
+                let answered = peer.last_ok.lock().is_some_and(|t| t >= sent);
+                if !answered && conn.alive() {
+                    debug!(
+                        peer = to,
+                        "no answer from peer within {timeout:?}; redialing"
+                    );
+                    conn.kill();
+                }
+                Err(NetError::Timeout(timeout))
+            }
         }
     }
 
@@ -566,12 +603,7 @@ impl Transport {
     ) {
         debug!(peer = from, "peer connected");
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let conn = Arc::new(Conn {
-            tx: tx.clone(),
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            dead: AtomicBool::new(false),
-        });
+        let conn = Arc::new(Conn::new(tx.clone()));
         tokio::spawn(writer(wr, rx, conn.clone()));
         let mut rd = BufReader::with_capacity(256 << 10, rd);
         loop {
@@ -606,7 +638,14 @@ impl Transport {
 /// Writes queued frames, many per socket write.
 async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, conn: Arc<Conn>) {
     let mut buf = Vec::with_capacity(64 << 10);
-    while let Some(f) = rx.recv().await {
+    loop {
+        let f = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+            _ = conn.closed.cancelled() => break,
+        };
         if let Err(e) = encode_frame(&f, &mut buf) {
             warn!(error = %e, "dropping a frame that cannot be encoded");
         }
@@ -639,7 +678,11 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, conn: Arc<
 async fn client_reader(rd: OwnedReadHalf, conn: Arc<Conn>, peer: Arc<Peer>, to: NodeId) {
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     loop {
-        match read_frame(&mut rd).await {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd) => f,
+            _ = conn.closed.cancelled() => break,
+        };
+        match frame {
             Ok(Frame::Resp { id, reply }) => {
                 *peer.last_ok.lock() = Some(Instant::now());
                 if let Some(w) = conn.pending.lock().remove(&id) {
@@ -727,6 +770,45 @@ mod tests {
             "one connection"
         );
         assert!(client.reachable(2));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_times_out_on_a_silent_connection_closes_it_and_the_next_call_redials() {
+        let (_srv, addr) = server(2, "secret").await;
+        let client = Transport::new(1, "secret");
+        // Answered only after 500 ms, and nothing else is in flight: the
+        // connection looks silent when the 100 ms deadline passes.
+        let err = client
+            .call(2, &addr, join(500), Duration::from_millis(100))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, NetError::Timeout(_)), "{err}");
+        let reply = client
+            .call(2, &addr, join(1), Duration::from_secs(2))
+            .await
+            .expect("reply on a new connection");
+        assert!(matches!(reply, Reply::Admin(Ok(_))), "{reply:?}");
+        assert_eq!(client.stats.connects.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_times_out_while_the_peer_answers_others_keeps_the_connection() {
+        let (_srv, addr) = server(2, "secret").await;
+        let client = Transport::new(1, "secret");
+        let quick = client.send(2, &addr, join(10)).await.expect("send");
+        // The slow one times out, but the peer answered the quick one
+        // after it was sent: the connection is busy, not silent.
+        let err = client
+            .call(2, &addr, join(400), Duration::from_millis(100))
+            .await
+            .expect_err("timeout");
+        assert!(matches!(err, NetError::Timeout(_)), "{err}");
+        quick.await.expect("quick reply");
+        client
+            .call(2, &addr, join(1), Duration::from_secs(2))
+            .await
+            .expect("reply");
+        assert_eq!(client.stats.connects.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
