@@ -78,6 +78,8 @@ pub const DEFAULT_COOKIE: &str = "raftmq-default-cookie";
 
 impl Default for Settings {
     fn default() -> Self {
+        // The cluster-wide values have one default, the log's own.
+        let cluster = ClusterSettings::default();
         Settings {
             node_id: 1,
             data_dir: PathBuf::from("./raftmq-data"),
@@ -91,17 +93,17 @@ impl Default for Settings {
             max_client_id_size: 100,
             max_message_size: 0,
             max_packet_size: 268_435_460,
-            max_inflight_messages: 20,
-            max_online_messages: -1,
-            max_offline_messages: -1,
+            max_inflight_messages: cluster.max_inflight_messages,
+            max_online_messages: cluster.max_online_messages,
+            max_offline_messages: cluster.max_offline_messages,
             retry_interval_s: 20,
             persistent_client_expiration_s: NEVER,
             topic_alias_max_broker: 16,
             topic_alias_max_client: 16,
             receive_max_broker: 100,
             server_keep_alive: 0,
-            suppress_lwt_on_session_takeover: false,
-            max_last_will_delay_s: NEVER,
+            suppress_lwt_on_session_takeover: cluster.suppress_lwt_on_session_takeover,
+            max_last_will_delay_s: cluster.max_last_will_delay,
             systree_enabled: true,
             systree_interval_ms: 20_000,
             allow_register_during_netsplit: false,
