@@ -296,6 +296,12 @@ impl Recorder {
         self.push(process, id, Kind::Event, op);
     }
 
+    /// How many events so far match `f` (read in place, not copied).
+    pub fn count(&self, f: impl Fn(&Event) -> bool) -> usize {
+        let events = self.inner.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().filter(|e| f(e)).count()
+    }
+
     /// The history so far.
     pub fn history(&self) -> History {
         History::new(

@@ -9,14 +9,14 @@ use anyhow::Context;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin;
 use crate::check::{self, NodeState, Verdict};
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::history::{Kind, Op, Recorder, Workload};
+use crate::history::{History, Kind, Op, Operation, Recorder, Workload};
 use crate::nemesis::{self, Shared};
 use crate::report::{self, RunInfo};
 use crate::scenario::Scenario;
 use crate::workload::{delivery, register, registration, subscriptions, Ctx};
-use crate::{admin, history::History};
 
 /// How a run is asked for.
 #[derive(Debug, Clone)]
@@ -34,12 +34,57 @@ pub struct RunOpts {
 /// What a run concluded.
 pub struct Outcome {
     pub verdicts: Vec<Verdict>,
+    pub tally: Tally,
     /// Every checker found its property held.
     pub valid: bool,
     /// Whether the run is as it should be: valid or, for a negative
     /// control, its checker invalid.
     pub passed: bool,
     pub dir: PathBuf,
+}
+
+/// Counts over one run's history.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    /// Client operations (faults apart), and how many completed `Ok`.
+    pub operations: usize,
+    pub ok: usize,
+    pub deliveries: usize,
+    pub faults: usize,
+    /// Seconds from the final heal until every node answered `/health` 200
+    /// (None: not within the limit).
+    pub recovery_s: Option<f64>,
+}
+
+impl Tally {
+    pub fn of(h: &History) -> Tally {
+        let ops = h.operations();
+        let is_fault = |o: &&Operation<'_>| matches!(o.invoke.op, Op::Fault { .. });
+        let faults = ops.iter().filter(is_fault).count();
+        let note_at = |text: &str| {
+            h.events.iter().find_map(|e| match &e.op {
+                Op::Note { text: t } if e.process == "run" && t == text => Some(e.t),
+                _ => None,
+            })
+        };
+        Tally {
+            operations: ops.len() - faults,
+            ok: ops
+                .iter()
+                .filter(|o| o.outcome() == Kind::Ok && !is_fault(o))
+                .count(),
+            deliveries: h
+                .events
+                .iter()
+                .filter(|e| matches!(e.op, Op::Deliver { .. }))
+                .count(),
+            faults,
+            recovery_s: match (note_at("heal"), note_at("recovered")) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+                _ => None,
+            },
+        }
+    }
 }
 
 const NODES: usize = 3;
@@ -91,7 +136,8 @@ pub async fn run(s: &Scenario, o: &RunOpts) -> anyhow::Result<Outcome> {
     };
     let mut verdicts = check::check_history(&history);
     verdicts.push(convergence);
-    notes.extend(history_notes(&history));
+    let tally = Tally::of(&history);
+    notes.extend(history_notes(&history, &tally));
     let passed = match s.must_fail {
         Some(name) => verdicts.iter().any(|v| v.checker == name && !v.valid),
         None => verdicts.iter().all(|v| v.valid),
@@ -120,6 +166,7 @@ pub async fn run(s: &Scenario, o: &RunOpts) -> anyhow::Result<Outcome> {
         let _ = std::fs::remove_dir_all(o.out.join("nodes"));
     }
     Ok(Outcome {
+        tally,
         valid: verdicts.iter().all(|v| v.valid),
         verdicts,
         passed,
@@ -253,13 +300,7 @@ async fn wait_recovered(cluster: &Shared, limit: Duration) -> bool {
 /// Waits until no delivery has arrived for `quiet` (or `limit` passes).
 async fn wait_drained(rec: &Recorder, quiet: Duration, limit: Duration) {
     let deadline = Instant::now() + limit;
-    let deliveries = || {
-        rec.history()
-            .events
-            .iter()
-            .filter(|e| matches!(e.op, Op::Deliver { .. }))
-            .count()
-    };
+    let deliveries = || rec.count(|e| matches!(e.op, Op::Deliver { .. }));
     let mut last = deliveries();
     let mut since = Instant::now();
     while Instant::now() < deadline {
@@ -316,7 +357,7 @@ fn converged_states(cluster: &Shared, limit: Duration) -> Vec<NodeState> {
 
 /// Notes the history carries (sessions lost on reconnect, faults not
 /// injected) and how many operations it holds.
-fn history_notes(h: &History) -> Vec<String> {
+fn history_notes(h: &History, t: &Tally) -> Vec<String> {
     let mut notes: Vec<String> = h
         .events
         .iter()
@@ -325,21 +366,9 @@ fn history_notes(h: &History) -> Vec<String> {
             _ => None,
         })
         .collect();
-    let ops = h.operations();
-    let faults = ops
-        .iter()
-        .filter(|o| matches!(o.invoke.op, Op::Fault { .. }))
-        .count();
     notes.push(format!(
-        "{} operations ({} ok), {} deliveries, {faults} faults injected",
-        ops.len() - faults,
-        ops.iter()
-            .filter(|o| o.outcome() == Kind::Ok && !matches!(o.invoke.op, Op::Fault { .. }))
-            .count(),
-        h.events
-            .iter()
-            .filter(|e| matches!(e.op, Op::Deliver { .. }))
-            .count()
+        "{} operations ({} ok), {} deliveries, {} faults injected",
+        t.operations, t.ok, t.deliveries, t.faults
     ));
     notes
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::history::{History, Op};
 use crate::run::Outcome;
 use crate::scenario::Scenario;
 
@@ -68,28 +67,12 @@ const COLUMNS: &[(&str, &[&str])] = &[
 impl Summary {
     /// Adds a run; returns its one-line summary.
     pub fn add(&mut self, s: &Scenario, seed: u64, o: &Outcome) -> String {
-        let history = History::load(&o.dir.join("history.jsonl")).unwrap_or_default();
-        let ops = history.operations();
-        let faults = ops
-            .iter()
-            .filter(|x| matches!(x.invoke.op, Op::Fault { .. }))
-            .count();
-        let note_at = |text: &str| {
-            history.events.iter().find_map(|e| match &e.op {
-                Op::Note { text: t } if t == text => Some(e.t),
-                _ => None,
-            })
-        };
-        let recovery_s = match (note_at("heal"), note_at("recovered")) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
-            _ => None,
-        };
         let row = Row {
             scenario: s.name.to_string(),
             seed,
-            operations: ops.len() - faults,
-            faults,
-            recovery_s,
+            operations: o.tally.operations,
+            faults: o.tally.faults,
+            recovery_s: o.tally.recovery_s,
             valid: o.valid,
             passed: o.passed,
             control: s.must_fail.is_some(),

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{delivered, version_for, Ctx, Identity};
+use super::{delivered, outcome, version_for, Ctx, Identity};
 use crate::history::{Kind, Op, Workload};
 use crate::mqtt::{Client, Message, MqttError, Publish};
 
@@ -93,16 +93,6 @@ async fn subscribe_until_ok(
     }
 }
 
-/// A failure is definite only when the broker said so.
-pub fn outcome(e: &MqttError) -> Kind {
-    if e.is_definite() {
-        Kind::Fail
-    } else {
-        Kind::Info
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     ctx: Ctx,
     p: Params,

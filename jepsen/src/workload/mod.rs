@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{Op, Recorder, Workload};
+use crate::history::{Kind, Op, Recorder, Workload};
 use crate::mqtt::{Client, Connack, ConnectOpts, Message, MqttError, SessionState, Version};
 
 /// What every workload task gets.
@@ -56,6 +56,15 @@ impl Ctx {
 
     pub fn addr(&self, node: u64) -> SocketAddr {
         self.nodes[(node as usize - 1) % self.nodes.len()]
+    }
+}
+
+/// A failure is definite only when the broker said so.
+pub fn outcome(e: &MqttError) -> Kind {
+    if e.is_definite() {
+        Kind::Fail
+    } else {
+        Kind::Info
     }
 }
 

@@ -12,8 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::outcome;
-use super::{id_of, version_for, Ctx, Identity};
+use super::{id_of, outcome, version_for, Ctx, Identity};
 use crate::history::{Kind, Op};
 use crate::mqtt::{Client, Publish};
 

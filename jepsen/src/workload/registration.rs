@@ -12,8 +12,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::outcome;
-use super::{version_for, Ctx, Identity};
+use super::{outcome, version_for, Ctx, Identity};
 use crate::history::{Kind, Op, Workload};
 use crate::mqtt::Publish;
 

@@ -8,8 +8,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::outcome;
-use super::{delivered, version_for, Ctx, Identity};
+use super::{delivered, outcome, version_for, Ctx, Identity};
 use crate::history::{Kind, Op, Workload};
 use crate::mqtt::Publish;
 
