@@ -177,6 +177,11 @@ mod tests {
         }
     }
 
+    /// Whether a PUBLISH to "a" with this QoS and packet id is accepted.
+    fn accepts(i: &mut Inbound, qos: QoS, packet_id: u16) -> bool {
+        i.accept(publish("a", qos, packet_id, None), "c", 0).is_ok()
+    }
+
     fn reason_of(r: Result<Option<Message>, Exit>) -> u8 {
         match r {
             Err(Exit::Error(code, _)) => code,
@@ -236,12 +241,8 @@ mod tests {
     #[test]
     fn a_flow_beyond_the_receive_maximum_is_receive_maximum_exceeded() {
         let mut i = Inbound::new(limits());
-        assert!(i
-            .accept(publish("a", QoS::AtLeastOnce, 1, None), "c", 0)
-            .is_ok());
-        assert!(i
-            .accept(publish("a", QoS::ExactlyOnce, 2, None), "c", 0)
-            .is_ok());
+        assert!(accepts(&mut i, QoS::AtLeastOnce, 1));
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 2));
         let r = i.accept(publish("a", QoS::AtLeastOnce, 3, None), "c", 0);
         assert_eq!(reason_of(r), reason::RECEIVE_MAXIMUM_EXCEEDED);
     }
@@ -249,34 +250,20 @@ mod tests {
     #[test]
     fn a_resent_qos2_publish_is_not_counted_twice() {
         let mut i = Inbound::new(limits());
-        assert!(i
-            .accept(publish("a", QoS::ExactlyOnce, 7, None), "c", 0)
-            .is_ok());
-        assert!(i
-            .accept(publish("a", QoS::ExactlyOnce, 7, None), "c", 0)
-            .is_ok());
-        assert!(i
-            .accept(publish("a", QoS::ExactlyOnce, 8, None), "c", 0)
-            .is_ok());
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 7));
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 7));
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 8));
     }
 
     #[test]
     fn ended_flows_free_the_receive_maximum() {
         let mut i = Inbound::new(limits());
-        assert!(i
-            .accept(publish("a", QoS::AtLeastOnce, 1, None), "c", 0)
-            .is_ok());
-        assert!(i
-            .accept(publish("a", QoS::ExactlyOnce, 2, None), "c", 0)
-            .is_ok());
+        assert!(accepts(&mut i, QoS::AtLeastOnce, 1));
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 2));
         i.qos1_done();
         i.qos2_done(2);
-        assert!(i
-            .accept(publish("a", QoS::AtLeastOnce, 3, None), "c", 0)
-            .is_ok());
-        assert!(i
-            .accept(publish("a", QoS::AtLeastOnce, 4, None), "c", 0)
-            .is_ok());
+        assert!(accepts(&mut i, QoS::AtLeastOnce, 3));
+        assert!(accepts(&mut i, QoS::AtLeastOnce, 4));
     }
 
     #[test]
