@@ -51,6 +51,8 @@ pub struct Settings {
     pub max_inflight_messages: u32,
     pub max_online_messages: i64,
     pub max_offline_messages: i64,
+    /// Per-session queue byte quota (-1 = unlimited).
+    pub max_queue_bytes: i64,
     pub retry_interval_s: u64,
     /// Session expiry for MQTT 3 persistent sessions (seconds, NEVER = never).
     pub persistent_client_expiration_s: u32,
@@ -96,6 +98,7 @@ impl Default for Settings {
             max_inflight_messages: cluster.max_inflight_messages,
             max_online_messages: cluster.max_online_messages,
             max_offline_messages: cluster.max_offline_messages,
+            max_queue_bytes: cluster.max_queue_bytes,
             retry_interval_s: 20,
             persistent_client_expiration_s: NEVER,
             topic_alias_max_broker: 16,
@@ -125,6 +128,7 @@ impl Settings {
             max_offline_messages: self.max_offline_messages,
             suppress_lwt_on_session_takeover: self.suppress_lwt_on_session_takeover,
             max_last_will_delay: self.max_last_will_delay_s,
+            max_queue_bytes: self.max_queue_bytes,
         }
     }
 
@@ -193,6 +197,7 @@ impl Settings {
             "max_inflight_messages" => self.max_inflight_messages = uint(v, 0, 65535)? as u32,
             "max_online_messages" => self.max_online_messages = int_or_unlimited(v)?,
             "max_offline_messages" => self.max_offline_messages = int_or_unlimited(v)?,
+            "max_queue_bytes" => self.max_queue_bytes = int_or_unlimited(v)?,
             "retry_interval" => self.retry_interval_s = uint(v, 1, 86_400)?,
             "persistent_client_expiration" => self.persistent_client_expiration_s = duration_s(v)?,
             "topic_alias_max_broker" => self.topic_alias_max_broker = uint(v, 0, 65535)? as u16,

@@ -101,6 +101,10 @@ pub struct ClusterSettings {
     pub suppress_lwt_on_session_takeover: bool,
     /// Upper bound on will delay in seconds (NEVER = no bound).
     pub max_last_will_delay: u32,
+    /// Per-session quota: payload bytes a persistent session's queue may
+    /// hold (-1 = unlimited). A QoS 1/2 publish that would be queued for a
+    /// session at its quota is refused before it is acknowledged.
+    pub max_queue_bytes: i64,
 }
 
 impl Default for ClusterSettings {
@@ -111,6 +115,7 @@ impl Default for ClusterSettings {
             max_offline_messages: -1,
             suppress_lwt_on_session_takeover: false,
             max_last_will_delay: NEVER,
+            max_queue_bytes: -1,
         }
     }
 }
@@ -324,6 +329,10 @@ pub enum CmdResult {
     /// This command id was applied before (a retried proposal); its original
     /// result went to the first attempt.
     Duplicate,
+    /// Refused, and nothing applied: storing it would exceed a resource
+    /// limit (a session's `max_queue_bytes`). MQTT 5 PUBACK/PUBREC 0x97; an
+    /// MQTT 3 connection is closed.
+    QuotaExceeded,
 }
 
 /// The result of one log entry: one result per command, in order.
