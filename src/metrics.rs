@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use raftmq_raft::{NodeStats, RaftNode, StateSummary};
@@ -124,10 +125,26 @@ impl Metrics {
             "Index of the last applied log entry",
             gauge(s.state.last_applied),
         );
+        let drops: Family<Vec<(String, String)>, Counter> = Family::default();
+        for (reason, n) in [
+            ("offline_limit", s.state.apply.dropped_offline_limit),
+            ("online_limit", s.state.apply.dropped_online_limit),
+        ] {
+            drops
+                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .inc_by(n);
+        }
         r.register(
-            "queue_full_drops",
-            "QoS 1/2 messages not queued for a session at its online/offline limit (apply)",
-            gauge(s.state.apply.dropped_queue_full),
+            "queue_limit_drops",
+            "QoS 1/2 messages not queued for a session at max_offline_messages or max_online_messages, by limit (none unless an operator sets one)",
+            drops,
+        );
+        let refused = Counter::<u64>::default();
+        refused.inc_by(s.state.apply.refused_quota);
+        r.register(
+            "queue_quota_refusals",
+            "QoS 1/2 publishes refused before their acknowledgement because a session they match is at max_queue_bytes",
+            refused,
         );
         r.register(
             "wills_published",

@@ -63,6 +63,11 @@ impl Outbound {
         }
     }
 
+    /// Messages waiting for room in the window.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Sequences sent but not acknowledged (for DUP after a reconnect).
     pub fn unacked_seqs(&self) -> HashSet<u64> {
         self.inflight.values().filter_map(|f| f.d.seq).collect()

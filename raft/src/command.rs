@@ -300,8 +300,6 @@ pub enum CmdResult {
     Registered {
         epoch: u64,
         session_present: bool,
-        /// The session's durable queue at the moment of registration.
-        queue: Vec<Delivery>,
     },
     Subscribed {
         /// Granted QoS or failure code per filter.

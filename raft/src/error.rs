@@ -14,6 +14,12 @@ pub enum RaftError {
     Unavailable(String),
     #[error("proposer stopped")]
     Stopped,
+    #[error(
+        "the data directory holds state format {found}, and this build reads format {wants}: \
+         start it with the raftmq version that wrote it, or with an empty data directory \
+         (a new node joins and receives the state from the cluster)"
+    )]
+    Format { found: u32, wants: u32 },
 }
 
 /// bincode configuration used for everything raftmq writes.

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::command::{CmdResult, Command, Message, Tick};
+use crate::command::{CmdResult, Command, Delivery, Message, Tick};
 use crate::error::RaftError;
 use crate::log_store::LogStore;
 use crate::network::Network;
@@ -287,6 +287,30 @@ impl RaftNode {
     /// Sessions (all, or the one of `client`), sorted by client id.
     pub fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>, RaftError> {
         self.view.sessions(client)
+    }
+
+    /// Up to `max_items` items (and about `max_bytes` of payload) of
+    /// `client`'s queue from sequence `from` on, or from the queue's head.
+    /// Read from this node's RocksDB, as applied so far.
+    pub fn queue_page(
+        &self,
+        client: &str,
+        from: Option<u64>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Delivery>, RaftError> {
+        self.view.queue_page(client, from, max_items, max_bytes)
+    }
+
+    /// Waits until this node has applied log entry `index` (so its own
+    /// RocksDB holds what that entry did), at most `timeout`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), RaftError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "wait applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftError::Unavailable(format!("entry {index} not applied here: {e}")))
     }
 
     /// Retained messages whose topic matches `filter`, by topic.

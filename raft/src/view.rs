@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use raftmq_storage::keys::{
-    client_prefix, queue_of, retained_key, retained_of, session_key, session_of, subscription_of,
-    GROUP,
+    client_prefix, message_key, queue_key, queue_of, retained_key, retained_of, session_key,
+    session_of, subscription_of, GROUP,
 };
 use raftmq_storage::{Store, Table};
 
-use crate::command::{ClusterSettings, Message};
+use crate::command::{ClusterSettings, Delivery, Message};
 use crate::error::{decode, RaftError};
-use crate::state::{ApplyStats, MqttState, SessionInfo, SessionRec};
+use crate::state::{ApplyStats, MqttState, QueueRec, SessionInfo, SessionRec};
 use crate::trie::filter_matches;
 use crate::types::NodeId;
 
@@ -49,7 +49,7 @@ impl StateSummary {
             sessions: st.session_count() as u64,
             subscriptions: st.subscription_count() as u64,
             retained: st.retained_count() as u64,
-            queued: st.queued_count() as u64,
+            queued: st.queued_count(),
             apply: st.stats.clone(),
             last_applied: st.last_applied.map_or(0, |l| l.index),
             settings: st.settings.clone(),
@@ -96,7 +96,6 @@ impl StateView {
         let r = self.store.reader();
         let mut recs: BTreeMap<String, SessionRec> = BTreeMap::new();
         let mut subs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut queued: BTreeMap<String, usize> = BTreeMap::new();
         let mut err = None;
         let (session_prefix, client_keys) = match client {
             Some(c) => {
@@ -129,12 +128,6 @@ impl StateView {
             }
             Ok(())
         })?;
-        r.scan_prefix(Table::Queues, &client_keys, |k, _| {
-            if let Some((c, _)) = queue_of(k) {
-                *queued.entry(c.to_string()).or_default() += 1;
-            }
-            Ok(())
-        })?;
         if let Some(e) = err {
             return Err(e);
         }
@@ -143,16 +136,66 @@ impl StateView {
             .map(|(c, rec)| {
                 let mut subscriptions = subs.remove(&c).unwrap_or_default();
                 subscriptions.sort();
-                SessionInfo {
-                    queued: queued.get(&c).copied().unwrap_or(0),
-                    subscriptions,
-                    epoch: rec.epoch,
-                    node: rec.node,
-                    expiry_s: rec.expiry_s,
-                    client_id: c,
-                }
+                SessionInfo::new(c, &rec, subscriptions)
             })
             .collect())
+    }
+
+    /// Up to `max_items` items of `client`'s queue from sequence `from` on
+    /// (or, without `from`, from the queue's head), with their messages, and
+    /// at most `max_bytes` of payload (but at least one item).
+    pub(crate) fn queue_page(
+        &self,
+        client: &str,
+        from: Option<u64>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Delivery>, RaftError> {
+        let r = self.store.reader();
+        let from = match from {
+            Some(f) => f,
+            None => match r.get(Table::Sessions, &session_key(client))? {
+                Some(v) => decode::<SessionRec>(&v)?.queue.head,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut items: Vec<(u64, QueueRec)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut err = None;
+        r.scan_from(
+            Table::Queues,
+            &client_prefix(client),
+            &queue_key(client, from),
+            |k, v| {
+                let Some((_, seq)) = queue_of(k) else {
+                    return Ok(true);
+                };
+                match decode::<QueueRec>(v) {
+                    Ok(item) => {
+                        bytes += item.bytes as usize;
+                        items.push((seq, item));
+                    }
+                    Err(e) => err = Some(e),
+                }
+                Ok(err.is_none() && items.len() < max_items && bytes < max_bytes)
+            },
+        )?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (seq, item) in items {
+            let body = r
+                .get(Table::Messages, &message_key(item.msg_id))?
+                .ok_or_else(|| {
+                    RaftError::Encode(format!(
+                        "queue item {client}/{seq} references missing message {}",
+                        item.msg_id
+                    ))
+                })?;
+            out.push(item.delivery(seq, Arc::new(decode::<Message>(&body)?)));
+        }
+        Ok(out)
     }
 
     /// Sessions whose client is connected to `node`.

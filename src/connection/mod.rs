@@ -10,6 +10,8 @@
 //! - [`inbound`]: a client's PUBLISH: aliases, receive maximum, checks.
 //! - [`replies`]: commands awaiting their results, and the packets those
 //!   results produce.
+//! - [`backlog`]: the session's queued deliveries: from apply's live events
+//!   while the client keeps up, else in pages from RocksDB.
 //! - [`register`]: from CONNECT to a registered connection (or a refusal).
 //! - [`packets`]: what each packet from the client does.
 //! - [`close`]: why a connection ends, and the teardown that commits it.
@@ -18,6 +20,7 @@
 //! The loop waits on the socket (client to log) and on the log and timers
 //! (log to client), handles whatever is ready, then flushes once.
 
+mod backlog;
 mod close;
 mod connect;
 mod convert;
@@ -45,6 +48,7 @@ use crate::codec::reason;
 use crate::registry::ConnEvent;
 use crate::session::Outbound;
 use crate::shutdown::Shutdown;
+use backlog::Backlog;
 
 pub use close::Exit;
 use framed::{Framed, Written};
@@ -103,6 +107,7 @@ pub struct Conn {
     replies: Replies,
     /// Subscriber acks to commit, as one command per loop turn.
     acks: Vec<u64>,
+    backlog: Backlog,
 }
 
 /// The loop's clocks: the keepalive deadline (1.5 × the keepalive after the
@@ -170,6 +175,7 @@ impl Conn {
         {
             self.on_packet(p).await?;
         }
+        self.read_backlog()?;
         self.commit_acks().await;
         self.flush().await.map_err(|_| Exit::Closed)?;
         tokio::select! {
@@ -245,7 +251,11 @@ impl Conn {
         match ev {
             ConnEvent::Deliver(epoch, d) => {
                 if epoch.is_none_or(|e| e == self.epoch) {
-                    self.offer(d, now);
+                    if d.seq.is_none() {
+                        self.offer(d, now);
+                    } else if let Some(d) = self.backlog.on_live(d, self.outbound.waiting()) {
+                        self.offer(d, now);
+                    }
                 }
                 Ok(())
             }
@@ -253,6 +263,34 @@ impl Conn {
             ConnEvent::Kick(_) => Ok(()),
             ConnEvent::Disconnect => Err(Exit::Admin),
         }
+    }
+
+    /// Reads the session's queue from RocksDB while the backlog wants it
+    /// (bounded by its read-ahead) and offers what it read.
+    fn read_backlog(&mut self) -> Result<(), Exit> {
+        while let Some(from) = self.backlog.wants_read(self.outbound.waiting()) {
+            let page = self
+                .broker
+                .node
+                .queue_page(
+                    &self.client_id,
+                    from,
+                    backlog::PAGE_ITEMS,
+                    backlog::PAGE_BYTES,
+                )
+                .map_err(|e| {
+                    Exit::error(
+                        reason::UNSPECIFIED_ERROR,
+                        format!("reading the session's queue: {e}"),
+                    )
+                })?;
+            let now = now_ms();
+            for (d, dup) in self.backlog.on_page(page) {
+                self.outbound
+                    .offer(d, dup, now, self.io.queue(), &mut self.acks);
+            }
+        }
+        Ok(())
     }
 
     /// Offers one delivery to the outbound window.

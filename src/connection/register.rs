@@ -1,16 +1,18 @@
 //! From CONNECT to a registered connection: the handshake read, admission,
 //! the registration committed through the log (which takes over any older
 //! connection of the client id, on any node), the CONNACK, and the session's
-//! backlog. A refused client gets its CONNACK and a close.
+//! backlog, read from this node's RocksDB once it has applied the
+//! registration. A refused client gets its CONNACK and a close.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use raftmq_raft::node::now_ms;
-use raftmq_raft::{CmdResult, Delivery, RaftError};
+use raftmq_raft::{CmdResult, RaftError};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::backlog::Backlog;
 use super::connect::{self, Admission, Refusal};
 use super::inbound::{Inbound, InboundLimits};
 use super::replies::Replies;
@@ -74,23 +76,22 @@ impl Conn {
         let conn_id = broker.registry.next_conn_id();
         let (tx, events) = mpsc::unbounded_channel();
         broker.registry.attach(&client_id, conn_id, tx);
-        let (epoch, session_present, queue) =
-            match commit_registration(broker, &admission, now).await {
-                Ok(r) => r,
-                Err(e) => {
-                    broker.registry.detach(&client_id, conn_id);
-                    warn!(result = ?e, "registration not committed");
-                    let why = "registration could not be committed";
-                    return refuse(
-                        io,
-                        Refusal {
-                            code: reason::SERVER_UNAVAILABLE,
-                            why,
-                        },
-                    )
-                    .await;
-                }
-            };
+        let (epoch, session_present) = match commit_registration(broker, &admission, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                broker.registry.detach(&client_id, conn_id);
+                warn!(result = ?e, "registration not committed");
+                let why = "registration could not be committed";
+                return refuse(
+                    io,
+                    Refusal {
+                        code: reason::SERVER_UNAVAILABLE,
+                        why,
+                    },
+                )
+                .await;
+            }
+        };
         broker.registry.set_epoch(&client_id, conn_id, epoch);
         let v5 = io.protocol().is_v5();
         info!(
@@ -106,6 +107,7 @@ impl Conn {
         };
         io.push(connack(reason::SUCCESS, session_present, props));
         let limits = admission.outbound;
+        let backlog = Backlog::resume(broker.registry.take_sent(&client_id));
         let mut conn = Conn {
             broker: broker.clone(),
             io,
@@ -130,36 +132,38 @@ impl Conn {
             }),
             replies: Replies::new(Duration::from_millis(s.commit_timeout_ms)),
             acks: Vec::new(),
+            backlog,
         };
         if conn.flush().await.is_err() {
             conn.teardown(Exit::Closed).await;
             return None;
         }
-        conn.resume(queue, now);
-        Some(conn)
-    }
-
-    /// Queues the session's backlog; what an earlier connection on this node
-    /// sent and did not see acknowledged goes out with DUP.
-    fn resume(&mut self, queue: Vec<Delivery>, now: u64) {
-        let sent_before = self.broker.registry.take_sent(&self.client_id);
-        for d in queue {
-            let dup = d
-                .seq
-                .is_some_and(|q| sent_before.as_ref().is_none_or(|sent| sent.contains(&q)));
-            self.outbound
-                .offer(d, dup, now, self.io.queue(), &mut self.acks);
+        // The session's queue is read from this node's RocksDB, which must
+        // first hold the registration (on a follower it may lag the leader
+        // that answered).
+        let applied = broker.node.wait_applied(epoch >> 16, commit_timeout(s));
+        if let Err(e) = applied.await {
+            warn!(error = %e, "registration not applied here");
+            let why = "this node has not applied the registration";
+            conn.teardown(Exit::error(reason::SERVER_UNAVAILABLE, why))
+                .await;
+            return None;
         }
+        Some(conn)
     }
 }
 
-/// Commits the registration: the new epoch, whether a session was resumed,
-/// and its backlog.
+fn commit_timeout(s: &crate::config::Settings) -> Duration {
+    Duration::from_millis(s.commit_timeout_ms)
+}
+
+/// Commits the registration: the new epoch, and whether a session was
+/// resumed.
 async fn commit_registration(
     broker: &Broker,
     a: &Admission,
     now: u64,
-) -> Result<(u64, bool, Vec<Delivery>), Option<RaftError>> {
+) -> Result<(u64, bool), Option<RaftError>> {
     let reg = a.register(broker.settings.node_id, now);
     // A registration resent across a leader change may come back as
     // `Duplicate` (it was applied, its result went to the lost attempt):
@@ -172,8 +176,7 @@ async fn commit_registration(
         Ok(CmdResult::Registered {
             epoch,
             session_present,
-            queue,
-        }) => Ok((epoch, session_present, queue)),
+        }) => Ok((epoch, session_present)),
         Ok(_) => Err(None),
         Err(e) => Err(Some(e)),
     }

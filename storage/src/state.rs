@@ -2,6 +2,8 @@
 //! [`StateBatch`] (one atomic RocksDB `WriteBatch` per applied batch of log
 //! entries) and read by point lookups and prefix scans.
 
+use std::collections::BTreeMap;
+
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::db::Store;
@@ -9,7 +11,7 @@ use crate::error::{Result, StorageError};
 
 /// The state tables. Keys are built by [`crate::keys`]; values are opaque
 /// bytes (the raft crate encodes them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// client id -> session record
     Sessions,
@@ -25,10 +27,12 @@ pub enum Table {
     Qos2In,
     /// last applied log id, membership, cluster settings
     Meta,
+    /// message id -> how many queue items reference it (u32, big-endian)
+    MessageRefs,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Sessions,
         Table::Subscriptions,
         Table::Retained,
@@ -36,6 +40,7 @@ impl Table {
         Table::Queues,
         Table::Qos2In,
         Table::Meta,
+        Table::MessageRefs,
     ];
 
     pub fn cf_name(self) -> &'static str {
@@ -47,28 +52,51 @@ impl Table {
             Table::Queues => "queues",
             Table::Qos2In => "qos2_in",
             Table::Meta => "meta",
+            Table::MessageRefs => "message_refs",
         }
     }
 }
 
-/// An atomic group of state writes.
+/// An atomic group of state writes, readable before it is written: the last
+/// write to each key wins, and [`Store::get_through`] and
+/// [`Store::scan_prefix_through`] see the batch over the database.
 #[derive(Default)]
 pub struct StateBatch {
-    ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    /// `None`: deleted.
+    ops: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl StateBatch {
     pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push((table, key, Some(value)));
+        self.ops.insert((table, key), Some(value));
     }
     pub fn delete(&mut self, table: Table, key: Vec<u8>) {
-        self.ops.push((table, key, None));
+        self.ops.insert((table, key), None);
     }
+    /// Keys written (or deleted).
     pub fn len(&self) -> usize {
         self.ops.len()
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// This batch's write to `key`: `Some(None)` if it deletes it, `None` if
+    /// it does not touch it.
+    pub fn pending(&self, table: Table, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.ops.get(&(table, key.to_vec())).map(|v| v.as_deref())
+    }
+
+    /// This batch's writes to keys under `prefix`, in key order.
+    fn pending_prefix<'a>(
+        &'a self,
+        table: Table,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        self.ops
+            .range((table, prefix.to_vec())..)
+            .take_while(move |((t, k), _)| *t == table && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.as_slice(), v.as_deref()))
     }
 }
 
@@ -76,7 +104,7 @@ impl Store {
     /// Writes a state batch atomically, unsynced (see the crate docs).
     pub fn write_state(&self, batch: StateBatch) -> Result<()> {
         let mut wb = WriteBatch::default();
-        for (table, key, value) in batch.ops {
+        for ((table, key), value) in batch.ops {
             let cf = self.cf(table.cf_name())?;
             match value {
                 Some(v) => wb.put_cf(cf, key, v),
@@ -91,6 +119,37 @@ impl Store {
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let cf = self.cf(table.cf_name())?;
         self.db.get_cf(cf, key).map_err(StorageError::rocks("get"))
+    }
+
+    /// A point read that sees `batch`'s writes over the database's.
+    pub fn get_through(
+        &self,
+        batch: &StateBatch,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        match batch.pending(table, key) {
+            Some(v) => Ok(v.map(<[u8]>::to_vec)),
+            None => self.get(table, key),
+        }
+    }
+
+    /// [`Store::scan_prefix`] with `batch`'s writes over the database's.
+    pub fn scan_prefix_through(
+        &self,
+        batch: &StateBatch,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.scan_prefix(table, prefix)?.into_iter().collect();
+        for (k, v) in batch.pending_prefix(table, prefix) {
+            match v {
+                Some(v) => rows.insert(k.to_vec(), v.to_vec()),
+                None => rows.remove(k),
+            };
+        }
+        Ok(rows.into_iter().collect())
     }
 
     /// All (key, value) pairs whose key starts with `prefix`, in key order.
@@ -157,6 +216,30 @@ pub struct StateReader<'a> {
 }
 
 impl StateReader<'_> {
+    /// Visits the rows under `prefix` from `start` (a key under `prefix`) on,
+    /// in key order, while `f` returns true.
+    pub fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let cf = self.store.cf(table.cf_name())?;
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_lower_bound(start.to_vec());
+        for item in
+            self.snap
+                .iterator_cf_opt(cf, opts, IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(StorageError::rocks("scan"))?;
+            if !k.starts_with(prefix) || !f(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let cf = self.store.cf(table.cf_name())?;
         self.snap
@@ -226,6 +309,47 @@ mod tests {
         let got: Vec<(&str, u64)> = rows.iter().filter_map(|(k, _)| queue_of(k)).collect();
         assert_eq!(got, [("a", 1), ("a", 2), ("a", 300), ("a", 70_000)]);
         assert!(rows.iter().all(|(_, v)| v == b"a"));
+    }
+
+    #[test]
+    fn reads_through_a_batch_see_its_writes_over_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut b = StateBatch::default();
+        for k in [b"q/1", b"q/2", b"q/3"] {
+            b.put(Table::Queues, k.to_vec(), b"db".to_vec());
+        }
+        s.write_state(b).unwrap();
+        let mut b = StateBatch::default();
+        b.delete(Table::Queues, b"q/1".to_vec());
+        b.put(Table::Queues, b"q/2".to_vec(), b"batch".to_vec());
+        b.put(Table::Queues, b"q/4".to_vec(), b"batch".to_vec());
+        b.put(Table::Retained, b"q/5".to_vec(), b"other table".to_vec());
+        assert_eq!(s.get_through(&b, Table::Queues, b"q/1").unwrap(), None);
+        assert_eq!(
+            s.get_through(&b, Table::Queues, b"q/2").unwrap().unwrap(),
+            b"batch"
+        );
+        assert_eq!(
+            s.get_through(&b, Table::Queues, b"q/3").unwrap().unwrap(),
+            b"db"
+        );
+        let rows = s.scan_prefix_through(&b, Table::Queues, b"q/").unwrap();
+        let got: Vec<(&[u8], &[u8])> = rows
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"q/2"[..], &b"batch"[..]),
+                (b"q/3", b"db"),
+                (b"q/4", b"batch")
+            ]
+        );
+        // The last write to a key wins.
+        b.delete(Table::Queues, b"q/4".to_vec());
+        assert_eq!(s.get_through(&b, Table::Queues, b"q/4").unwrap(), None);
     }
 
     #[test]

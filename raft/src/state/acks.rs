@@ -17,7 +17,7 @@ impl MqttState {
             return Ok(CmdResult::Stale);
         };
         for seq in cmd.seqs {
-            self.dequeue(&c, seq, ctx);
+            self.dequeue(&c, seq, ctx)?;
         }
         Ok(CmdResult::Done)
     }

@@ -1,13 +1,12 @@
 //! Rebuilding the in-memory indexes from the state tables, at start and
-//! after a snapshot is installed.
+//! after a snapshot is installed. Queues are not read: their counts are in
+//! the session records, and their items stay on disk.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use raftmq_storage::keys;
 use raftmq_storage::{Store, Table};
 
-use super::records::{QItem, QueueRec};
 use super::{MqttState, SessionRec};
 use crate::command::{Message, SubOpts};
 use crate::error::{decode, RaftError};
@@ -35,7 +34,6 @@ impl MqttState {
         self.load_sessions()?;
         self.load_subscriptions()?;
         self.load_retained()?;
-        self.load_queues()?;
         self.load_qos2_in()
     }
 
@@ -44,9 +42,7 @@ impl MqttState {
         *self.trie.write() = Trie::default();
         self.subs_by_client.clear();
         self.retained = RetainedIndex::default();
-        self.queues.clear();
         self.queued = 0;
-        self.msg_refs.clear();
         self.qos2_in.clear();
         self.timers.clear();
         self.timer_of.clear();
@@ -59,6 +55,7 @@ impl MqttState {
             if let Some(n) = rec.node {
                 self.trie.write().set_location(&c, Some(n));
             }
+            self.queued += rec.queue.items;
             self.sessions.insert(c.clone(), rec);
             self.reschedule(&c);
         }
@@ -84,41 +81,6 @@ impl MqttState {
             let m: Message = decode(&v)?;
             debug_assert_eq!(m.topic.as_bytes(), keys::retained_of(&k));
             self.retained.insert(Arc::new(m));
-        }
-        Ok(())
-    }
-
-    /// The queues with the messages they reference (each stored once).
-    fn load_queues(&mut self) -> Result<(), RaftError> {
-        let mut msgs: HashMap<u64, Arc<Message>> = HashMap::new();
-        for (k, v) in rows(&self.store, Table::Messages)? {
-            if let Some(id) = keys::message_of(&k) {
-                msgs.insert(id, Arc::new(decode(&v)?));
-            }
-        }
-        for (k, v) in rows(&self.store, Table::Queues)? {
-            let Some((c, seq)) = keys::queue_of(&k) else {
-                continue;
-            };
-            let r: QueueRec = decode(&v)?;
-            let Some(msg) = msgs.get(&r.msg_id) else {
-                return Err(RaftError::Encode(format!(
-                    "queue item {c}/{seq} references missing message {}",
-                    r.msg_id
-                )));
-            };
-            *self.msg_refs.entry(r.msg_id).or_default() += 1;
-            let item = QItem::new(r, msg.clone());
-            let c = self.intern(c);
-            if self
-                .queues
-                .entry(c)
-                .or_default()
-                .insert(seq, item)
-                .is_none()
-            {
-                self.queued += 1;
-            }
         }
         Ok(())
     }

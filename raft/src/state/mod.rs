@@ -51,8 +51,8 @@ use crate::retain::RetainedIndex;
 use crate::trie::Trie;
 use crate::types::{Entry, LogId, Membership, NodeId};
 
-use records::QItem;
-pub use records::SessionRec;
+pub(crate) use records::QueueRec;
+pub use records::{QueueCounts, SessionRec};
 pub use snapshot::Row;
 
 /// What apply tells the connections of this node.
@@ -80,7 +80,14 @@ pub trait EventSink: Send + Sync + 'static {
 /// Counters of what apply did, for metrics.
 #[derive(Debug, Default, Clone)]
 pub struct ApplyStats {
-    pub dropped_queue_full: u64,
+    /// QoS 1/2 messages not queued: the session was offline at
+    /// `max_offline_messages`.
+    pub dropped_offline_limit: u64,
+    /// ... or online at `max_online_messages`.
+    pub dropped_online_limit: u64,
+    /// Publishes refused: a session they would be queued for is at its
+    /// `max_queue_bytes`.
+    pub refused_quota: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
     /// Commands applied before and skipped (retried proposals).
@@ -94,8 +101,31 @@ pub struct SessionInfo {
     pub epoch: u64,
     pub node: Option<NodeId>,
     pub expiry_s: u32,
-    pub queued: usize,
+    /// Items in the session's queue.
+    pub queued: u64,
+    /// Their payload bytes.
+    pub queued_bytes: u64,
+    /// Messages the queue limits dropped, by limit.
+    pub dropped_offline_limit: u64,
+    pub dropped_online_limit: u64,
     pub subscriptions: Vec<String>,
+}
+
+impl SessionInfo {
+    /// The listing row of a stored session and its subscriptions.
+    pub(crate) fn new(client_id: String, rec: &SessionRec, subscriptions: Vec<String>) -> Self {
+        SessionInfo {
+            client_id,
+            epoch: rec.epoch,
+            node: rec.node,
+            expiry_s: rec.expiry_s,
+            queued: rec.queue.items,
+            queued_bytes: rec.queue.bytes,
+            dropped_offline_limit: rec.queue.dropped_offline,
+            dropped_online_limit: rec.queue.dropped_online,
+            subscriptions,
+        }
+    }
 }
 
 pub struct MqttState {
@@ -106,11 +136,12 @@ pub struct MqttState {
     trie: Arc<RwLock<Trie>>,
     subs_by_client: HashMap<Arc<str>, BTreeMap<String, SubOpts>>,
     retained: RetainedIndex,
-    queues: HashMap<Arc<str>, BTreeMap<u64, QItem>>,
-    /// Items in all queues, kept with `queues` so the per-batch summary
-    /// does not walk every session.
-    queued: usize,
-    msg_refs: HashMap<u64, u32>,
+    /// Items in all queues (the sum of the sessions' counts), so the
+    /// per-batch summary does not walk every session.
+    queued: u64,
+    /// The last message id given to a queued message (ids are never
+    /// reused: a message body is stored under its id).
+    last_message_id: u64,
     /// Inbound QoS 2 packet ids awaiting PUBREL, per publisher.
     qos2_in: HashMap<Arc<str>, HashSet<u16>>,
     timers: BTreeSet<(u64, Arc<str>)>,
@@ -124,12 +155,17 @@ pub struct MqttState {
 }
 
 /// The per-batch scratch of apply: the one RocksDB batch every command of
-/// the batch writes into, and the sessions whose record changed (written
-/// once, at the end).
+/// the batch writes into, the sessions whose record changed and the message
+/// reference counts it changed (both written once, at the end), and the
+/// events for this node's connections (emitted once the batch is written,
+/// so that a connection that reads RocksDB on an event finds what it
+/// announces).
 #[derive(Default)]
 struct Ctx {
     batch: StateBatch,
     dirty: HashSet<Arc<str>>,
+    refs: HashMap<u64, u32>,
+    events: Vec<ApplyEvent>,
 }
 
 impl MqttState {
@@ -142,9 +178,8 @@ impl MqttState {
             trie: Arc::new(RwLock::new(Trie::default())),
             subs_by_client: HashMap::new(),
             retained: RetainedIndex::default(),
-            queues: HashMap::new(),
             queued: 0,
-            msg_refs: HashMap::new(),
+            last_message_id: 0,
             qos2_in: HashMap::new(),
             timers: BTreeSet::new(),
             timer_of: HashMap::new(),
@@ -187,7 +222,7 @@ impl MqttState {
         self.sessions.is_empty()
             && self.subs_by_client.is_empty()
             && self.retained_count() == 0
-            && self.msg_refs.is_empty()
+            && self.queued == 0
     }
 
     pub fn session_count(&self) -> usize {
@@ -199,8 +234,14 @@ impl MqttState {
     pub fn subscription_count(&self) -> usize {
         self.trie.read().len()
     }
-    pub fn queued_count(&self) -> usize {
+    pub fn queued_count(&self) -> u64 {
         self.queued
+    }
+
+    /// A fresh message id, for a message that will be stored.
+    fn new_message_id(&mut self) -> u64 {
+        self.last_message_id += 1;
+        self.last_message_id
     }
 
     /// Sessions (all, or `filter`'s), by client id. The in-memory answer,
@@ -211,17 +252,13 @@ impl MqttState {
             .sessions
             .iter()
             .filter(|(c, _)| filter.is_none_or(|f| f == &***c))
-            .map(|(c, r)| SessionInfo {
-                client_id: c.to_string(),
-                epoch: r.epoch,
-                node: r.node,
-                expiry_s: r.expiry_s,
-                queued: self.queues.get(c).map_or(0, |q| q.len()),
-                subscriptions: self
+            .map(|(c, r)| {
+                let subs = self
                     .subs_by_client
                     .get(c)
                     .map(|s| s.keys().cloned().collect())
-                    .unwrap_or_default(),
+                    .unwrap_or_default();
+                SessionInfo::new(c.to_string(), r, subs)
             })
             .collect();
         v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -263,8 +300,12 @@ impl MqttState {
             out.push(resp);
         }
         self.write_dirty_sessions(&mut ctx)?;
+        self.write_refs(&mut ctx);
         self.write_progress(&mut ctx)?;
         self.store.write_state(ctx.batch)?;
+        for ev in ctx.events {
+            self.sink.emit(ev);
+        }
         Ok(out)
     }
 

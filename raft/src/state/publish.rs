@@ -31,19 +31,30 @@ impl MqttState {
         cmd: Publish,
         ctx: &mut Ctx,
     ) -> Result<CmdResult, RaftError> {
-        if cmd.msg.qos == 2 && cmd.packet_id != 0 {
-            let c = self.intern(&cmd.client_id);
-            if !self
+        let c = self.intern(&cmd.client_id);
+        let tracks_id = cmd.msg.qos == 2 && cmd.packet_id != 0;
+        if tracks_id
+            && self
                 .qos2_in
+                .get(&c)
+                .is_some_and(|ids| ids.contains(&cmd.packet_id))
+        {
+            return Ok(CmdResult::Published {
+                duplicate: true,
+                matched: 0,
+            });
+        }
+        if self.settings.max_queue_bytes >= 0
+            && self.over_quota(&self.targets(id, &cmd.msg), &cmd.msg)
+        {
+            self.stats.refused_quota += 1;
+            return Ok(CmdResult::QuotaExceeded);
+        }
+        if tracks_id {
+            self.qos2_in
                 .entry(c.clone())
                 .or_default()
-                .insert(cmd.packet_id)
-            {
-                return Ok(CmdResult::Published {
-                    duplicate: true,
-                    matched: 0,
-                });
-            }
+                .insert(cmd.packet_id);
             ctx.batch
                 .put(Table::Qos2In, keys::qos2_key(&c, cmd.packet_id), Vec::new());
         }
@@ -56,6 +67,8 @@ impl MqttState {
 
     /// Stores a retained change and routes the message to every matching
     /// subscription. Returns the number of sessions it was routed to.
+    /// `id` (the command's) picks shared subscription members; queued
+    /// copies reference the message by a fresh message id.
     pub(super) fn publish_message(
         &mut self,
         id: u64,
@@ -68,8 +81,11 @@ impl MqttState {
         }
         let targets = self.targets(id, &msg);
         let n = targets.len() as u32;
-        for (c, t) in targets {
-            self.enqueue(id, &c, &msg, t, ctx)?;
+        if n > 0 {
+            let msg_id = self.new_message_id();
+            for (c, t) in targets {
+                self.enqueue(msg_id, &c, &msg, t, ctx)?;
+            }
         }
         Ok(n)
     }

@@ -1,24 +1,32 @@
 //! Per-session queues: what a persistent session holds for QoS 1/2 delivery,
-//! within the configured limits, and the message bodies they reference
-//! (stored once, counted per queue item).
+//! within the configured limits, and the message bodies they reference.
+//!
+//! A queue lives only in RocksDB (`Queues`: one row per item, keyed by
+//! client and sequence); memory holds its counts, in the session record.
+//! A message body is stored once (`Messages`) with a reference count
+//! (`MessageRefs`), whatever number of queues hold it, and is deleted with
+//! its last reference. Reads during apply see the batch being built
+//! ([`raftmq_storage::Store::get_through`]), so a batch that queues and acks
+//! the same item is consistent. Reference counts touched by a batch are kept
+//! in its [`Ctx`] and written once, at its end.
 
 use std::sync::Arc;
 
 use raftmq_storage::{keys, Table};
 
-use super::records::QItem;
+use super::records::QueueRec;
 use super::{ApplyEvent, Ctx, MqttState};
-use crate::command::{Delivery, Message};
-use crate::error::{encode, RaftError};
+use crate::command::{ClusterSettings, Delivery, Message};
+use crate::error::{decode, encode, RaftError};
 use crate::trie::Target;
 
 impl MqttState {
-    /// Hands message `id` to session `c` for target `t`: queued if the
+    /// Hands message `msg_id` to session `c` for target `t`: queued if the
     /// session is persistent and the QoS is 1 or 2, else delivered to its
     /// connection (if any) without a trace.
     pub(super) fn enqueue(
         &mut self,
-        id: u64,
+        msg_id: u64,
         c: &Arc<str>,
         msg: &Arc<Message>,
         t: Target,
@@ -30,18 +38,18 @@ impl MqttState {
         let qos = msg.qos.min(t.qos);
         let retain = msg.retain && t.retain_as_published;
         if rec.persistent() && qos > 0 {
-            let item = QItem {
-                msg_id: id,
-                msg: msg.clone(),
+            let item = QueueRec {
+                msg_id,
                 qos,
                 retain,
                 sub_ids: t.sub_ids,
                 received: false,
+                bytes: msg.payload.len() as u32,
             };
-            return self.push(c, item, ctx);
+            return self.push(c, item, msg, ctx);
         }
         if rec.node.is_some() {
-            self.sink.emit(ApplyEvent::Deliver {
+            ctx.events.push(ApplyEvent::Deliver {
                 client_id: c.clone(),
                 epoch: rec.epoch,
                 delivery: Delivery::live(msg.clone(), qos, retain, t.sub_ids),
@@ -50,44 +58,74 @@ impl MqttState {
         Ok(())
     }
 
+    /// Whether queueing `msg` would take a session past `max_queue_bytes`:
+    /// then the publish is refused before anything of it is applied.
+    pub(super) fn over_quota(&self, targets: &[(Arc<str>, Target)], msg: &Message) -> bool {
+        let quota = self.settings.max_queue_bytes;
+        if quota < 0 || msg.qos == 0 {
+            return false;
+        }
+        let size = msg.payload.len() as u64;
+        targets.iter().any(|(c, t)| {
+            self.sessions
+                .get(c)
+                .is_some_and(|r| r.persistent() && t.qos > 0 && r.queue.bytes + size > quota as u64)
+        })
+    }
+
     /// Appends to the session's queue (or drops and counts the item if the
-    /// queue is full) and delivers it if the session is connected.
-    fn push(&mut self, c: &Arc<str>, item: QItem, ctx: &mut Ctx) -> Result<(), RaftError> {
-        let qlen = self.queues.get(c).map_or(0, |q| q.len()) as i64;
+    /// queue is at its limit) and delivers it if the session is connected.
+    fn push(
+        &mut self,
+        c: &Arc<str>,
+        item: QueueRec,
+        msg: &Arc<Message>,
+        ctx: &mut Ctx,
+    ) -> Result<(), RaftError> {
         let Some(rec) = self.sessions.get_mut(c) else {
             return Ok(());
         };
         let online = rec.node.is_some();
+        ctx.dirty.insert(c.clone());
         let limit = queue_limit(&self.settings, online);
-        if limit >= 0 && qlen >= limit {
-            self.stats.dropped_queue_full += 1;
+        if limit >= 0 && rec.queue.items >= limit as u64 {
+            if online {
+                rec.queue.dropped_online += 1;
+                self.stats.dropped_online_limit += 1;
+            } else {
+                rec.queue.dropped_offline += 1;
+                self.stats.dropped_offline_limit += 1;
+            }
             return Ok(());
         }
         let seq = rec.next_seq;
         rec.next_seq += 1;
-        let epoch = rec.epoch;
-        ctx.dirty.insert(c.clone());
-        ctx.batch
-            .put(Table::Queues, keys::queue_key(c, seq), encode(&item.rec())?);
-        self.hold_msg(item.msg_id, &item.msg, ctx)?;
-        let d = item.delivery(seq);
-        if self
-            .queues
-            .entry(c.clone())
-            .or_default()
-            .insert(seq, item)
-            .is_none()
-        {
-            self.queued += 1;
+        if rec.queue.items == 0 {
+            rec.queue.head = seq;
         }
+        rec.queue.items += 1;
+        rec.queue.bytes += item.bytes as u64;
+        self.queued += 1;
+        let epoch = rec.epoch;
+        ctx.batch
+            .put(Table::Queues, keys::queue_key(c, seq), encode(&item)?);
+        self.hold_msg(item.msg_id, msg, ctx)?;
         if online {
-            self.sink.emit(ApplyEvent::Deliver {
+            ctx.events.push(ApplyEvent::Deliver {
                 client_id: c.clone(),
                 epoch,
-                delivery: d,
+                delivery: item.delivery(seq, msg.clone()),
             });
         }
         Ok(())
+    }
+
+    /// The stored queue item `seq` of session `c`, if it is there.
+    fn queue_item(&self, c: &str, seq: u64, ctx: &Ctx) -> Result<Option<QueueRec>, RaftError> {
+        self.store
+            .get_through(&ctx.batch, Table::Queues, &keys::queue_key(c, seq))?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     /// PUBREC for queue item `seq`: from now on only PUBREL is resent.
@@ -97,42 +135,75 @@ impl MqttState {
         seq: u64,
         ctx: &mut Ctx,
     ) -> Result<(), RaftError> {
-        if let Some(item) = self.queues.get_mut(c).and_then(|q| q.get_mut(&seq)) {
-            item.received = true;
-            ctx.batch
-                .put(Table::Queues, keys::queue_key(c, seq), encode(&item.rec())?);
+        if let Some(mut item) = self.queue_item(c, seq, ctx)? {
+            if !item.received {
+                item.received = true;
+                ctx.batch
+                    .put(Table::Queues, keys::queue_key(c, seq), encode(&item)?);
+            }
         }
         Ok(())
     }
 
     /// Removes queue item `seq`, if it is there.
-    pub(super) fn dequeue(&mut self, c: &Arc<str>, seq: u64, ctx: &mut Ctx) {
-        let Some(q) = self.queues.get_mut(c) else {
-            return;
+    pub(super) fn dequeue(
+        &mut self,
+        c: &Arc<str>,
+        seq: u64,
+        ctx: &mut Ctx,
+    ) -> Result<(), RaftError> {
+        let Some(item) = self.queue_item(c, seq, ctx)? else {
+            return Ok(());
         };
-        let Some(item) = q.remove(&seq) else { return };
-        self.queued -= 1;
-        if q.is_empty() {
-            self.queues.remove(c);
-        }
         ctx.batch.delete(Table::Queues, keys::queue_key(c, seq));
-        self.release_msg(item.msg_id, ctx);
+        if let Some(rec) = self.sessions.get_mut(c) {
+            let q = &mut rec.queue;
+            q.items = q.items.saturating_sub(1);
+            q.bytes = q.bytes.saturating_sub(item.bytes as u64);
+            if q.items == 0 {
+                q.head = rec.next_seq;
+            } else if q.head == seq {
+                q.head = seq + 1;
+            }
+            ctx.dirty.insert(c.clone());
+        }
+        self.queued = self.queued.saturating_sub(1);
+        self.release_msg(item.msg_id, ctx)
     }
 
     /// Removes the whole queue of an ending session.
-    pub(super) fn drop_queue(&mut self, c: &Arc<str>, ctx: &mut Ctx) {
-        if let Some(q) = self.queues.remove(c) {
-            self.queued -= q.len();
-            for (seq, item) in q {
-                ctx.batch.delete(Table::Queues, keys::queue_key(c, seq));
-                self.release_msg(item.msg_id, ctx);
-            }
+    pub(super) fn drop_queue(&mut self, c: &Arc<str>, ctx: &mut Ctx) -> Result<(), RaftError> {
+        let Some(items) = self.sessions.get(c).map(|r| r.queue.items) else {
+            return Ok(());
+        };
+        if items == 0 {
+            return Ok(());
         }
+        let rows =
+            self.store
+                .scan_prefix_through(&ctx.batch, Table::Queues, &keys::client_prefix(c))?;
+        for (k, v) in rows {
+            if keys::queue_of(&k).is_none() {
+                continue;
+            }
+            let item: QueueRec = decode(&v)?;
+            ctx.batch.delete(Table::Queues, k);
+            self.release_msg(item.msg_id, ctx)?;
+        }
+        if let Some(rec) = self.sessions.get_mut(c) {
+            rec.queue.items = 0;
+            rec.queue.bytes = 0;
+            rec.queue.head = rec.next_seq;
+            ctx.dirty.insert(c.clone());
+        }
+        self.queued = self.queued.saturating_sub(items);
+        Ok(())
     }
 
-    /// One more queue item references message `id`; the first stores it.
+    /// One more queue item references message `id`, a message of this batch
+    /// (ids are never reused): the first reference stores its body.
     fn hold_msg(&mut self, id: u64, msg: &Message, ctx: &mut Ctx) -> Result<(), RaftError> {
-        let refs = self.msg_refs.entry(id).or_default();
+        let refs = ctx.refs.entry(id).or_insert(0);
         if *refs == 0 {
             ctx.batch
                 .put(Table::Messages, keys::message_key(id), encode(msg)?);
@@ -141,22 +212,50 @@ impl MqttState {
         Ok(())
     }
 
-    /// One queue item less references message `id`; the last deletes it.
-    fn release_msg(&mut self, msg_id: u64, ctx: &mut Ctx) {
-        if let Some(n) = self.msg_refs.get_mut(&msg_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.msg_refs.remove(&msg_id);
-                ctx.batch.delete(Table::Messages, keys::message_key(msg_id));
+    /// One queue item less references message `id`; with the last, the
+    /// message goes (at the end of the batch, see [`Self::write_refs`]).
+    fn release_msg(&mut self, id: u64, ctx: &mut Ctx) -> Result<(), RaftError> {
+        let refs = match ctx.refs.get(&id) {
+            Some(n) => *n,
+            None => self
+                .store
+                .get_through(&ctx.batch, Table::MessageRefs, &keys::message_key(id))?
+                .map(|v| refs_of(&v))
+                .transpose()?
+                .unwrap_or(1),
+        };
+        ctx.refs.insert(id, refs.saturating_sub(1));
+        Ok(())
+    }
+
+    /// The end of every applied batch: the reference counts it changed, and
+    /// the messages no queue references any more.
+    pub(super) fn write_refs(&self, ctx: &mut Ctx) {
+        for (id, refs) in ctx.refs.drain() {
+            let k = keys::message_key(id);
+            if refs == 0 {
+                ctx.batch.delete(Table::Messages, k.clone());
+                ctx.batch.delete(Table::MessageRefs, k);
+            } else {
+                ctx.batch
+                    .put(Table::MessageRefs, k, refs.to_be_bytes().to_vec());
             }
         }
     }
 }
 
+/// A stored reference count.
+fn refs_of(v: &[u8]) -> Result<u32, RaftError> {
+    let b: [u8; 4] = v
+        .try_into()
+        .map_err(|_| RaftError::Encode(format!("reference count of {} bytes", v.len())))?;
+    Ok(u32::from_be_bytes(b))
+}
+
 /// How many items a session's queue may hold, -1 for no limit: the online
 /// limit plus the inflight window while connected, the offline limit
 /// otherwise.
-fn queue_limit(s: &crate::command::ClusterSettings, online: bool) -> i64 {
+fn queue_limit(s: &ClusterSettings, online: bool) -> i64 {
     if !online {
         return s.max_offline_messages;
     }

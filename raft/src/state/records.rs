@@ -1,5 +1,5 @@
-//! The rows apply stores: a session record, and a queue item both as stored
-//! (referencing its message by id) and as held in memory (with the message).
+//! The rows apply stores: a session record (with its queue's counts) and a
+//! queue item (referencing its message by id).
 
 use std::sync::Arc;
 
@@ -22,11 +22,32 @@ pub struct SessionRec {
     pub will_at_ms: Option<u64>,
     /// Next queue sequence number.
     pub next_seq: u64,
+    /// The session's queue, in counts: the queue itself is only on disk.
+    pub queue: QueueCounts,
+}
+
+/// What a session's queue holds and has lost, kept in its record so that
+/// nothing has to read the queue to know its size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// No item has a lower sequence (exact while acks come in order; a
+    /// lower bound otherwise). Readers start here, not at the first key
+    /// ever written, so they do not walk the deleted items.
+    pub head: u64,
+    /// Items queued.
+    pub items: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// QoS 1/2 messages not queued because the session was offline at
+    /// `max_offline_messages`.
+    pub dropped_offline: u64,
+    /// ... or online at `max_online_messages` (plus its window).
+    pub dropped_online: u64,
 }
 
 impl SessionRec {
     /// Outlives its connection (queues QoS 1/2 while offline).
-    pub(super) fn persistent(&self) -> bool {
+    pub(crate) fn persistent(&self) -> bool {
         self.expiry_s > 0
     }
 
@@ -48,54 +69,25 @@ impl SessionRec {
     }
 }
 
-/// A queue item as stored: the message is referenced by id.
+/// A queue item as stored: the message is referenced by id (its body is
+/// stored once in `Messages`, however many queues hold it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct QueueRec {
-    pub(super) msg_id: u64,
-    pub(super) qos: u8,
-    pub(super) retain: bool,
-    pub(super) sub_ids: Vec<u32>,
-    pub(super) received: bool,
+pub(crate) struct QueueRec {
+    pub(crate) msg_id: u64,
+    pub(crate) qos: u8,
+    pub(crate) retain: bool,
+    pub(crate) sub_ids: Vec<u32>,
+    pub(crate) received: bool,
+    /// The message's payload size, counted against the session's quota.
+    pub(crate) bytes: u32,
 }
 
-/// A queue item in memory: the stored row with its message.
-#[derive(Debug, Clone)]
-pub(super) struct QItem {
-    pub(super) msg_id: u64,
-    pub(super) msg: Arc<Message>,
-    pub(super) qos: u8,
-    pub(super) retain: bool,
-    pub(super) sub_ids: Vec<u32>,
-    pub(super) received: bool,
-}
-
-impl QItem {
-    /// The stored row joined with its message.
-    pub(super) fn new(rec: QueueRec, msg: Arc<Message>) -> QItem {
-        QItem {
-            msg_id: rec.msg_id,
-            msg,
-            qos: rec.qos,
-            retain: rec.retain,
-            sub_ids: rec.sub_ids,
-            received: rec.received,
-        }
-    }
-
-    pub(super) fn delivery(&self, seq: u64) -> Delivery {
+impl QueueRec {
+    /// The item joined with its message, as a connection sends it.
+    pub(crate) fn delivery(&self, seq: u64, msg: Arc<Message>) -> Delivery {
         Delivery {
             seq: Some(seq),
-            msg: self.msg.clone(),
-            qos: self.qos,
-            retain: self.retain,
-            sub_ids: self.sub_ids.clone(),
-            received: self.received,
-        }
-    }
-
-    pub(super) fn rec(&self) -> QueueRec {
-        QueueRec {
-            msg_id: self.msg_id,
+            msg,
             qos: self.qos,
             retain: self.retain,
             sub_ids: self.sub_ids.clone(),

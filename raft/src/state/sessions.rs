@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use raftmq_storage::{keys, Table};
 
+use super::records::QueueCounts;
 use super::{ApplyEvent, Ctx, MqttState, SessionRec};
 use crate::command::{CmdResult, Disconnect, NodeRestarted, Register, Tick, Will};
 use crate::error::{encode, RaftError};
@@ -29,20 +30,29 @@ impl MqttState {
             disconnected_ms: None,
             will_at_ms: None,
             next_seq: resumed_seq.unwrap_or(0),
+            queue: QueueCounts::default(),
+        };
+        let rec = match self.sessions.get(&c) {
+            // Resumed: the queue and its counts carry over.
+            Some(old) if resumed_seq.is_some() => SessionRec {
+                queue: old.queue.clone(),
+                ..rec
+            },
+            _ => SessionRec {
+                queue: QueueCounts {
+                    head: rec.next_seq,
+                    ..QueueCounts::default()
+                },
+                ..rec
+            },
         };
         self.sessions.insert(c.clone(), rec);
         self.trie.write().set_location(&c, Some(cmd.node));
         ctx.dirty.insert(c.clone());
         self.reschedule(&c);
-        let queue = self
-            .queues
-            .get(&c)
-            .map(|q| q.iter().map(|(seq, item)| item.delivery(*seq)).collect())
-            .unwrap_or_default();
         Ok(CmdResult::Registered {
             epoch: id,
             session_present: resumed_seq.is_some(),
-            queue,
         })
     }
 
@@ -62,7 +72,7 @@ impl MqttState {
         let expired = old.expires_at().is_some_and(|e| e <= cmd.now_ms);
         let resumes = !cmd.clean_start && !expired && old.persistent();
         if old.node.is_some() {
-            self.sink.emit(ApplyEvent::Kick {
+            ctx.events.push(ApplyEvent::Kick {
                 client_id: c.clone(),
                 epoch: old.epoch,
             });
@@ -71,7 +81,7 @@ impl MqttState {
             self.publish_will(id, c, w, cmd.now_ms, ctx)?;
         }
         if !resumes {
-            self.drop_session_state(c, ctx);
+            self.drop_session_state(c, ctx)?;
             return Ok(None);
         }
         Ok(Some(old.next_seq))
@@ -169,7 +179,7 @@ impl MqttState {
             self.publish_will(id, c, w, now_ms, ctx)?;
         }
         if expiry_s == 0 {
-            self.remove_session(c, ctx);
+            self.remove_session(c, ctx)?;
         } else {
             self.reschedule(c);
         }
@@ -220,7 +230,7 @@ impl MqttState {
         }
         if expired && rec.node.is_none() {
             self.stats.sessions_expired += 1;
-            self.remove_session(c, ctx);
+            self.remove_session(c, ctx)?;
         } else {
             self.reschedule(c);
         }
@@ -250,18 +260,20 @@ impl MqttState {
         Ok(())
     }
 
-    fn remove_session(&mut self, c: &Arc<str>, ctx: &mut Ctx) {
-        self.drop_session_state(c, ctx);
+    fn remove_session(&mut self, c: &Arc<str>, ctx: &mut Ctx) -> Result<(), RaftError> {
+        self.drop_session_state(c, ctx)?;
         self.sessions.remove(c);
         ctx.dirty.insert(c.clone());
         self.reschedule(c);
+        Ok(())
     }
 
     /// Removes a session's subscriptions, queue and QoS 2 ids.
-    fn drop_session_state(&mut self, c: &Arc<str>, ctx: &mut Ctx) {
+    fn drop_session_state(&mut self, c: &Arc<str>, ctx: &mut Ctx) -> Result<(), RaftError> {
         self.drop_subscriptions(c, ctx);
-        self.drop_queue(c, ctx);
+        self.drop_queue(c, ctx)?;
         self.drop_qos2_in(c, ctx);
+        Ok(())
     }
 
     /// Puts the session's timer at its next deadline, or removes it.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use openraft::{CommittedLeaderId, EntryPayload};
 use parking_lot::Mutex;
-use raftmq_storage::Store;
+use raftmq_storage::{Store, Table};
 
 use super::{ApplyEvent, EventSink, MqttState};
 use crate::command::*;
@@ -263,7 +263,219 @@ fn offline_queue_limit_drops_beyond_max_offline_messages() {
     f.disconnect("s", e, false, 2000);
     f.apply((0..10).map(|_| publish("p", 0, msg("t", 1, "p"))).collect());
     assert_eq!(f.st.queued_count(), 3);
-    assert_eq!(f.st.stats.dropped_queue_full, 7);
+    assert_eq!(f.st.stats.dropped_offline_limit, 7);
+    let info = &f.st.session_info(Some("s"))[0];
+    assert_eq!((info.queued, info.dropped_offline_limit), (3, 7));
+}
+
+/// Rows of `table` in the fixture's store.
+fn rows(f: &Fixture, table: Table) -> usize {
+    let mut n = 0;
+    f.st.store()
+        .for_each(table, |_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    n
+}
+
+fn ack(client: &str, epoch: u64, seqs: Vec<u64>) -> Command {
+    Command::Ack(Ack {
+        client_id: client.into(),
+        epoch,
+        seqs,
+    })
+}
+
+#[test]
+fn a_message_queued_for_many_sessions_is_stored_once_and_deleted_with_its_last_reference() {
+    let mut f = Fixture::new();
+    let epochs: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|c| {
+            let e = f.register(c, NEVER, None);
+            f.subscribe(c, e, "t", 1);
+            e
+        })
+        .collect();
+    f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
+    assert_eq!(f.st.queued_count(), 3);
+    assert_eq!((rows(&f, Table::Messages), rows(&f, Table::Queues)), (1, 3));
+    f.apply(vec![
+        ack("a", epochs[0], vec![0]),
+        ack("b", epochs[1], vec![0]),
+    ]);
+    assert_eq!((rows(&f, Table::Messages), rows(&f, Table::Queues)), (1, 1));
+    f.apply(vec![ack("c", epochs[2], vec![0])]);
+    assert_eq!(f.st.queued_count(), 0);
+    assert_eq!(
+        (
+            rows(&f, Table::Messages),
+            rows(&f, Table::MessageRefs),
+            rows(&f, Table::Queues)
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn an_item_queued_and_acked_in_one_batch_leaves_nothing_behind() {
+    let mut f = Fixture::new();
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "t", 1);
+    f.apply(vec![
+        publish("p", 0, msg("t", 1, "p")),
+        publish("p", 0, msg("t", 1, "p")),
+        ack("s", e, vec![0]),
+    ]);
+    assert_eq!(f.st.queued_count(), 1);
+    assert_eq!((rows(&f, Table::Messages), rows(&f, Table::Queues)), (1, 1));
+    let info = &f.st.session_info(Some("s"))[0];
+    assert_eq!((info.queued, info.queued_bytes), (1, 1));
+}
+
+#[test]
+fn wills_fired_by_one_command_keep_their_own_bodies_in_the_queue() {
+    let mut f = Fixture::new();
+    let e = f.register("watcher", NEVER, None);
+    f.subscribe("watcher", e, "will/#", 1);
+    f.disconnect("watcher", e, false, 1500);
+    for c in ["w1", "w2"] {
+        let will = Will {
+            msg: msg(&format!("will/{c}"), 1, c),
+            expiry_s: None,
+            delay_s: 0,
+        };
+        f.register(c, 60, Some(will));
+    }
+    // One NodeRestarted command ends both connections and fires both wills.
+    f.apply(vec![Command::NodeRestarted(NodeRestarted {
+        node: 1,
+        now_ms: 2000,
+    })]);
+    let reopened = MqttState::open(f.st.store().clone(), Arc::new(Recorder::default())).unwrap();
+    drop(reopened);
+    let view = crate::view::StateView::new(f.st.store().clone());
+    let topics: Vec<String> = view
+        .queue_page("watcher", None, 10, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|d| d.msg.topic.clone())
+        .collect();
+    assert_eq!(topics, ["will/w1", "will/w2"]);
+}
+
+#[test]
+fn a_publish_that_would_pass_a_sessions_byte_quota_is_refused_and_changes_nothing() {
+    let mut f = Fixture::new();
+    f.apply(vec![Command::Configure(ClusterSettings {
+        max_queue_bytes: 2,
+        ..Default::default()
+    })]);
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "t", 2);
+    f.disconnect("s", e, false, 2000);
+    let (r, _) = f.apply(vec![
+        publish("p", 1, msg("t", 2, "p")),
+        publish("p", 2, msg("t", 2, "p")),
+        publish("p", 3, msg("t", 2, "p")),
+    ]);
+    assert!(matches!(r[0], CmdResult::Published { .. }));
+    assert!(matches!(r[1], CmdResult::Published { .. }));
+    assert_eq!(r[2], CmdResult::QuotaExceeded);
+    assert_eq!(f.st.queued_count(), 2);
+    assert_eq!(f.st.stats.refused_quota, 1);
+    // The refused QoS 2 publish recorded no packet id: a resend is new.
+    let (r, _) = f.apply(vec![Command::Release(Release {
+        client_id: "p".into(),
+        packet_id: 3,
+    })]);
+    assert_eq!(r[0], CmdResult::Released { found: false });
+    // QoS 0 is not queued, so no quota applies to it.
+    let (r, _) = f.apply(vec![publish("p", 0, msg("t", 0, "p"))]);
+    assert!(matches!(r[0], CmdResult::Published { .. }));
+}
+
+#[test]
+fn a_data_directory_of_the_older_format_is_refused_with_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // What format 1 wrote: progress without a format row.
+    let mut b = raftmq_storage::StateBatch::default();
+    let applied: Option<crate::types::LogId> =
+        Some(openraft::LogId::new(CommittedLeaderId::new(1, 1), 7));
+    b.put(
+        Table::Meta,
+        raftmq_storage::keys::meta_key("last_applied"),
+        crate::error::encode(&applied).unwrap(),
+    );
+    store.write_state(b).unwrap();
+    let err = MqttState::open(store, Arc::new(Recorder::default())).err();
+    assert!(
+        matches!(
+            err,
+            Some(crate::error::RaftError::Format { found: 1, wants: 2 })
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_delivery_event_is_emitted_after_its_item_is_readable() {
+    /// Reads the announced item back from RocksDB when the event arrives.
+    struct ReadsBack(Store, Mutex<Vec<bool>>);
+    impl EventSink for ReadsBack {
+        fn emit(&self, ev: ApplyEvent) {
+            if let ApplyEvent::Deliver {
+                client_id,
+                delivery,
+                ..
+            } = ev
+            {
+                let view = crate::view::StateView::new(self.0.clone());
+                let page = view.queue_page(&client_id, delivery.seq, 1, 1).unwrap();
+                self.1
+                    .lock()
+                    .push(page.first().and_then(|d| d.seq) == delivery.seq);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let sink = Arc::new(ReadsBack(store.clone(), Mutex::new(Vec::new())));
+    let mut f = Fixture {
+        _dir: dir,
+        st: MqttState::open(store, sink.clone()).unwrap(),
+        sink: Arc::new(Recorder::default()),
+        index: 0,
+    };
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "t", 1);
+    f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
+    assert_eq!(*sink.1.lock(), [true]);
+}
+
+#[test]
+fn queue_pages_start_at_the_head_after_in_order_acks() {
+    let mut f = Fixture::new();
+    let e = f.register("s", NEVER, None);
+    f.subscribe("s", e, "t", 1);
+    f.apply((0..6).map(|_| publish("p", 0, msg("t", 1, "p"))).collect());
+    f.apply(vec![ack("s", e, vec![0, 1, 3])]);
+    let view = crate::view::StateView::new(f.st.store().clone());
+    let seqs = |from| -> Vec<u64> {
+        view.queue_page("s", from, 10, 1 << 20)
+            .unwrap()
+            .iter()
+            .filter_map(|d| d.seq)
+            .collect()
+    };
+    assert_eq!(seqs(None), [2, 4, 5]);
+    assert_eq!(seqs(Some(5)), [5]);
+    assert_eq!(f.st.session_info(Some("s"))[0].queued, 3);
+    let page = view.queue_page("s", None, 2, 1 << 20).unwrap();
+    assert_eq!(page.len(), 2);
 }
 
 #[test]
