@@ -32,6 +32,7 @@ impl Store {
         // The WAL is the durability boundary; keep it on so unsynced state
         // writes survive a process crash too (only an OS crash loses them).
         opts.set_manual_wal_flush(false);
+        opts.set_max_total_wal_size(64 << 20);
         let mut cfs = vec![
             ColumnFamilyDescriptor::new(CF_LOG, Options::default()),
             ColumnFamilyDescriptor::new(CF_RAFT, Options::default()),
