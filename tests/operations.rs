@@ -313,6 +313,26 @@ fn publish_n(b: &Broker, topic: &str, n: usize) {
 }
 
 #[test]
+fn a_persistent_subscriber_that_falls_behind_is_fed_from_disk_and_misses_nothing() {
+    // 2,000 messages wait for a subscriber that acknowledges none of them:
+    // more than its window (20) and its connection's read-ahead (512). The
+    // excess stays on disk and is read back, in order, as it acknowledges.
+    let b = Broker::start();
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "behind", false);
+    s.subscribe("behind/t", QoS::AtLeastOnce);
+    publish_n(&b, "behind/t", 2000);
+    let mut got = Vec::new();
+    while got.len() < 2000 {
+        let p = s.expect_publish(WAIT);
+        s.ack(&p);
+        got.push(p);
+    }
+    let want: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    assert_eq!(payloads(&got), want);
+    s.expect_no_publish(QUIET);
+}
+
+#[test]
 fn max_inflight_messages_limits_unacked_outgoing_messages() {
     let b = Broker::start_with_config("max_inflight_messages = 3\n");
     let (mut s, _) = RawClient::v3(b.mqtt_port, "mif-sub", true);
