@@ -121,6 +121,11 @@ impl Metrics {
             gauge(s.state.queued),
         );
         r.register(
+            "queue_items_reclaiming",
+            "Items of ended sessions' large queues still being deleted (a bounded amount per log entry)",
+            gauge(s.state.reclaiming),
+        );
+        r.register(
             "raft_last_applied",
             "Index of the last applied log entry",
             gauge(s.state.last_applied),

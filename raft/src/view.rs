@@ -32,6 +32,8 @@ pub struct StateSummary {
     pub retained: u64,
     /// Messages in persistent session queues.
     pub queued: u64,
+    /// Items of ended sessions' queues not yet deleted (at most).
+    pub reclaiming: u64,
     /// Apply-side counts since this process started.
     pub apply: ApplyStats,
     /// Index of the last applied log entry (0: none).
@@ -50,6 +52,7 @@ impl StateSummary {
             subscriptions: st.subscription_count() as u64,
             retained: st.retained_count() as u64,
             queued: st.queued_count(),
+            reclaiming: st.reclaim_pending(),
             apply: st.stats.clone(),
             last_applied: st.last_applied.map_or(0, |l| l.index),
             settings: st.settings.clone(),

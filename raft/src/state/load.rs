@@ -34,6 +34,7 @@ impl MqttState {
         self.load_sessions()?;
         self.load_subscriptions()?;
         self.load_retained()?;
+        self.load_reclaim()?;
         self.load_qos2_in()
     }
 
@@ -43,6 +44,7 @@ impl MqttState {
         self.subs_by_client.clear();
         self.retained = RetainedIndex::default();
         self.queued = 0;
+        self.reclaim.clear();
         self.qos2_in.clear();
         self.timers.clear();
         self.timer_of.clear();

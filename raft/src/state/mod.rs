@@ -18,6 +18,8 @@
 //! - `subscriptions`: Subscribe and Unsubscribe.
 //! - `publish`: Publish: inbound QoS 2 ids, retained changes, routing.
 //! - `queues`: per-session queues and the stored messages they reference.
+//! - `reclaim`: large queues of ended sessions, deleted a bounded amount per
+//!   applied entry.
 //! - `acks`: Ack, Received and Release.
 //! - `meta`: Configure, membership, last applied and the dedup sets.
 //! - `snapshot`: state rows out of and into a snapshot.
@@ -28,6 +30,7 @@ mod load;
 mod meta;
 mod publish;
 mod queues;
+mod reclaim;
 mod records;
 mod sessions;
 mod snapshot;
@@ -139,6 +142,8 @@ pub struct MqttState {
     /// Items in all queues (the sum of the sessions' counts), so the
     /// per-batch summary does not walk every session.
     queued: u64,
+    /// Ended queues still being deleted, by client id (see `reclaim`).
+    reclaim: BTreeMap<Arc<str>, reclaim::Span>,
     /// The last message id given to a queued message (ids are never
     /// reused: a message body is stored under its id).
     last_message_id: u64,
@@ -179,6 +184,7 @@ impl MqttState {
             subs_by_client: HashMap::new(),
             retained: RetainedIndex::default(),
             queued: 0,
+            reclaim: BTreeMap::new(),
             last_message_id: 0,
             qos2_in: HashMap::new(),
             timers: BTreeSet::new(),
@@ -296,6 +302,7 @@ impl MqttState {
                     Response::default()
                 }
             };
+            self.reclaim_some(&mut ctx)?;
             self.last_applied = Some(entry.log_id);
             out.push(resp);
         }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use raftmq_storage::{keys, Table};
 
-use super::records::QueueRec;
+use super::reclaim::{self, Span};
+use super::records::{QueueCounts, QueueRec};
 use super::{ApplyEvent, Ctx, MqttState};
 use crate::command::{ClusterSettings, Delivery, Message};
 use crate::error::{decode, encode, RaftError};
@@ -152,10 +153,9 @@ impl MqttState {
         seq: u64,
         ctx: &mut Ctx,
     ) -> Result<(), RaftError> {
-        let Some(item) = self.queue_item(c, seq, ctx)? else {
+        let Some(item) = self.delete_item(c, seq, ctx)? else {
             return Ok(());
         };
-        ctx.batch.delete(Table::Queues, keys::queue_key(c, seq));
         if let Some(rec) = self.sessions.get_mut(c) {
             let q = &mut rec.queue;
             q.items = q.items.saturating_sub(1);
@@ -168,16 +168,49 @@ impl MqttState {
             ctx.dirty.insert(c.clone());
         }
         self.queued = self.queued.saturating_sub(1);
-        self.release_msg(item.msg_id, ctx)
+        Ok(())
     }
 
-    /// Removes the whole queue of an ending session.
+    /// Deletes queue item `seq` of `c` and releases its message; returns it
+    /// if it was there.
+    pub(super) fn delete_item(
+        &mut self,
+        c: &str,
+        seq: u64,
+        ctx: &mut Ctx,
+    ) -> Result<Option<QueueRec>, RaftError> {
+        let Some(item) = self.queue_item(c, seq, ctx)? else {
+            return Ok(None);
+        };
+        ctx.batch.delete(Table::Queues, keys::queue_key(c, seq));
+        self.release_msg(item.msg_id, ctx)?;
+        Ok(Some(item))
+    }
+
+    /// Ends the queue of an ending session: deleted now if it is small,
+    /// else set aside and reclaimed a bounded amount per entry (`reclaim`).
     pub(super) fn drop_queue(&mut self, c: &Arc<str>, ctx: &mut Ctx) -> Result<(), RaftError> {
-        let Some(items) = self.sessions.get(c).map(|r| r.queue.items) else {
+        let Some(rec) = self.sessions.get_mut(c) else {
             return Ok(());
         };
+        let items = rec.queue.items;
+        let span = Span {
+            from: rec.queue.head,
+            to: rec.next_seq,
+        };
+        rec.queue = QueueCounts {
+            head: rec.next_seq,
+            ..QueueCounts::default()
+        };
+        ctx.dirty.insert(c.clone());
+        self.queued = self.queued.saturating_sub(items);
         if items == 0 {
             return Ok(());
+        }
+        // Older items of this client id still being reclaimed share its key
+        // prefix: then the scan below would walk them all.
+        if items > reclaim::INLINE || self.reclaim.contains_key(c) {
+            return self.set_aside(c, span, ctx);
         }
         let rows =
             self.store
@@ -190,13 +223,6 @@ impl MqttState {
             ctx.batch.delete(Table::Queues, k);
             self.release_msg(item.msg_id, ctx)?;
         }
-        if let Some(rec) = self.sessions.get_mut(c) {
-            rec.queue.items = 0;
-            rec.queue.bytes = 0;
-            rec.queue.head = rec.next_seq;
-            ctx.dirty.insert(c.clone());
-        }
-        self.queued = self.queued.saturating_sub(items);
         Ok(())
     }
 

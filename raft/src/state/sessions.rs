@@ -29,7 +29,7 @@ impl MqttState {
             connected_ms: cmd.now_ms,
             disconnected_ms: None,
             will_at_ms: None,
-            next_seq: resumed_seq.unwrap_or(0),
+            next_seq: resumed_seq.unwrap_or_else(|| self.first_seq(&c)),
             queue: QueueCounts::default(),
         };
         let rec = match self.sessions.get(&c) {

@@ -739,3 +739,50 @@ fn a_release_from_a_taken_over_connection_keeps_the_packet_id() {
     );
     assert_eq!(f.delivered("s").len(), 1);
 }
+
+#[test]
+fn a_large_queue_of_an_ended_session_is_reclaimed_a_bounded_amount_per_entry() {
+    let mut f = Fixture::new();
+    let e = f.register("big", NEVER, None);
+    f.subscribe("big", e, "t", 1);
+    f.disconnect("big", e, false, 2000);
+    f.apply(
+        (0..1100)
+            .map(|_| publish("p", 0, msg("t", 1, "p")))
+            .collect(),
+    );
+    assert_eq!(rows(&f, Table::Queues), 1100);
+    // A clean start ends the session: its queue is set aside, and each
+    // entry deletes at most 256 of its items.
+    let (r, _) = f.apply(vec![Command::Register(Register {
+        client_id: "big".into(),
+        node: 1,
+        clean_start: true,
+        expiry_s: NEVER,
+        will: None,
+        now_ms: 3000,
+    })]);
+    let CmdResult::Registered { epoch: e2, .. } = r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(f.st.queued_count(), 0);
+    assert_eq!(rows(&f, Table::Queues), 1100 - 256);
+    // The new session's queue starts after the old one: they never meet.
+    f.subscribe("big", e2, "t", 1);
+    f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
+    let view = crate::view::StateView::new(f.st.store().clone());
+    let page = view.queue_page("big", None, 10, 1 << 20).unwrap();
+    assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [Some(1100)]);
+    for _ in 0..3 {
+        f.apply(vec![Command::Tick(Tick { now_ms: 4000 })]);
+    }
+    assert_eq!(f.st.reclaim_pending(), 0);
+    assert_eq!(rows(&f, Table::Queues), 1);
+    assert_eq!(rows(&f, Table::Messages), 1, "only the new item's message");
+    // Reopening finds the same: nothing set aside, one item queued.
+    let reopened = MqttState::open(f.st.store().clone(), Arc::new(Recorder::default())).unwrap();
+    assert_eq!(
+        (reopened.reclaim_pending(), reopened.queued_count()),
+        (0, 1)
+    );
+}
