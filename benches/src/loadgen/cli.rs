@@ -18,6 +18,11 @@ Modes and what they measure:
   bench  subscribers + publishers in one process (the README numbers):
          published/acked/received msg/s, ack latency, end-to-end latency,
          lost (acked by the broker but never delivered), duplicates.
+  sessions  creates persistent sessions subscribed to a filter and
+         disconnects them, so they queue what is published while away.
+  drain  reconnects persistent sessions (e.g. made by `sessions`, filled by
+         `pub --count N`) and receives their backlog: time to the first
+         message, drain msg/s, and which of the N sequence numbers never came.
 
 Timing: with --rate R, publishers send on an open-loop timetable and latency is
 measured from each message's INTENDED send time, so a stalled broker (or a full
@@ -30,7 +35,7 @@ on stderr. Progress lines go to stderr (--quiet silences them).
 
 Exit status: 0 clean; 1 fatal (bad arguments, broker unreachable, connect or
 subscribe refused); 2 the run completed but saw errors (e.g. broker
-disconnects) or lost messages.";
+disconnects) or lost messages (drain: fewer than --expect distinct ones).";
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, about = "MQTT load generator: throughput, latency, loss for any broker", long_about = LONG_ABOUT)]
@@ -74,6 +79,28 @@ pub enum Mode {
         receive everything that was sent."
     )]
     Bench(BenchArgs),
+    /// Create persistent sessions subscribed to a filter, then disconnect them.
+    #[command(
+        long_about = "Connects --clients sessions <prefix>_sub_<i> with clean session false \
+        (MQTT 5: clean start false and --session-expiry), subscribes each to --topic at --qos, \
+        waits for every SUBACK and disconnects. The sessions stay on the broker and queue what \
+        is published to the filter while they are away; `drain` reconnects them. \
+        --clean-session is ignored."
+    )]
+    Sessions(SessionsArgs),
+    /// Reconnect persistent sessions and receive their backlog: first message, rate, loss.
+    #[command(
+        long_about = "Reconnects --clients sessions <prefix>_sub_<i> with clean session false \
+        (no SUBSCRIBE: the session's own subscriptions deliver), retrying the connection for up \
+        to --connect-retry seconds (e.g. while the broker restarts), then receives and \
+        acknowledges every PUBLISH. Payloads are loadgen's (as `pub --count N` sends them): \
+        each session must receive every sequence number 0..--expect-1; it stops when it has, \
+        after --idle seconds without a PUBLISH, or at --timeout. Reports, per session and in \
+        all: whether the session was present, time from this process's start (and as Unix ms) \
+        to CONNACK and to the first PUBLISH, drain msg/s (distinct messages from CONNACK to the \
+        last new one), duplicates, and the sequence numbers missing. --clean-session is ignored."
+    )]
+    Drain(DrainArgs),
 }
 
 fn parse_version(s: &str) -> Result<u8, String> {
@@ -171,6 +198,13 @@ pub struct PubArgs {
     pub common: Common,
     #[command(flatten)]
     pub load: LoadOpts,
+    /// Publish exactly N messages in all, then wait up to --drain seconds for
+    /// their acks and exit (--duration and --warmup are ignored; the rates
+    /// are over the whole run). Publisher i sends a contiguous block of the
+    /// sequence numbers 0..N-1, so a `drain --expect N` can tell which of
+    /// them a subscriber never got. 0 = run for --duration.
+    #[arg(short = 'n', long, default_value_t = 0)]
+    pub count: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -227,4 +261,43 @@ pub struct BenchArgs {
     /// Subscription QoS [default: --qos].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub sub_qos: Option<u8>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Number of persistent sessions.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    pub clients: usize,
+    /// Topic filter each session subscribes to.
+    #[arg(short = 't', long, default_value = "loadgen/#")]
+    pub topic: String,
+    /// Subscription QoS.
+    #[arg(short = 'q', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Number of sessions to drain (<prefix>_sub_0 .. <prefix>_sub_<c-1>).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    pub clients: usize,
+    /// Sequence numbers each session must receive: 0..N-1 (as `pub --count N` sends).
+    #[arg(short = 'n', long)]
+    pub expect: u64,
+    /// Count only messages of this loadgen run (`run_id` in `pub --json`); others are "stale".
+    #[arg(long)]
+    pub run_id: Option<u32>,
+    /// Keep retrying the connection for this many seconds (0 = one attempt).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_retry: f64,
+    /// Stop after this many seconds without a PUBLISH (counted from CONNACK).
+    #[arg(long, default_value_t = 10.0)]
+    pub idle: f64,
+    /// Stop after this many seconds in all, complete or not.
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout: f64,
 }

@@ -6,11 +6,15 @@ mod clock;
 mod codec;
 mod conn;
 mod connmode;
+mod drain;
 mod publisher;
+mod sessions;
 mod stats;
 mod subscriber;
 
-use cli::{BenchArgs, Cli, Common, ConnArgs, LoadOpts, Mode, PubArgs, SubArgs};
+use cli::{
+    BenchArgs, Cli, Common, ConnArgs, DrainArgs, LoadOpts, Mode, PubArgs, SessionsArgs, SubArgs,
+};
 use clock::mono_ns;
 use conn::{ClientCfg, Conn};
 use hdrhistogram::Histogram;
@@ -194,6 +198,8 @@ pub fn main_with(cli: Cli) -> i32 {
         Mode::Sub(a) => &a.common,
         Mode::Conn(a) => &a.common,
         Mode::Bench(a) => &a.common,
+        Mode::Sessions(a) => &a.common,
+        Mode::Drain(a) => &a.common,
     };
     let threads = common
         .threads
@@ -214,6 +220,8 @@ pub fn main_with(cli: Cli) -> i32 {
             Mode::Sub(a) => run_sub(a).await,
             Mode::Conn(a) => run_conn(a).await,
             Mode::Bench(a) => run_bench(a).await,
+            Mode::Sessions(a) => run_sessions(a).await,
+            Mode::Drain(a) => run_drain(a).await,
         }
     })
 }
@@ -222,12 +230,16 @@ struct PubFleet {
     handles: Vec<JoinHandle<PubResult>>,
 }
 
+/// `counts`: with `pub --count`, each publisher's block of sequence numbers
+/// (see [`publisher::shares`]); None runs for the timeline's duration.
+#[allow(clippy::too_many_arguments)]
 fn spawn_publishers(
     conns: Vec<Conn>,
     o: &LoadOpts,
     size: usize,
     run_id: u32,
     keepalive: u16,
+    counts: Option<&[(u64, u64)]>,
     ctl: &watch::Receiver<Phase>,
     counters: &Arc<Counters>,
 ) -> PubFleet {
@@ -261,6 +273,9 @@ fn spawn_publishers(
                 n_pubs: n,
                 run_id,
                 keepalive,
+                seq_base: counts.map_or(0, |c| c[i].0),
+                count: counts.map(|c| c[i].1),
+                drain_ns: secs_ns(o.drain),
             };
             let (ctl, counters) = (ctl.clone(), counters.clone());
             tokio::spawn(async move {
@@ -367,6 +382,19 @@ fn timeline(o: &LoadOpts) -> Timeline {
         t0,
         t1,
         drain_until: t1 + secs_ns(o.drain),
+    }
+}
+
+/// `pub --count`: publishing starts at once and ends when every message is
+/// sent, all of it measured; the end of the window is only a far bound.
+fn counted_timeline(o: &LoadOpts) -> Timeline {
+    const YEAR_NS: u64 = 365 * 24 * 3600 * 1_000_000_000;
+    let start = mono_ns();
+    Timeline {
+        start,
+        t0: 0,
+        t1: start + YEAR_NS,
+        drain_until: start + YEAR_NS + secs_ns(o.drain),
     }
 }
 
@@ -501,31 +529,76 @@ async fn run_pub(a: PubArgs) -> i32 {
     };
     let counters = Arc::new(Counters::default());
     let (ctl_tx, ctl_rx) = watch::channel(Phase::Waiting);
-    let fleet = spawn_publishers(conns, o, size, run_id(), c.keepalive, &ctl_rx, &counters);
-    let tl = timeline(o);
+    let rid = run_id();
+    let counts = (a.count > 0).then(|| publisher::shares(a.count, o.clients as u64));
+    let fleet = spawn_publishers(
+        conns,
+        o,
+        size,
+        rid,
+        c.keepalive,
+        counts.as_deref(),
+        &ctl_rx,
+        &counters,
+    );
+    let tl = if a.count > 0 {
+        counted_timeline(o)
+    } else {
+        timeline(o)
+    };
     let _ = ctl_tx.send(Phase::Run(tl));
     let progress = spawn_progress(counters.clone(), c.quiet, [true, o.qos > 0, false]);
     let results = join_pubs(fleet).await;
     if let Some(p) = progress {
         p.abort();
     }
-    let win = Window {
-        t0: tl.t0,
-        t1: tl.t1,
+    let win = if a.count > 0 {
+        // The whole run, to the last ack (QoS 0: to the last write).
+        let last_ack = counters
+            .last_ack_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Window {
+            t0: tl.start,
+            t1: if o.qos > 0 && last_ack > 0 {
+                last_ack
+            } else {
+                mono_ns()
+            },
+        }
+    } else {
+        Window {
+            t0: tl.t0,
+            t1: tl.t1,
+        }
     };
-    let pa = agg_pubs(&results);
+    let mut pa = agg_pubs(&results);
+    let done = if o.qos > 0 {
+        pa.acked_total
+    } else {
+        pa.sent_total
+    };
+    if done < a.count {
+        pa.errors.add(format!(
+            "count: only {done} of {} {}",
+            a.count,
+            if o.qos > 0 { "acknowledged" } else { "sent" }
+        ));
+    }
     let secs = win.secs();
     let (off_s, off_j) = offered(o.rate);
     let mut t = format!(
-        "loadgen pub: {} MQTT {} QoS {} payload {} B, {} publishers, inflight {}, offered {off_s} msg/s, {:.1} s measured after {:.1} s warmup\n",
+        "loadgen pub: {} MQTT {} QoS {} payload {} B, {} publishers, inflight {}, offered {off_s} msg/s, {}\n",
         c.host,
         version_name(c.mqtt_version),
         o.qos,
         size,
         o.clients,
         o.inflight,
-        secs,
-        o.warmup
+        if a.count > 0 {
+            format!("{} messages (sequence numbers 0..{}) in {secs:.1} s, run id {rid}", a.count, a.count - 1)
+        } else {
+            format!("{secs:.1} s measured after {:.1} s warmup", o.warmup)
+        }
     );
     t += &count_header();
     t += &count_row("offered", "-", "-", &off_s);
@@ -556,7 +629,8 @@ async fn run_pub(a: PubArgs) -> i32 {
     let j = json!({
         "mode": "pub", "host": c.host, "mqtt_version": version_name(c.mqtt_version),
         "qos": o.qos, "size": size, "clients": o.clients, "inflight": o.inflight,
-        "duration_s": secs, "warmup_s": o.warmup,
+        "count": a.count, "run_id": rid,
+        "duration_s": secs, "warmup_s": if a.count > 0 { 0.0 } else { o.warmup },
         "offered_rate": off_j,
         "published": pa.sent_total, "published_in_window": pa.sent_win, "published_rate": rate(pa.sent_win, secs),
         "acked": pa.acked_total, "acked_in_window": pa.acked_win, "acked_rate": rate(pa.acked_win, secs),
@@ -877,7 +951,16 @@ async fn run_bench(a: BenchArgs) -> i32 {
             return fatal(&e);
         }
     };
-    let pubs = spawn_publishers(pub_conns, o, size, rid, c.keepalive, &ctl_rx, &counters);
+    let pubs = spawn_publishers(
+        pub_conns,
+        o,
+        size,
+        rid,
+        c.keepalive,
+        None,
+        &ctl_rx,
+        &counters,
+    );
 
     // 3. Run.
     let tl = timeline(o);
@@ -1037,6 +1120,250 @@ async fn run_bench(a: BenchArgs) -> i32 {
     });
     emit(c, t, j);
     if errors.total() > 0 || lost > 0 {
+        EXIT_ERRORS
+    } else {
+        0
+    }
+}
+
+// ---------------------------------------------------------------- sessions mode
+
+async fn run_sessions(a: SessionsArgs) -> i32 {
+    let c = &a.common;
+    if a.clients == 0 {
+        return fatal("--clients must be at least 1");
+    }
+    let mut cfg = client_cfg(c, &c.host);
+    cfg.clean = false;
+    let p = prefix(c);
+    let ids: Vec<String> = (0..a.clients).map(|i| format!("{p}_sub_{i}")).collect();
+    let begin = mono_ns();
+    let conns = match connect_all(&cfg, &ids, "session").await {
+        Ok(v) => v,
+        Err(e) => return fatal(&e),
+    };
+    let existed = conns.iter().filter(|c| c.session_present).count();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|conn| {
+            let (filter, timeout) = (a.topic.clone(), cfg.connect_timeout);
+            tokio::spawn(async move {
+                sessions::subscribe_and_leave(conn, &filter, a.qos, timeout).await
+            })
+        })
+        .collect();
+    let mut errors = Errors::default();
+    let mut granted = std::collections::BTreeMap::<u8, usize>::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.await {
+            Ok(Ok(q)) => *granted.entry(q).or_default() += 1,
+            Ok(Err(e)) => {
+                if errors.total() == 0 {
+                    eprintln!("loadgen: error: session {i} ({}): {e}", ids[i]);
+                }
+                errors.add(e);
+            }
+            Err(e) => task_lost("session", e),
+        }
+    }
+    tasks_lost(&mut errors);
+    let secs = (mono_ns() - begin) as f64 / 1e9;
+    let mut t = format!(
+        "loadgen sessions: {} MQTT {}, {} persistent sessions {p}_sub_0..{} subscribed to '{}' at QoS {} and disconnected in {secs:.2} s\n",
+        c.host,
+        version_name(c.mqtt_version),
+        a.clients,
+        a.clients - 1,
+        a.topic,
+        a.qos
+    );
+    t += &format!(
+        "  already present {existed}, granted QoS {}\n",
+        granted
+            .iter()
+            .map(|(q, n)| format!("{q}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    t += &errors.lines();
+    let j = json!({
+        "mode": "sessions", "host": c.host, "mqtt_version": version_name(c.mqtt_version),
+        "clients": a.clients, "topic": a.topic, "qos": a.qos,
+        "subscribed": granted.values().sum::<usize>(), "already_present": existed,
+        "elapsed_s": secs,
+        "errors": errors.total(), "error_kinds": errors.json(),
+    });
+    emit(c, t, j);
+    if errors.total() > 0 {
+        EXIT_FATAL
+    } else {
+        0
+    }
+}
+
+// ---------------------------------------------------------------- drain mode
+
+async fn run_drain(a: DrainArgs) -> i32 {
+    let c = &a.common;
+    if a.clients == 0 {
+        return fatal("--clients must be at least 1");
+    }
+    if c.client_prefix.is_none() {
+        return fatal("drain needs --client-prefix: the one the sessions were made with");
+    }
+    if a.expect >= stats::MAX_SEQ {
+        return fatal(&format!("--expect must be below {}", stats::MAX_SEQ));
+    }
+    // Wall-clock time of the monotonic `begin`, to report instants as Unix ms
+    // that a script can compare with other processes' (e.g. a broker start).
+    let begin = mono_ns();
+    let begin_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    let ms_since = |ns: Option<u64>| ns.map(|t| t.saturating_sub(begin) as f64 / 1e6);
+    let unix_ms = |ns: Option<u64>| ns.map(|t| (begin_unix_ms + (t - begin) as f64 / 1e6).round());
+    let mut cfg = client_cfg(c, &c.host);
+    cfg.clean = false;
+    let p = prefix(c);
+    let counters = Arc::new(Counters::default());
+    let handles: Vec<_> = (0..a.clients)
+        .map(|i| {
+            let spec = drain::DrainSpec {
+                expect: a.expect,
+                run_id: a.run_id,
+                connect_until: begin + secs_ns(a.connect_retry),
+                idle_ns: secs_ns(a.idle),
+                deadline: begin + secs_ns(a.timeout),
+                ping_ns: c.keepalive as u64 * 500_000_000,
+            };
+            tokio::spawn(drain::run(
+                cfg.clone(),
+                format!("{p}_sub_{i}"),
+                spec,
+                counters.clone(),
+            ))
+        })
+        .collect();
+    let progress = spawn_progress(counters.clone(), c.quiet, [false, false, true]);
+    let mut results = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(r) => results.push(r),
+            Err(e) => task_lost("drain", e),
+        }
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let mut errors = Errors::default();
+    for r in &results {
+        errors.merge(&r.errors);
+    }
+    tasks_lost(&mut errors);
+    let sum = |f: &dyn Fn(&drain::DrainResult) -> u64| results.iter().map(f).sum::<u64>();
+    let received = sum(&|r| r.backlog.received);
+    let distinct = sum(&|r| r.backlog.distinct());
+    let duplicates = sum(&|r| r.backlog.duplicates);
+    let missing = sum(&|r| r.backlog.missing()) + a.expect * (a.clients - results.len()) as u64;
+    let connack = results.iter().filter_map(|r| r.connack_ns).min();
+    let first = results.iter().filter_map(|r| r.first_ns).min();
+    let last = results.iter().filter_map(|r| r.last_new_ns).max();
+    let drain_s = match (connack, last) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let mut t = format!(
+        "loadgen drain: {} MQTT {}, {} persistent sessions {p}_sub_0..{}, each expecting sequence numbers 0..{}\n",
+        c.host,
+        version_name(c.mqtt_version),
+        a.clients,
+        a.clients - 1,
+        a.expect.saturating_sub(1)
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+    t += &format!(
+        "  first CONNACK after {}, first PUBLISH after {} (from this process's start)\n",
+        ms(ms_since(connack)),
+        ms(ms_since(first))
+    );
+    t += &format!(
+        "  received {received}, distinct {distinct}, duplicates {duplicates}, missing {missing}; {} msg/s over {drain_s:.2} s (CONNACK to the last new message)\n",
+        stats::rate(distinct, drain_s)
+    );
+    let mut sessions = Vec::new();
+    for r in &results {
+        let b = &r.backlog;
+        let ranges = b.missing_ranges(5);
+        t += &format!(
+            "  {}: {} after {} attempt(s), stopped: {}, distinct {} of {}, duplicates {}, {} msg/s{}{}\n",
+            r.client_id,
+            match r.session_present {
+                Some(true) => "session present",
+                Some(false) => "SESSION NOT PRESENT",
+                None => "never connected",
+            },
+            r.connect_attempts,
+            r.stop.name(),
+            b.distinct(),
+            b.expect,
+            b.duplicates,
+            r.rate(),
+            if ranges.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", first missing: {}",
+                    ranges
+                        .iter()
+                        .map(|(lo, hi)| if lo == hi {
+                            lo.to_string()
+                        } else {
+                            format!("{lo}-{hi}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            },
+            if b.stale + b.out_of_range + b.foreign > 0 || b.runs.len() > 1 {
+                format!(
+                    " (other runs {}, beyond --expect {}, non-loadgen {}, runs seen {})",
+                    b.stale,
+                    b.out_of_range,
+                    b.foreign,
+                    b.runs.len()
+                )
+            } else {
+                String::new()
+            }
+        );
+        sessions.push(json!({
+            "client_id": r.client_id, "session_present": r.session_present,
+            "connect_attempts": r.connect_attempts, "stopped": r.stop.name(),
+            "connack_ms": ms_since(r.connack_ns), "first_message_ms": ms_since(r.first_ns),
+            "received": b.received, "distinct": b.distinct(), "duplicates": b.duplicates,
+            "missing": b.missing(), "missing_ranges": ranges,
+            "stale": b.stale, "out_of_range": b.out_of_range, "foreign": b.foreign,
+            "runs_seen": b.runs.len(), "drain_rate": r.rate(),
+        }));
+    }
+    t += &errors.lines();
+    let j = json!({
+        "mode": "drain", "host": c.host, "mqtt_version": version_name(c.mqtt_version),
+        "clients": a.clients, "expect": a.expect,
+        "sessions_present": results.iter().filter(|r| r.session_present == Some(true)).count(),
+        "connack_ms": ms_since(connack), "first_message_ms": ms_since(first),
+        "connack_unix_ms": unix_ms(connack), "first_message_unix_ms": unix_ms(first),
+        "last_message_unix_ms": unix_ms(last),
+        "received": received, "distinct": distinct, "duplicates": duplicates, "missing": missing,
+        "drain_s": drain_s, "drain_rate": stats::rate(distinct, drain_s),
+        "sessions": sessions,
+        "errors": errors.total(), "error_kinds": errors.json(),
+    });
+    emit(c, t, j);
+    if results.iter().all(|r| r.connack_ns.is_none()) {
+        eprintln!("loadgen: error: no session could connect");
+        EXIT_FATAL
+    } else if errors.total() > 0 || missing > 0 {
         EXIT_ERRORS
     } else {
         0

@@ -28,6 +28,24 @@ pub struct PubSpec {
     pub n_pubs: u64,
     pub run_id: u32,
     pub keepalive: u16,
+    /// Sequence number of this publisher's first message.
+    pub seq_base: u64,
+    /// Stop after this many messages (pub --count), then wait `drain_ns` for acks.
+    pub count: Option<u64>,
+    pub drain_ns: u64,
+}
+
+/// `pub --count n` over `pubs` publishers: (first sequence number, how many)
+/// for each, contiguous blocks that together cover 0..n exactly.
+pub fn shares(n: u64, pubs: u64) -> Vec<(u64, u64)> {
+    let mut base = 0;
+    (0..pubs)
+        .map(|i| {
+            let k = n / pubs + u64::from(i < n % pubs);
+            base += k;
+            (base - k, k)
+        })
+        .collect()
 }
 
 pub struct PubResult {
@@ -142,6 +160,7 @@ pub async fn run(
     let mut next_pid: u16 = 0;
     let mut k: u64 = 0;
     let mut done_sending = false;
+    let mut drain_until = tl.drain_until;
 
     // `%n` in the topic: a new topic per message.
     let per_msg_topic = spec
@@ -164,8 +183,15 @@ pub async fn run(
             }
         }
         let mut batch = 0u64;
+        if !done_sending && spec.count.is_some_and(|n| k >= n) {
+            done_sending = true;
+            drain_until = now + spec.drain_ns;
+        }
         if !done_sending {
-            while inflight.len() < window && conn.wbuf.len() < WBUF_HIGH {
+            while inflight.len() < window
+                && conn.wbuf.len() < WBUF_HIGH
+                && spec.count.is_none_or(|n| k < n)
+            {
                 let intended = match &table {
                     Some(t) => {
                         let at = t.at(k);
@@ -209,9 +235,10 @@ pub async fn run(
                 if spec.retain {
                     conn.wbuf[first] |= 0x01;
                 }
-                stats::stamp(&mut conn.wbuf[at..], k, intended);
+                let seq = spec.seq_base + k;
+                stats::stamp(&mut conn.wbuf[at..], seq, intended);
                 if qos > 0 {
-                    inflight.insert(pid, (intended, k));
+                    inflight.insert(pid, (intended, seq));
                 }
                 if win.contains(now) {
                     r.sent_win += 1;
@@ -232,7 +259,7 @@ pub async fn run(
         if done_sending && inflight.is_empty() && !conn.want_write() {
             break;
         }
-        if done_sending && now >= tl.drain_until {
+        if done_sending && now >= drain_until {
             r.errors.add("publisher: timed out waiting for acks");
             break;
         }
@@ -242,7 +269,7 @@ pub async fn run(
             interest |= Interest::WRITABLE;
         }
         let mut deadline = if done_sending {
-            tl.drain_until
+            drain_until
         } else {
             match &table {
                 Some(t) if inflight.len() < window => t.at(k).min(tl.t1),
@@ -389,7 +416,20 @@ fn complete(
 
 #[cfg(test)]
 mod tests {
-    use super::Timetable;
+    use super::{shares, Timetable};
+
+    #[test]
+    fn count_shares_are_contiguous_blocks_covering_every_sequence_number_once() {
+        assert_eq!(shares(10, 3), vec![(0, 4), (4, 3), (7, 3)]);
+        assert_eq!(shares(2, 4), vec![(0, 1), (1, 1), (2, 0), (2, 0)]);
+        assert_eq!(shares(1_000_000, 1), vec![(0, 1_000_000)]);
+        for (n, p) in [(0, 1), (7, 7), (1_000_003, 8)] {
+            let s = shares(n, p);
+            assert_eq!(s.len() as u64, p);
+            assert_eq!(s.iter().map(|x| x.1).sum::<u64>(), n);
+            assert!(s.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        }
+    }
 
     #[test]
     fn timetable_spacing() {
