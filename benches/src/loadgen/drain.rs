@@ -225,10 +225,18 @@ async fn receive(
     connack: u64,
     counters: &Counters,
 ) -> Stop {
-    let version = conn.version;
     let mut qos2_pending: HashSet<u16> = HashSet::new();
     let mut last_publish = connack;
     loop {
+        // What is buffered first: the bytes read with the CONNACK may hold
+        // a whole inflight window, and no more comes until it is acked.
+        let before = r.backlog.received;
+        let handled = handle_buffered(conn, r, &mut qos2_pending, &mut last_publish);
+        counters.add(&counters.received, r.backlog.received - before);
+        if let Err(e) = handled {
+            r.errors.add(e);
+            return Stop::Failed;
+        }
         if let Err(e) = conn.flush() {
             r.errors.add(format!("drain write: {}", io_kind(&e)));
             return Stop::Failed;
@@ -276,60 +284,66 @@ async fn receive(
                 r.errors.add("drain: connection closed by broker");
                 return Stop::Failed;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 r.errors.add(format!("drain read: {}", io_kind(&e)));
                 return Stop::Failed;
             }
         }
-        let now = mono_ns();
-        let before = r.backlog.received;
-        loop {
-            let (pkt, n) = match codec::parse(&conn.rbuf[conn.rstart..conn.rend], version) {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => {
-                    r.errors.add(format!("drain: {e}"));
-                    return Stop::Failed;
-                }
-            };
-            match pkt {
-                Packet::Publish {
-                    qos, pid, payload, ..
-                } => {
-                    last_publish = now;
-                    r.first_ns.get_or_insert(now);
-                    let deliver = match qos {
-                        1 => {
-                            codec::encode_ack(&mut conn.wbuf, codec::PUBACK, pid);
-                            true
-                        }
-                        2 => {
-                            codec::encode_ack(&mut conn.wbuf, codec::PUBREC, pid);
-                            qos2_pending.insert(pid)
-                        }
-                        _ => true,
-                    };
-                    if deliver && r.backlog.record(payload) {
-                        r.last_new_ns = Some(now);
+    }
+}
+
+/// Handles every whole packet in the read buffer: records and acknowledges
+/// each PUBLISH (PUBACK, or PUBREC and later PUBCOMP). `Err`: the connection
+/// cannot go on.
+fn handle_buffered(
+    conn: &mut Conn,
+    r: &mut DrainResult,
+    qos2_pending: &mut HashSet<u16>,
+    last_publish: &mut u64,
+) -> Result<(), String> {
+    let now = mono_ns();
+    loop {
+        let (pkt, n) = match codec::parse(&conn.rbuf[conn.rstart..conn.rend], conn.version) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("drain: {e}")),
+        };
+        match pkt {
+            Packet::Publish {
+                qos, pid, payload, ..
+            } => {
+                *last_publish = now;
+                r.first_ns.get_or_insert(now);
+                let deliver = match qos {
+                    1 => {
+                        codec::encode_ack(&mut conn.wbuf, codec::PUBACK, pid);
+                        true
                     }
+                    2 => {
+                        codec::encode_ack(&mut conn.wbuf, codec::PUBREC, pid);
+                        // A redelivery before PUBREL is the same delivery.
+                        qos2_pending.insert(pid)
+                    }
+                    _ => true,
+                };
+                if deliver && r.backlog.record(payload) {
+                    r.last_new_ns = Some(now);
                 }
-                Packet::PubRel { pid } => {
-                    qos2_pending.remove(&pid);
-                    codec::encode_ack(&mut conn.wbuf, codec::PUBCOMP, pid);
-                }
-                Packet::PingResp => {}
-                Packet::Disconnect { reason } => {
-                    r.errors.add(format!(
-                        "drain: broker sent DISCONNECT (reason 0x{reason:02x})"
-                    ));
-                    return Stop::Failed;
-                }
-                other => r.errors.add(format!("drain: unexpected {other:?}")),
             }
-            conn.rstart += n;
+            Packet::PubRel { pid } => {
+                qos2_pending.remove(&pid);
+                codec::encode_ack(&mut conn.wbuf, codec::PUBCOMP, pid);
+            }
+            Packet::PingResp => {}
+            Packet::Disconnect { reason } => {
+                return Err(format!(
+                    "drain: broker sent DISCONNECT (reason 0x{reason:02x})"
+                ))
+            }
+            other => r.errors.add(format!("drain: unexpected {other:?}")),
         }
-        counters.add(&counters.received, r.backlog.received - before);
+        conn.rstart += n;
     }
 }
 
