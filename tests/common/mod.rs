@@ -3,6 +3,8 @@
 //! only `use common::*`.
 //!
 //! * [`broker`]: [`Broker`], one broker process under test.
+//! * [`backlog`]: numbered QoS 1 messages published fast ([`publish_numbered`])
+//!   and checked for loss on a subscriber ([`drain_numbered`], [`Deliveries`]).
 //! * [`cluster`]: [`Cluster`], several brokers joined into one Raft cluster.
 //! * [`raw_client`]: [`RawClient`], a blocking MQTT client for exact protocol
 //!   checks and malformed input; [`packets`]: the packets it sends.
@@ -16,6 +18,7 @@
 // Each test binary uses a different subset of the harness and its re-exports.
 #![allow(dead_code, unused_imports)]
 
+mod backlog;
 mod broker;
 mod cluster;
 mod external;
@@ -26,6 +29,7 @@ mod raw_client;
 mod unique;
 mod wait;
 
+pub use backlog::*;
 pub use broker::*;
 pub use cluster::*;
 pub use external::*;
