@@ -105,6 +105,21 @@ impl Cluster {
         assert!(ok, "expected {n} voters: {v}");
     }
 
+    /// SIGKILLs every node, then starts them all again on their data
+    /// directories and waits until each is ready (in a quorum again). They
+    /// start together: none can be ready before a majority is up.
+    pub fn sigkill_all_and_restart(&mut self) {
+        for n in &mut self.nodes {
+            n.kill9();
+        }
+        for n in &mut self.nodes {
+            n.start_no_wait();
+        }
+        for n in &mut self.nodes {
+            n.wait_ready();
+        }
+    }
+
     /// A node that is not the leader (and is running).
     pub fn follower(&mut self) -> u64 {
         let l = self.wait_leader(Duration::from_secs(10));
