@@ -14,13 +14,16 @@
 //!   acknowledged one is not;
 //! * an unsubscribe stays done;
 //! * the will of a client connected at the crash is published after restart;
-//! * acks read together with a DISCONNECT are committed.
+//! * acks read together with a DISCONNECT are committed;
+//! * with the default configuration, an offline session's backlog of 200,000
+//!   acknowledged QoS 1 messages arrives in full (and a negative control
+//!   shows that the check catches messages an offline limit dropped).
 //!
 //! Acknowledged messages under load and repeated SIGKILL: `tests/soak.rs`.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -255,4 +258,65 @@ fn acks_read_together_with_disconnect_are_committed() {
     let (mut s, ack) = RawClient::v3(b.mqtt_port, "ack-disc", false);
     assert!(ack.session_present);
     s.expect_no_publish(Duration::from_millis(700));
+}
+
+/// Messages in the offline-backlog tests: far more than any per-session
+/// count a default could quietly cap.
+const BACKLOG: u64 = 200_000;
+
+/// A persistent QoS 1 subscriber subscribes and disconnects; BACKLOG numbered
+/// QoS 1 messages are published to its topic, every one PUBACKed; the broker
+/// is SIGKILLed and restarted; the subscriber reconnects and receives what
+/// comes (acking each) until it has all or nothing arrives for 5 s.
+fn offline_backlog_across_sigkill(config: Option<&str>) -> Deliveries {
+    let mut b = match config {
+        Some(toml) => Broker::start_with_config(toml),
+        None => Broker::start(),
+    };
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "backlog-sub", false);
+    s.subscribe("backlog/q", QoS::AtLeastOnce);
+    s.disconnect();
+    let t = Instant::now();
+    publish_numbered(b.mqtt_port, "backlog-pub", "backlog/q", BACKLOG, 4, 256);
+    let published = t.elapsed();
+    let t = Instant::now();
+    b.kill9();
+    b.restart();
+    let restarted = t.elapsed();
+    let (mut s, ack) = RawClient::v3(b.mqtt_port, "backlog-sub", false);
+    assert!(ack.session_present, "{ack:?}");
+    let t = Instant::now();
+    let got = drain_numbered(
+        &mut s,
+        BACKLOG,
+        Duration::from_secs(5),
+        Duration::from_secs(40),
+    );
+    eprintln!(
+        "{BACKLOG} published and acknowledged in {published:.1?}, restart {restarted:.1?}, drain {:.1?}",
+        t.elapsed()
+    );
+    got
+}
+
+#[test]
+fn default_config_loses_no_acknowledged_qos1_message_to_an_offline_subscriber_across_sigkill() {
+    let got = offline_backlog_across_sigkill(None);
+    got.assert_none_lost("offline subscriber after SIGKILL, default configuration");
+    eprintln!("received all {BACKLOG}; duplicates {}", got.duplicates());
+}
+
+#[test]
+fn an_offline_limit_is_detected_as_lost_messages() {
+    // Negative control: the same scenario and check, with a limit that drops
+    // all but 1,000 of the offline session's messages.
+    let got = offline_backlog_across_sigkill(Some("max_offline_messages = 1000\n"));
+    let report = got
+        .loss_report()
+        .expect("messages dropped by max_offline_messages are reported as lost");
+    assert!(
+        got.distinct() <= 1000,
+        "at most the limit arrives: {report}"
+    );
+    eprintln!("detected: {report}");
 }
