@@ -556,6 +556,82 @@ fn leader_sigkill_during_qos1_load_loses_no_acknowledged_message() {
 }
 
 // ---------------------------------------------------------------------------
+// Offline backlog across a SIGKILL of every node
+// ---------------------------------------------------------------------------
+
+/// Messages in the offline-backlog tests: far more than any per-session
+/// count a default could quietly cap.
+const BACKLOG: u64 = 200_000;
+
+/// A persistent QoS 1 subscriber subscribes on one follower and disconnects;
+/// BACKLOG numbered QoS 1 messages are published on the other follower (each
+/// forwarded to the leader), every one PUBACKed; all three nodes are
+/// SIGKILLed and restarted; the subscriber reconnects on the node that led
+/// (not the one it subscribed on) and receives what comes (acking each)
+/// until it has all or nothing arrives for 5 s.
+fn offline_backlog_across_whole_cluster_sigkill(config: Option<&str>) -> Deliveries {
+    let mut c = Cluster::start_with_config(3, config);
+    let leader = c.wait_leader(WAIT);
+    let followers: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    let (sub_node, pub_node) = (followers[0], followers[1]);
+    let (mut s, _) = RawClient::v3(c.node(sub_node).mqtt_port, "backlog-sub", false);
+    s.subscribe("backlog/q", QoS::AtLeastOnce);
+    s.disconnect();
+    let t = Instant::now();
+    publish_numbered(
+        c.node(pub_node).mqtt_port,
+        "backlog-pub",
+        "backlog/q",
+        BACKLOG,
+        4,
+        256,
+    );
+    let published = t.elapsed();
+    let t = Instant::now();
+    c.sigkill_all_and_restart();
+    let restarted = t.elapsed();
+    let (mut s, ack) = RawClient::v3(c.node(leader).mqtt_port, "backlog-sub", false);
+    assert!(ack.session_present, "{ack:?}");
+    let t = Instant::now();
+    let got = drain_numbered(
+        &mut s,
+        BACKLOG,
+        Duration::from_secs(5),
+        Duration::from_secs(40),
+    );
+    eprintln!(
+        "{BACKLOG} published and acknowledged in {published:.1?}, restart {restarted:.1?}, drain {:.1?}",
+        t.elapsed()
+    );
+    got
+}
+
+#[test]
+fn default_config_loses_no_acknowledged_qos1_message_to_an_offline_subscriber_when_every_node_is_sigkilled(
+) {
+    let got = offline_backlog_across_whole_cluster_sigkill(None);
+    got.assert_none_lost(
+        "offline subscriber after SIGKILL of all three nodes, default configuration",
+    );
+    eprintln!("received all {BACKLOG}; duplicates {}", got.duplicates());
+}
+
+#[test]
+fn an_offline_limit_is_detected_as_lost_messages_on_three_nodes() {
+    // Negative control: the same scenario and check, with a limit that drops
+    // all but 1,000 of the offline session's messages.
+    let got = offline_backlog_across_whole_cluster_sigkill(Some("max_offline_messages = 1000\n"));
+    let report = got
+        .loss_report()
+        .expect("messages dropped by max_offline_messages are reported as lost");
+    assert!(
+        got.distinct() <= 1000,
+        "at most the limit arrives: {report}"
+    );
+    eprintln!("detected: {report}");
+}
+
+// ---------------------------------------------------------------------------
 // dev-cluster
 // ---------------------------------------------------------------------------
 
