@@ -26,9 +26,9 @@
 # messages; missed targets are only reported.
 #
 # Disk: the data directory holds the Raft log and the queued messages; allow
-# about 3 x messages x SIZE (fan5 defaults: ~3 GB, deep: ~30 GB). The work dir
-# is $OUT, else a temp dir under $TMPDIR (default /tmp). A phase's data
-# directory is deleted when it ends unless KEEP_DATA=1.
+# about 5 x messages x SIZE (today's binary, fan5 defaults: 4.4 GB; deep:
+# ~50 GB). The work dir is $OUT, else a temp dir under $TMPDIR (default
+# /tmp). A phase's data directory is deleted when it ends unless KEEP_DATA=1.
 #
 # Usage: bash benches/backlog.sh [fan5] [deep]
 # Environment: FAN_MESSAGES [1000000], FAN_SESSIONS [5], DEEP_MESSAGES
@@ -168,7 +168,7 @@ phase() {
     local dir="$WORK/$name" topic="backlog/$name" rc
     mkdir -p "$dir"
     MQTT=$(free_port); HTTP=$(free_port); CLUS=$(free_port)
-    local need_mb=$(( messages * SIZE * 3 / 1048576 )) avail_mb
+    local need_mb=$(( messages * SIZE * 5 / 1048576 )) avail_mb
     avail_mb=$(df -Pm "$dir" | awk 'NR == 2 {print $4}')
     (( avail_mb > need_mb )) || log "warning: $name may need ~$need_mb MB of disk; $avail_mb MB free under $dir"
 
