@@ -60,7 +60,7 @@ now_ms() { date +%s%3N; }
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     log "building raftmq and loadgen"
-    (cd "$HERE/.." && cargo build --release -q --bin raftmq -p raftmq-benches --bin loadgen) || die "build failed"
+    (cd "$HERE/.." && cargo build --release -q -p raftmq -p raftmq-benches --bin raftmq --bin loadgen) || die "build failed"
 fi
 
 # start_node I DIR [JOIN_PORT]
