@@ -22,6 +22,6 @@ pub mod keys;
 pub mod log;
 pub mod state;
 
-pub use db::Store;
+pub use db::{Compaction, MemoryUsage, Store, StoreOptions};
 pub use error::StorageError;
 pub use state::{StateBatch, StateReader, Table};
