@@ -1,6 +1,6 @@
 //! The broker context shared by every task of a node: settings, the Raft node
 //! (proposals, state views, routing index), the local connection registry,
-//! metrics and the lifecycle handle.
+//! metrics, the disk alarm and the lifecycle handle.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use raftmq_raft::RaftNode;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::resources::DiskAlarm;
 use crate::shutdown::Shutdown;
 
 pub struct Broker {
@@ -18,6 +19,9 @@ pub struct Broker {
     pub node: RaftNode,
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
+    /// Free space of the data directory against `disk_free_limit`; while
+    /// raised, new QoS 1/2 publishes are refused.
+    pub disk: DiskAlarm,
     pub started: Instant,
     /// The MQTT listener is up (false while waiting for a quorum at start,
     /// and after this node was removed from the cluster).

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use raftmq_raft::{ClusterSettings, NEVER};
+use raftmq_storage::StoreOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -72,6 +73,46 @@ pub struct Settings {
     pub snapshot_interval_entries: u64,
     /// How long a client operation waits for its commit before it is refused.
     pub commit_timeout_ms: u64,
+    /// Free space of the data directory's filesystem below which new QoS
+    /// 1/2 publishes are refused (RabbitMQ's `disk_free_limit`).
+    pub disk_free_limit: DiskFreeLimit,
+    /// RocksDB's shared block cache (bytes).
+    pub rocksdb_block_cache_bytes: u64,
+    /// RocksDB's memtables, all column families together (bytes).
+    pub rocksdb_write_buffer_bytes: u64,
+}
+
+/// `disk_free_limit`: below this much free space on the data directory's
+/// filesystem the node refuses new QoS 1/2 publishes (see
+/// [`crate::resources`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFreeLimit {
+    /// [`DEFAULT_DISK_FREE_LIMIT`] or [`DEFAULT_DISK_FREE_SHARE`] of the
+    /// filesystem's size, whichever is smaller (decided at start).
+    Default,
+    /// This many bytes; 0 never raises the alarm.
+    Bytes(u64),
+}
+
+/// The default `disk_free_limit` on a large filesystem: room for a flush of
+/// the memtable budget (64 MiB) and the compactions that follow, with
+/// margin. RabbitMQ's 50 MB is known to be too little for a busy node.
+pub const DEFAULT_DISK_FREE_LIMIT: u64 = 256 * 1024 * 1024;
+/// The default `disk_free_limit` on a small filesystem, as a share of its
+/// size (1/20 = 5%), so a small test or edge machine is not always in alarm.
+pub const DEFAULT_DISK_FREE_SHARE: u64 = 20;
+
+impl DiskFreeLimit {
+    /// The limit in bytes on a filesystem of `fs_bytes` (None: its size is
+    /// unknown).
+    pub fn bytes(self, fs_bytes: Option<u64>) -> u64 {
+        match self {
+            DiskFreeLimit::Bytes(b) => b,
+            DiskFreeLimit::Default => fs_bytes.map_or(DEFAULT_DISK_FREE_LIMIT, |fs| {
+                (fs / DEFAULT_DISK_FREE_SHARE).min(DEFAULT_DISK_FREE_LIMIT)
+            }),
+        }
+    }
 }
 
 /// The cookie a node uses when none is configured; fine on one machine, a
@@ -82,6 +123,7 @@ impl Default for Settings {
     fn default() -> Self {
         // The cluster-wide values have one default, the log's own.
         let cluster = ClusterSettings::default();
+        let store = StoreOptions::default();
         Settings {
             node_id: 1,
             data_dir: PathBuf::from("./raftmq-data"),
@@ -115,6 +157,9 @@ impl Default for Settings {
             allow_unsubscribe_during_netsplit: false,
             snapshot_interval_entries: 20_000,
             commit_timeout_ms: 10_000,
+            disk_free_limit: DiskFreeLimit::Default,
+            rocksdb_block_cache_bytes: store.block_cache_bytes as u64,
+            rocksdb_write_buffer_bytes: store.write_buffer_bytes as u64,
         }
     }
 }
@@ -129,6 +174,16 @@ impl Settings {
             suppress_lwt_on_session_takeover: self.suppress_lwt_on_session_takeover,
             max_last_will_delay: self.max_last_will_delay_s,
             max_queue_bytes: self.max_queue_bytes,
+        }
+    }
+
+    /// RocksDB's memory budget.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            block_cache_bytes: usize::try_from(self.rocksdb_block_cache_bytes)
+                .unwrap_or(usize::MAX),
+            write_buffer_bytes: usize::try_from(self.rocksdb_write_buffer_bytes)
+                .unwrap_or(usize::MAX),
         }
     }
 
@@ -218,6 +273,9 @@ impl Settings {
             }
             "snapshot_interval_entries" => self.snapshot_interval_entries = uint(v, 100, u64::MAX)?,
             "commit_timeout" => self.commit_timeout_ms = uint(v, 100, 600_000)?,
+            "disk_free_limit" => self.disk_free_limit = DiskFreeLimit::Bytes(bytes(v, 0)?),
+            "rocksdb_block_cache_size" => self.rocksdb_block_cache_bytes = bytes(v, MIB)?,
+            "rocksdb_write_buffer_size" => self.rocksdb_write_buffer_bytes = bytes(v, 4 * MIB)?,
             _ => return Err("unknown setting".into()),
         }
         Ok(())
@@ -261,6 +319,50 @@ fn int_or_unlimited(v: &toml::Value) -> Result<i64, String> {
             "expected an integer >= -1 (-1 = no limit), got {v}"
         )),
     }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A size in bytes, at least `min`: an integer, or a string with RabbitMQ's
+/// units (see [`parse_bytes`]).
+fn bytes(v: &toml::Value, min: u64) -> Result<u64, String> {
+    let n = match v {
+        toml::Value::Integer(i) => {
+            u64::try_from(*i).map_err(|_| format!("{i} is negative; expected a size in bytes"))?
+        }
+        toml::Value::String(s) => parse_bytes(s).ok_or(format!(
+            "`{s}` is not a size (bytes, or a number with a unit: kB, MB, GB (powers of 1000) or k, kiB, M, MiB, G, GiB (powers of 1024))"
+        ))?,
+        other => return Err(format!("expected a size (\"500MB\", \"1GB\" or bytes), got {other}")),
+    };
+    if n < min {
+        return Err(format!("{n} bytes is below the minimum of {min}"));
+    }
+    Ok(n)
+}
+
+/// Bytes from a number and an optional unit, as RabbitMQ reads its
+/// memory and disk sizes: `kB`, `MB`, `GB`, `TB` are powers of 1000; `k`,
+/// `kiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` powers of 1024; none (or `B`)
+/// is bytes. Space between number and unit is allowed.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim_start() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1000,
+        "MB" => 1000_u64.pow(2),
+        "GB" => 1000_u64.pow(3),
+        "TB" => 1000_u64.pow(4),
+        "k" | "K" | "kiB" | "KiB" => 1024,
+        "M" | "MiB" => 1024_u64.pow(2),
+        "G" | "GiB" => 1024_u64.pow(3),
+        "T" | "TiB" => 1024_u64.pow(4),
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 fn string(v: &toml::Value) -> Result<String, String> {
@@ -353,5 +455,80 @@ mod tests {
         .unwrap();
         assert_eq!(s.persistent_client_expiration_s, 7200);
         assert_eq!(s.max_online_messages, -1);
+    }
+
+    #[test]
+    fn sizes_parse_in_rabbitmq_units() {
+        assert_eq!(parse_bytes("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("500MB"), Some(500_000_000));
+        assert_eq!(parse_bytes("50kB"), Some(50_000));
+        assert_eq!(parse_bytes("512MiB"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("2G"), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("1 GiB"), Some(1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("0"), Some(0));
+        for bad in [
+            "",
+            "GB",
+            "1.5GB",
+            "-1",
+            "10 parsecs",
+            "1gb",
+            "99999999999TB",
+        ] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn disk_free_limit_takes_bytes_or_a_size_string() {
+        let mut s = Settings::default();
+        s.apply_toml("disk_free_limit = \"1GB\"\n", "x").unwrap();
+        assert_eq!(s.disk_free_limit, DiskFreeLimit::Bytes(1_000_000_000));
+        s.apply_toml("disk_free_limit = 0\n", "x").unwrap();
+        assert_eq!(s.disk_free_limit, DiskFreeLimit::Bytes(0));
+        s.apply_toml("disk_free_limit = 52428800\n", "x").unwrap();
+        assert_eq!(s.disk_free_limit, DiskFreeLimit::Bytes(50 * 1024 * 1024));
+    }
+
+    #[test]
+    fn a_bad_disk_free_limit_names_the_key_and_its_line() {
+        let mut s = Settings::default();
+        for bad in ["\"lots\"", "-5", "true", "\"1.5GB\""] {
+            let text = format!("allow_anonymous = true\ndisk_free_limit = {bad}\n");
+            let e = s.apply_toml(&text, "x.toml").unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains("disk_free_limit"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_default_disk_free_limit_is_the_smaller_of_256_mib_and_5_percent() {
+        let limit = DiskFreeLimit::Default;
+        assert_eq!(limit.bytes(Some(100 * 1024 * MIB)), 256 * MIB);
+        assert_eq!(limit.bytes(Some(1000 * MIB)), 50 * MIB);
+        assert_eq!(limit.bytes(None), 256 * MIB);
+        assert_eq!(DiskFreeLimit::Bytes(7).bytes(Some(1000 * MIB)), 7);
+    }
+
+    #[test]
+    fn rocksdb_budgets_reach_the_store_options() {
+        let mut s = Settings::default();
+        assert_eq!(s.store_options(), StoreOptions::default());
+        s.apply_toml(
+            "rocksdb_block_cache_size = \"16MiB\"\nrocksdb_write_buffer_size = \"8MiB\"\n",
+            "x",
+        )
+        .unwrap();
+        let o = s.store_options();
+        assert_eq!(o.block_cache_bytes, 16 * 1024 * 1024);
+        assert_eq!(o.write_buffer_bytes, 8 * 1024 * 1024);
+        let e = s
+            .apply_toml("rocksdb_write_buffer_size = \"1MiB\"\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rocksdb_write_buffer_size") && e.contains("minimum"),
+            "{e}"
+        );
     }
 }

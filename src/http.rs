@@ -33,7 +33,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// 200 only when this node accepts MQTT connections and is in a quorum.
+/// 200 only when this node accepts MQTT connections and is in a quorum. A
+/// raised resource alarm does not change the code (connections, subscribers
+/// and their acks still work); `alarms` names it and `accepting_publishes`
+/// is false while QoS 1/2 publishes are refused.
 async fn health(State(b): State<Arc<Broker>>) -> Response {
     let accepting = b.accepting.load(Ordering::Acquire);
     let stats = b.node.stats();
@@ -43,6 +46,10 @@ async fn health(State(b): State<Arc<Broker>>) -> Response {
         "accepting": accepting,
         "quorum": quorum,
         "leader": stats.leader,
+        "accepting_publishes": accepting && quorum && !b.disk.raised(),
+        "alarms": b.disk.alarms(),
+        "disk_free_bytes": b.disk.free_bytes(),
+        "disk_free_limit_bytes": b.disk.limit_bytes(),
     });
     let code = if accepting && quorum {
         StatusCode::OK
@@ -146,7 +153,7 @@ async fn cluster_leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>
 }
 
 async fn prometheus(State(b): State<Arc<Broker>>) -> Response {
-    let body = b.metrics.render(&metrics::Snapshot::of(&b.node));
+    let body = b.metrics.render(&metrics::Snapshot::of(&b));
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -19,6 +19,8 @@
 //!   on this node and on the others.
 //! - [`http`]: `/health`, `/metrics` and the `/api/v1` admin API.
 //! - [`metrics`]: counters and their Prometheus exposition.
+//! - [`resources`]: the disk alarm (`disk_free_limit`): the monitor task and
+//!   the state connections read to refuse publishes before acknowledging.
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
 //! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
@@ -33,6 +35,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod registry;
+pub mod resources;
 pub mod router;
 pub mod server;
 pub mod session;

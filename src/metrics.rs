@@ -1,5 +1,6 @@
 //! Broker counters, shared by every connection, and their Prometheus text
-//! exposition for `/metrics`. `$SYS` reads the same counters.
+//! exposition for `/metrics`, with the gauges read at render time (Raft,
+//! state, the disk alarm, RocksDB's memory). `$SYS` reads the same counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use raftmq_raft::{NodeStats, RaftNode, StateSummary};
+use raftmq_raft::{NodeStats, StateSummary};
+use raftmq_storage::MemoryUsage;
+
+use crate::broker::Broker;
+use crate::resources::Limit;
+
+/// `reason` (the limit's setting) and `qos` of a refused publish.
+type RefusedLabels = [(&'static str, &'static str); 2];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -24,25 +32,68 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// Not exported directly: summed into the registry on render.
     pub retransmits: AtomicU64,
+    /// Publishes refused by a resource limit before any acknowledgement
+    /// (QoS 0: dropped), by limit and QoS.
+    publishes_refused: Family<RefusedLabels, Counter>,
+}
+
+/// The disk alarm as `/metrics` shows it.
+pub struct DiskReading {
+    pub raised: bool,
+    pub free_bytes: Option<u64>,
+    pub limit_bytes: u64,
 }
 
 /// Point-in-time gauges that live elsewhere (state machine, raft).
 pub struct Snapshot {
     pub node: NodeStats,
     pub state: Arc<StateSummary>,
+    pub disk: DiskReading,
+    pub rocksdb: MemoryUsage,
 }
 
 impl Snapshot {
-    /// Reads the node's stats and the state summary; takes no apply lock.
-    pub fn of(node: &RaftNode) -> Snapshot {
+    /// Reads the node's stats, the state summary, the disk alarm and
+    /// RocksDB's memory; takes no apply lock.
+    pub fn of(broker: &Broker) -> Snapshot {
         Snapshot {
-            node: node.stats(),
-            state: node.summary(),
+            node: broker.node.stats(),
+            state: broker.node.summary(),
+            disk: DiskReading {
+                raised: broker.disk.raised(),
+                free_bytes: broker.disk.free_bytes(),
+                limit_bytes: broker.disk.limit_bytes(),
+            },
+            rocksdb: broker.node.storage_memory(),
         }
     }
 }
 
 impl Metrics {
+    /// Counts a publish a resource limit refused (QoS 0: dropped).
+    pub fn refused(&self, limit: Limit, qos: u8) {
+        let qos = match qos {
+            0 => "0",
+            1 => "1",
+            _ => "2",
+        };
+        self.publishes_refused
+            .get_or_create(&[("reason", limit.name()), ("qos", qos)])
+            .inc();
+    }
+
+    /// Publishes refused by `limit`, every QoS.
+    pub fn refused_total(&self, limit: Limit) -> u64 {
+        ["0", "1", "2"]
+            .into_iter()
+            .map(|qos| {
+                self.publishes_refused
+                    .get_or_create(&[("reason", limit.name()), ("qos", qos)])
+                    .get()
+            })
+            .sum()
+    }
+
     pub fn render(&self, s: &Snapshot) -> String {
         let mut r = Registry::with_prefix("raftmq");
         r.register(
@@ -216,6 +267,52 @@ impl Metrics {
             "raft_is_leader",
             "1 if this node is the Raft leader",
             gauge(s.node.is_leader as u64),
+        );
+        r.register(
+            "publishes_refused",
+            "Publishes refused before any acknowledgement by a resource limit (reason: disk_free_limit, max_queue_bytes); QoS 0 ones are dropped",
+            self.publishes_refused.clone(),
+        );
+        let alarms: Family<[(&'static str, &'static str); 1], Gauge> = Family::default();
+        alarms
+            .get_or_create(&[("alarm", Limit::DiskFreeLimit.name())])
+            .set(s.disk.raised as i64);
+        r.register(
+            "alarm",
+            "1 while a resource alarm is raised (disk_free_limit: QoS 1/2 publishes refused on this node)",
+            alarms,
+        );
+        if let Some(free) = s.disk.free_bytes {
+            r.register(
+                "disk_free_bytes",
+                "Free bytes on the data directory's filesystem (last reading)",
+                gauge(free),
+            );
+        }
+        r.register(
+            "disk_free_limit_bytes",
+            "disk_free_limit: below this many free bytes publishes are refused (0: never)",
+            gauge(s.disk.limit_bytes),
+        );
+        r.register(
+            "rocksdb_block_cache_bytes",
+            "RocksDB's shared block cache in use, with the memtable memory the write buffer manager reserves in it",
+            gauge(s.rocksdb.block_cache),
+        );
+        r.register(
+            "rocksdb_memtable_bytes",
+            "RocksDB memtables of every column family (rocksdb.cur-size-all-mem-tables)",
+            gauge(s.rocksdb.memtables),
+        );
+        r.register(
+            "rocksdb_block_cache_limit_bytes",
+            "rocksdb_block_cache_size: the block cache's share of RocksDB's memory budget",
+            gauge(s.rocksdb.block_cache_limit),
+        );
+        r.register(
+            "rocksdb_write_buffer_limit_bytes",
+            "rocksdb_write_buffer_size: the memtables' share of RocksDB's memory budget",
+            gauge(s.rocksdb.write_buffer_limit),
         );
         let mut out = String::new();
         if encode(&mut out, &r).is_err() {

@@ -2,7 +2,7 @@
 //!
 //! - **Start**: binds the inter-node and HTTP listeners, opens the Raft node
 //!   on the data directory (bootstrapping a cluster of one, or joining one),
-//!   starts the HTTP server.
+//!   starts the disk monitor and the HTTP server.
 //! - **Serve**: waits for a quorum, publishes the cluster settings through
 //!   the log if they changed, announces the restart (so sessions that were
 //!   connected here get their wills), binds the MQTT listener and runs until
@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::config::{Settings, DEFAULT_COOKIE};
 use crate::registry::Registry;
+use crate::resources::DiskAlarm;
 use crate::shutdown::{LifecycleRequest, Requests, Shutdown};
 
 /// Prefix of a data directory's discarded log, left by [`restart_to_join`].
@@ -135,19 +136,27 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker
         join: settings.join.clone(),
         sink: registry.clone(),
         snapshot_logs: settings.snapshot_interval_entries,
+        store: settings.store_options(),
     })
     .await
     .with_context(|| format!("starting raft node in {}", settings.data_dir.display()))?;
 
+    // The data directory exists now (the node created it).
+    let disk = DiskAlarm::new(settings.disk_free_limit, &settings.data_dir);
     let broker = Arc::new(Broker {
         settings,
         node,
         registry,
         metrics: Default::default(),
+        disk,
         started: Instant::now(),
         accepting: AtomicBool::new(false),
         life: life.clone(),
     });
+    life.spawn(
+        "disk monitor",
+        crate::resources::run(broker.clone(), life.clone()),
+    );
     let app = crate::http::router(broker.clone());
     let stop = life.clone();
     life.spawn("HTTP server", async move {

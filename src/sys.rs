@@ -1,7 +1,8 @@
 //! `$SYS/<node-id>/...`: every `systree_interval` the node publishes its
-//! uptime, connected clients and message and byte counters as QoS 0 messages
-//! to local subscribers; a new `$SYS` subscriber gets the current values at
-//! once.
+//! uptime, connected clients, message and byte counters and the disk alarm
+//! (`alarms/disk_free_limit` 0/1, `disk/free`, `disk/free_limit` in bytes,
+//! `publishes/refused/<limit>`) as QoS 0 messages to local subscribers; a
+//! new `$SYS` subscriber gets the current values at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use raftmq_raft::node::now_ms;
 use raftmq_raft::Message;
 
 use crate::broker::Broker;
+use crate::resources::Limit;
 use crate::shutdown::Shutdown;
 
 /// Publishes every `systree_interval` until the node stops.
@@ -42,6 +44,17 @@ pub fn values(broker: &Broker) -> Vec<(String, String)> {
         ("messages/sent", m.messages_sent.get()),
         ("bytes/received", m.bytes_received.get()),
         ("bytes/sent", m.bytes_sent.get()),
+        ("alarms/disk_free_limit", broker.disk.raised() as u64),
+        ("disk/free", broker.disk.free_bytes().unwrap_or(0)),
+        ("disk/free_limit", broker.disk.limit_bytes()),
+        (
+            "publishes/refused/disk_free_limit",
+            m.refused_total(Limit::DiskFreeLimit),
+        ),
+        (
+            "publishes/refused/max_queue_bytes",
+            m.refused_total(Limit::MaxQueueBytes),
+        ),
     ]
     .into_iter()
     .map(|(name, v)| (format!("{prefix}{name}"), v.to_string()))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use raftmq_storage::Store;
+use raftmq_storage::{Compaction, MemoryUsage, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,8 @@ pub struct RaftNodeConfig {
     pub sink: Arc<dyn EventSink>,
     /// Build a snapshot (and purge the log) after this many entries.
     pub snapshot_logs: u64,
+    /// RocksDB's memory budget.
+    pub store: StoreOptions,
 }
 
 /// Why this node stopped serving: the cluster removed it.
@@ -136,7 +138,7 @@ impl RaftNode {
     pub async fn start(cfg: RaftNodeConfig) -> Result<RaftNode, RaftError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| RaftError::Raft(format!("create {}: {e}", cfg.data_dir.display())))?;
-        let store = Store::open(&cfg.data_dir.join("db"))?;
+        let store = Store::open_with(&cfg.data_dir.join("db"), cfg.store)?;
         let state = MqttState::open(store.clone(), cfg.sink.clone())?;
         let trie = state.trie();
         let summary = Published::default();
@@ -348,6 +350,30 @@ impl RaftNode {
             peer_connects: t.connects.load(Ordering::Relaxed),
             peer_refused: t.refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether this client's QoS 2 packet id is recorded as received and not
+    /// yet released, as of the last batch this node applied: a PUBLISH
+    /// resent with it stores nothing new.
+    pub fn inbound_qos2_recorded(&self, client: &str, packet_id: u16) -> Result<bool, RaftError> {
+        self.view.inbound_qos2_recorded(client, packet_id)
+    }
+
+    // ----- storage ---------------------------------------------------------
+
+    /// RocksDB's memory and its limits.
+    pub fn storage_memory(&self) -> MemoryUsage {
+        self.store.memory()
+    }
+
+    /// Compacts the tables that hold deleted data so their disk space comes
+    /// back (see [`Store::compact_for_space`]); runs on a blocking thread.
+    pub async fn compact_for_space(&self, free_bytes: u64) -> Result<Vec<Compaction>, RaftError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.compact_for_space(free_bytes))
+            .await
+            .map_err(|e| RaftError::Raft(format!("compaction task: {e}")))?
+            .map_err(RaftError::from)
     }
 
     // ----- health ----------------------------------------------------------

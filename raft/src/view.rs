@@ -6,15 +6,16 @@
 //!   held only for the swap or a clone of the `Arc`).
 //! - [`StateView`]: session and retained listings read from RocksDB, through
 //!   a snapshot, so one listing sees one point in time and never waits for
-//!   apply (apply writes each batch atomically).
+//!   apply (apply writes each batch atomically), and point lookups (is an
+//!   inbound QoS 2 packet id recorded).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use raftmq_storage::keys::{
-    client_prefix, message_key, queue_key, queue_of, retained_key, retained_of, session_key,
-    session_of, subscription_of, GROUP,
+    client_prefix, message_key, qos2_key, queue_key, queue_of, retained_key, retained_of,
+    session_key, session_of, subscription_of, GROUP,
 };
 use raftmq_storage::{Store, Table};
 
@@ -199,6 +200,19 @@ impl StateView {
             out.push(item.delivery(seq, Arc::new(decode::<Message>(&body)?)));
         }
         Ok(out)
+    }
+
+    /// Whether `client`'s inbound QoS 2 packet id is recorded (received, not
+    /// yet released).
+    pub(crate) fn inbound_qos2_recorded(
+        &self,
+        client: &str,
+        packet_id: u16,
+    ) -> Result<bool, RaftError> {
+        Ok(self
+            .store
+            .get(Table::Qos2In, &qos2_key(client, packet_id))?
+            .is_some())
     }
 
     /// Sessions whose client is connected to `node`.

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::Conn;
 use crate::codec::{self, reason, Packet};
+use crate::resources::Limit;
 
 /// Why the loop ended.
 #[derive(Debug)]
@@ -30,6 +31,10 @@ pub enum Exit {
     Admin,
     /// The node is stopping (SIGTERM, SIGINT).
     ServerShutdown,
+    /// An MQTT 3 publish refused by a resource limit: MQTT 3 has no refusal
+    /// code, so the connection closes instead of acknowledging, and the
+    /// client resends after reconnecting. Answers already due go out first.
+    Refused(Limit),
 }
 
 impl Exit {
@@ -50,6 +55,8 @@ impl Exit {
             // A server-side close without the client's DISCONNECT: the will
             // is published, as for an administrative close.
             Exit::ServerShutdown => (Some(reason::SERVER_SHUTTING_DOWN), true),
+            // Not the client's choice: its will is published.
+            Exit::Refused(_) => (Some(reason::QUOTA_EXCEEDED), true),
         }
     }
 }
@@ -65,6 +72,10 @@ impl Conn {
             }
             Exit::KeepAlive => info!("keepalive timeout"),
             Exit::TakenOver => info!("session taken over"),
+            Exit::Refused(limit) => info!(
+                limit = limit.name(),
+                "publish refused by a resource limit: closing the MQTT 3 connection instead of acknowledging"
+            ),
             _ => {}
         }
         let (code, publish_will) = exit.reason_and_will();
@@ -73,6 +84,9 @@ impl Conn {
                 reason: code,
                 ..Default::default()
             })),
+            // The acknowledgements of the publishes before the refused one
+            // were committed: they go out before the close.
+            Some(_) if matches!(exit, Exit::Refused(_)) => {}
             // MQTT 3 has no server DISCONNECT: a protocol error just closes.
             // Nor after the client's DISCONNECT (its answers went out) or
             // a closed socket.

@@ -135,6 +135,12 @@ impl Inbound {
         }
     }
 
+    /// Whether a QoS 2 flow with this packet id is open on this connection
+    /// (its PUBLISH was taken, its PUBREL not yet received).
+    pub fn qos2_open(&self, packet_id: u16) -> bool {
+        self.qos2.contains(&packet_id)
+    }
+
     /// A QoS 1 flow ended (PUBACK sent, or failed).
     pub fn qos1_done(&mut self) {
         self.qos1 = self.qos1.saturating_sub(1);
@@ -253,6 +259,16 @@ mod tests {
         assert!(accepts(&mut i, QoS::ExactlyOnce, 7));
         assert!(accepts(&mut i, QoS::ExactlyOnce, 7));
         assert!(accepts(&mut i, QoS::ExactlyOnce, 8));
+    }
+
+    #[test]
+    fn a_qos2_flow_is_open_from_its_publish_to_its_release() {
+        let mut i = Inbound::new(limits());
+        assert!(!i.qos2_open(7));
+        assert!(accepts(&mut i, QoS::ExactlyOnce, 7));
+        assert!(i.qos2_open(7));
+        i.qos2_done(7);
+        assert!(!i.qos2_open(7));
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! What each packet from the client does: publishes are checked and
-//! proposed, subscriber acks advance the outbound window (and are committed
-//! in batches), subscriptions are proposed, DISCONNECT ends the loop.
+//! proposed (or refused before proposing, while the disk alarm is raised),
+//! subscriber acks advance the outbound window (and are committed in
+//! batches), subscriptions are proposed, DISCONNECT ends the loop.
 
 use std::sync::Arc;
 
 use raftmq_raft::command as cmd;
 use raftmq_raft::node::now_ms;
 use raftmq_raft::trie::{split_shared, valid_filter};
-use raftmq_raft::Command;
+use raftmq_raft::{CmdResult, Command, Message};
+use tracing::warn;
 
 use super::replies::Reply;
 use super::{convert, Conn, Exit};
 use crate::codec::{self, reason, Disconnect, Packet, PubResp, Publish, Subscribe, Unsubscribe};
+use crate::resources::{disk_cost, Limit};
 use crate::session::AckEffect;
 
 impl Conn {
@@ -86,6 +89,7 @@ impl Conn {
     async fn on_publish(&mut self, p: Publish, now: u64) -> Result<(), Exit> {
         self.broker.metrics.messages_received.inc();
         let (qos, packet_id) = (p.qos as u8, p.packet_id);
+        let continuing = qos == 2 && self.inbound.qos2_open(packet_id);
         let Some(msg) = self.inbound.accept(p, &self.client_id, now)? else {
             let r = PubResp {
                 packet_id,
@@ -99,6 +103,20 @@ impl Conn {
             }
             return Ok(());
         };
+        if let Some(limit) = self.refusal(&msg, packet_id, continuing) {
+            if qos == 0 {
+                // No acknowledgement to withhold: dropped, and counted.
+                self.broker.metrics.refused(limit, 0);
+            } else {
+                let reply = Reply::Refused {
+                    pid: packet_id,
+                    qos,
+                    limit,
+                };
+                self.replies.push_ready(reply, Ok(CmdResult::QuotaExceeded));
+            }
+            return Ok(());
+        }
         match (msg.qos, msg.retain) {
             (0, false) => {
                 crate::router::route_qos0(&self.broker, Arc::new(msg));
@@ -119,6 +137,44 @@ impl Conn {
                 self.submit(command, Reply::PubRec(packet_id)).await
             }
         }
+    }
+
+    /// The limit that refuses this publish before it is proposed, if any:
+    /// the disk alarm, while it is raised, refuses every new publish, and
+    /// between two readings of the free space one that would store more than
+    /// the headroom left. A QoS 2 PUBLISH whose packet id is already recorded
+    /// (a resend, on this connection or after a reconnect) stores nothing
+    /// new and goes on, so the client is never told "refused" about a
+    /// message that was stored.
+    fn refusal(&self, msg: &Message, packet_id: u16, continuing: bool) -> Option<Limit> {
+        let disk = &self.broker.disk;
+        let stores = msg.qos > 0 || msg.retain;
+        let admitted = if stores {
+            disk.admit(disk_cost(message_size(msg)))
+        } else {
+            !disk.raised()
+        };
+        if admitted {
+            return None;
+        }
+        if msg.qos == 2 {
+            let recorded = continuing
+                || match self
+                    .broker
+                    .node
+                    .inbound_qos2_recorded(&self.client_id, packet_id)
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(error = %e, packet_id, "cannot read the inbound QoS 2 state; the publish is refused as new");
+                        false
+                    }
+                };
+            if recorded {
+                return None;
+            }
+        }
+        Some(Limit::DiskFreeLimit)
     }
 
     /// `packet_id` is kept for QoS 2 only: apply recognises a resent PUBLISH
@@ -212,6 +268,20 @@ impl Conn {
             will: self.v5() && d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE,
         }
     }
+}
+
+/// The bytes of a message that are stored: payload, topic, publisher and
+/// properties.
+fn message_size(msg: &Message) -> u64 {
+    let p = &msg.props;
+    let props = p.content_type.as_ref().map_or(0, String::len)
+        + p.response_topic.as_ref().map_or(0, String::len)
+        + p.correlation_data.as_ref().map_or(0, |d| d.len())
+        + p.user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    (msg.payload.len() + msg.topic.len() + msg.publisher.len() + props) as u64
 }
 
 fn packet_name(p: &Packet) -> &'static str {

@@ -15,6 +15,7 @@ use tracing::warn;
 use super::close::Exit;
 use super::Conn;
 use crate::codec::{self, reason, Packet, PubResp};
+use crate::resources::Limit;
 
 /// What to send once a command is applied.
 #[derive(Debug)]
@@ -35,6 +36,45 @@ pub enum Reply {
     },
     /// A subscriber's PUBREC was committed: send PUBREL.
     PubRel(u16),
+    /// A QoS 1/2 publish this node refused without proposing it (the disk
+    /// alarm): answered as a `QuotaExceeded` result, in its turn.
+    Refused {
+        pid: u16,
+        qos: u8,
+        limit: Limit,
+    },
+}
+
+/// What a client's QoS 1/2 PUBLISH gets once its result is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishAnswer {
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) with this reason code.
+    Ack(u8),
+    /// Nothing: MQTT 3 has no failure acknowledgement, and the outcome may
+    /// not be final (not committed in time), so the client resends.
+    Silent,
+    /// The connection no longer holds its session: close it unanswered.
+    TakenOver,
+    /// Refused by a resource limit, and MQTT 3 has no code to say so:
+    /// close the connection unanswered; the client resends after
+    /// reconnecting.
+    Close,
+}
+
+/// The answer to a client's QoS 1/2 PUBLISH for its command's result.
+pub fn publish_answer(res: &Result<CmdResult, RaftError>, v5: bool) -> PublishAnswer {
+    match res {
+        Ok(CmdResult::Stale) => PublishAnswer::TakenOver,
+        Ok(CmdResult::QuotaExceeded) if v5 => PublishAnswer::Ack(reason::QUOTA_EXCEEDED),
+        Ok(CmdResult::QuotaExceeded) => PublishAnswer::Close,
+        Ok(CmdResult::Published {
+            matched: 0,
+            duplicate: false,
+        }) if v5 => PublishAnswer::Ack(reason::NO_MATCHING_SUBSCRIBERS),
+        Ok(_) => PublishAnswer::Ack(reason::SUCCESS),
+        Err(_) if !v5 => PublishAnswer::Silent,
+        Err(_) => PublishAnswer::Ack(reason::IMPLEMENTATION_SPECIFIC_ERROR),
+    }
 }
 
 pub type Outcome = (Reply, Result<CmdResult, RaftError>);
@@ -67,6 +107,13 @@ impl Replies {
             .push_back(Box::pin(async move { (reply, wait(rx, timeout).await) }));
     }
 
+    /// Answers with `reply` and the result already known, after the
+    /// answers owed before it (MQTT orders PUBACKs as the PUBLISHes came).
+    pub fn push_ready(&mut self, reply: Reply, result: Result<CmdResult, RaftError>) {
+        self.waiting
+            .push_back(Box::pin(futures::future::ready((reply, result))));
+    }
+
     /// The next outcome in order; pending forever when none is waiting.
     pub async fn next(&mut self) -> Option<Outcome> {
         self.waiting.next().await
@@ -88,7 +135,6 @@ pub async fn wait(rx: ResultRx, timeout: Duration) -> Result<CmdResult, RaftErro
 }
 
 impl Conn {
-    /// Answers the client for one applied (or failed) command.
     /// Answers the client for one committed (or failed) command. A publish
     /// or release refused as stale means this connection no longer holds
     /// its session (taken over, and this node has not applied that yet): it
@@ -98,28 +144,15 @@ impl Conn {
             self.broker.metrics.commit_failures.inc();
             warn!(error = %e, "command not committed");
         }
-        if matches!(res, Ok(CmdResult::Stale))
-            && matches!(
-                reply,
-                Reply::PubAck(_) | Reply::PubRec(_) | Reply::PubComp(_)
-            )
-        {
-            return Err(Exit::TakenOver);
-        }
         match reply {
-            Reply::PubAck(pid) => {
-                self.inbound.qos1_done();
-                self.publish_answer(pid, true, &res);
-            }
-            Reply::PubRec(pid) => {
-                if res.is_err() && self.v5() {
-                    // A failure PUBREC ends the QoS 2 flow.
-                    self.inbound.qos2_done(pid);
-                }
-                self.publish_answer(pid, false, &res);
+            Reply::PubAck(pid) => self.publish_outcome(pid, 1, Limit::MaxQueueBytes, &res)?,
+            Reply::PubRec(pid) => self.publish_outcome(pid, 2, Limit::MaxQueueBytes, &res)?,
+            Reply::Refused { pid, qos, limit } => {
+                self.publish_outcome(pid, qos, limit, &Ok(CmdResult::QuotaExceeded))?
             }
             Reply::PubComp(pid) => {
                 let code = match res {
+                    Ok(CmdResult::Stale) => return Err(Exit::TakenOver),
                     Ok(CmdResult::Released { found: false }) => reason::PACKET_IDENTIFIER_NOT_FOUND,
                     Ok(_) => reason::SUCCESS,
                     // MQTT 3 has no failure ack: stay silent so the client resends.
@@ -158,28 +191,43 @@ impl Conn {
         Ok(())
     }
 
-    /// PUBACK or PUBREC for a client's publish.
-    fn publish_answer(&mut self, pid: u16, is_ack: bool, res: &Result<CmdResult, RaftError>) {
-        let code = match res {
-            Ok(CmdResult::Published {
-                matched: 0,
-                duplicate: false,
-            }) if self.v5() => reason::NO_MATCHING_SUBSCRIBERS,
-            Ok(_) => reason::SUCCESS,
-            // MQTT 3 has no failure ack: stay silent so the client resends.
-            Err(_) if !self.v5() => return,
-            Err(_) => reason::IMPLEMENTATION_SPECIFIC_ERROR,
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) for a client's publish, its flow
+    /// closed where the answer ends it. A `QuotaExceeded` result is counted
+    /// against `limit`, the limit that refused it.
+    fn publish_outcome(
+        &mut self,
+        pid: u16,
+        qos: u8,
+        limit: Limit,
+        res: &Result<CmdResult, RaftError>,
+    ) -> Result<(), Exit> {
+        if matches!(res, Ok(CmdResult::QuotaExceeded)) {
+            self.broker.metrics.refused(limit, qos);
+        }
+        let answer = publish_answer(res, self.v5());
+        if qos == 1 {
+            self.inbound.qos1_done();
+        } else if matches!(answer, PublishAnswer::Ack(code) if code >= 0x80) {
+            // A failure PUBREC ends the QoS 2 flow.
+            self.inbound.qos2_done(pid);
+        }
+        let code = match answer {
+            PublishAnswer::Ack(code) => code,
+            PublishAnswer::Silent => return Ok(()),
+            PublishAnswer::TakenOver => return Err(Exit::TakenOver),
+            PublishAnswer::Close => return Err(Exit::Refused(limit)),
         };
         let r = PubResp {
             packet_id: pid,
             reason: code,
             ..Default::default()
         };
-        self.io.push(if is_ack {
+        self.io.push(if qos == 1 {
             Packet::PubAck(r)
         } else {
             Packet::PubRec(r)
         });
+        Ok(())
     }
 
     fn suback(
@@ -235,6 +283,64 @@ mod tests {
             merge_codes(decided, vec![1, 2]),
             vec![1, reason::TOPIC_FILTER_INVALID, 2]
         );
+    }
+
+    fn published(matched: u32, duplicate: bool) -> Result<CmdResult, RaftError> {
+        Ok(CmdResult::Published { matched, duplicate })
+    }
+
+    #[test]
+    fn quota_exceeded_is_reason_0x97_in_mqtt5_and_a_closed_connection_in_mqtt3() {
+        let res = Ok(CmdResult::QuotaExceeded);
+        assert_eq!(
+            publish_answer(&res, true),
+            PublishAnswer::Ack(reason::QUOTA_EXCEEDED)
+        );
+        assert_eq!(publish_answer(&res, false), PublishAnswer::Close);
+    }
+
+    #[test]
+    fn a_stored_publish_is_acknowledged_and_mqtt5_hears_of_no_subscribers() {
+        assert_eq!(
+            publish_answer(&published(2, false), true),
+            PublishAnswer::Ack(reason::SUCCESS)
+        );
+        assert_eq!(
+            publish_answer(&published(0, false), true),
+            PublishAnswer::Ack(reason::NO_MATCHING_SUBSCRIBERS)
+        );
+        assert_eq!(
+            publish_answer(&published(0, false), false),
+            PublishAnswer::Ack(reason::SUCCESS)
+        );
+        assert_eq!(
+            publish_answer(&published(0, true), true),
+            PublishAnswer::Ack(reason::SUCCESS)
+        );
+        assert_eq!(
+            publish_answer(&Ok(CmdResult::Duplicate), false),
+            PublishAnswer::Ack(reason::SUCCESS)
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_publish_is_unanswered_in_mqtt3_and_an_error_in_mqtt5() {
+        let res = Err(RaftError::Unavailable("commit timed out".into()));
+        assert_eq!(publish_answer(&res, false), PublishAnswer::Silent);
+        assert_eq!(
+            publish_answer(&res, true),
+            PublishAnswer::Ack(reason::IMPLEMENTATION_SPECIFIC_ERROR)
+        );
+    }
+
+    #[test]
+    fn a_stale_publish_closes_the_taken_over_connection() {
+        for v5 in [true, false] {
+            assert_eq!(
+                publish_answer(&Ok(CmdResult::Stale), v5),
+                PublishAnswer::TakenOver
+            );
+        }
     }
 
     #[test]
