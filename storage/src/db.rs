@@ -204,11 +204,13 @@ impl Store {
 
     /// Compacts what holds deleted data, so its disk space comes back: the
     /// Raft log below its first live entry (purged behind a snapshot), and
-    /// the tables of delivered messages and their queue rows. A compaction
-    /// writes its output before it removes its input, so a table whose SST
-    /// files take more than half of `free_bytes` is skipped: rewriting its
-    /// live rows could fill the disk. Blocks until done; call it off the
-    /// async runtime.
+    /// the tables of delivered messages and their queue rows. Those are
+    /// flushed first, so their deletions reach SST files that RocksDB
+    /// compacts by itself (see [`cf_options`]); a whole-table compaction
+    /// follows only where it is safe: it writes its output before it removes
+    /// its input, so a table whose SST files take more than half of
+    /// `free_bytes` is skipped, as rewriting its live rows could fill the
+    /// disk. Blocks until done; call it off the async runtime.
     pub fn compact_for_space(&self, free_bytes: u64) -> Result<Vec<Compaction>> {
         let log = self.cf(CF_LOG)?;
         let first_live = match self.db.iterator_cf(log, IteratorMode::Start).next() {
@@ -228,6 +230,10 @@ impl Store {
         }];
         for name in CHURNING.iter().map(|t| t.cf_name()) {
             let cf = self.cf(name)?;
+            // The deletions still in the memtable reach an SST file, which
+            // the deletion collector marks: RocksDB compacts it by itself,
+            // rewriting only what is still live, however large the table.
+            self.db.flush_cf(cf).map_err(StorageError::rocks("flush"))?;
             let before = self.sst_bytes(cf);
             let skipped = before > free_bytes / 2;
             if !skipped {
