@@ -12,6 +12,7 @@
 //! * [`process`]: child processes ([`run_cmd`], [`BgProcess`]); [`http`]:
 //!   [`http_get`] for the admin API.
 //! * [`unique`]: names and ports; [`wait`]: time bounds and [`wait_until`].
+//! * [`tmpfs`]: [`TmpfsBroker`], a broker on a small tmpfs of its own (root).
 //!
 //! Every wait in here has a deadline; nothing blocks forever.
 
@@ -26,6 +27,7 @@ mod http;
 mod packets;
 mod process;
 mod raw_client;
+mod tmpfs;
 mod unique;
 mod wait;
 
@@ -37,6 +39,7 @@ pub use http::*;
 pub use packets::*;
 pub use process::*;
 pub use raw_client::*;
+pub use tmpfs::*;
 pub use unique::*;
 pub use wait::*;
 
