@@ -1,10 +1,12 @@
-//! The disk alarm (`disk_free_limit`) on a real broker whose data directory
-//! is a small tmpfs: publishes fill it until the alarm refuses them before
-//! any acknowledgement (MQTT 5: reason QUOTA_EXCEEDED; MQTT 3: the
-//! connection closes), nothing acknowledged is lost, subscribers keep
-//! draining, and publishing resumes by itself once space is back.
+//! Resource limits on a real broker. The disk alarm (`disk_free_limit`) on a
+//! broker whose data directory is a small tmpfs: publishes fill it until the
+//! alarm refuses them before any acknowledgement (MQTT 5: reason
+//! QUOTA_EXCEEDED; MQTT 3: the connection closes), nothing acknowledged is
+//! lost, subscribers keep draining, and publishing resumes by itself once
+//! space is back. RocksDB's memory budget as `/metrics` shows it, and bad
+//! sizes in the config file.
 //!
-//! Needs root (mount): without it each test says SKIPPED and passes.
+//! The tmpfs tests need root (mount): without it each says SKIPPED and passes.
 
 mod common;
 
@@ -378,4 +380,52 @@ fn publishing_resumes_by_itself_once_the_subscriber_has_drained_its_queue() {
     assert_eq!(ack.reason, reason::SUCCESS);
     let got = s.collect_publishes(1, WAIT);
     assert_eq!(got.iter().filter_map(id_of).collect::<Vec<_>>(), [next]);
+}
+
+#[test]
+fn rocksdb_memory_and_its_configured_budget_are_in_metrics() {
+    let b = Broker::start_with_config(
+        "rocksdb_block_cache_size = \"16MiB\"\nrocksdb_write_buffer_size = \"8MiB\"\n",
+    );
+    let (mut p, _) = RawClient::v5(b.mqtt_port, "mem-pub", true, None);
+    p.publish(TOPIC, &payload(1), QoS::AtLeastOnce, false);
+    assert_eq!(
+        metric(&b, "raftmq_rocksdb_block_cache_limit_bytes"),
+        16 * 1024 * 1024
+    );
+    assert_eq!(
+        metric(&b, "raftmq_rocksdb_write_buffer_limit_bytes"),
+        8 * 1024 * 1024
+    );
+    assert!(metric(&b, "raftmq_rocksdb_memtable_bytes") >= PAYLOAD as u64);
+    assert!(metric(&b, "raftmq_rocksdb_block_cache_bytes") > 0);
+    assert!(metric(&b, "raftmq_disk_free_bytes") > 0);
+    assert_eq!(metric(&b, "raftmq_alarm{alarm=\"disk_free_limit\"}"), 0);
+}
+
+#[test]
+fn a_bad_size_fails_startup_naming_the_key_and_its_line() {
+    for (toml, key) in [
+        ("disk_free_limit = \"plenty\"\n", "disk_free_limit"),
+        ("disk_free_limit = -1\n", "disk_free_limit"),
+        (
+            "rocksdb_block_cache_size = \"1.5GB\"\n",
+            "rocksdb_block_cache_size",
+        ),
+        (
+            "rocksdb_write_buffer_size = \"1MiB\"\n",
+            "rocksdb_write_buffer_size",
+        ),
+    ] {
+        let text = format!("allow_anonymous = true\n{toml}");
+        let (status, log) = Broker::run_expecting_exit(&text, Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{toml:?} accepted ({status:?}); log:\n{log}"
+        );
+        assert!(
+            log.contains(key) && log.contains("line 2"),
+            "{toml:?}: the error names neither the key nor its line:\n{log}"
+        );
+    }
 }
