@@ -341,9 +341,14 @@ fn publishing_resumes_by_itself_once_the_subscriber_has_drained_its_queue() {
         return;
     };
     offline_subscriber(&b, "disk-subr");
+    // $SYS subscribers hear of each change at once.
+    let (mut sys, _) = RawClient::v5(b.mqtt_port, "disk-sys", true, None);
+    sys.subscribe("$SYS/1/alarms/disk_free_limit", QoS::AtMostOnce);
+    assert_eq!(&sys.expect_publish(WAIT).payload[..], b"0");
     let (mut p, _) = RawClient::v5(b.mqtt_port, "disk-pubr", true, None);
     let fill = fill_v5(&mut p, QoS::AtLeastOnce, 0);
     wait_for_alarm(&b);
+    assert_eq!(&sys.expect_publish(WAIT).payload[..], b"1");
     let full = b.free_bytes();
     // Subscribe, connect, disconnect and ping still work under the alarm.
     let (mut other, _) = RawClient::v5(b.mqtt_port, "disk-other", true, None);
@@ -369,6 +374,7 @@ fn publishing_resumes_by_itself_once_the_subscriber_has_drained_its_queue() {
         b.free_bytes()
     );
     assert!(log_lines(&b, "disk alarm cleared") >= 1);
+    assert_eq!(&sys.expect_publish(WAIT).payload[..], b"0");
     assert_eq!(metric(&b, "raftmq_alarm{alarm=\"disk_free_limit\"}"), 0);
     assert_eq!(health(&b)["accepting_publishes"], true);
 
