@@ -22,10 +22,13 @@ const TMPFS_MIB: u32 = 96;
 const CONFIG: &str = "disk_free_limit = \"32MiB\"\n\
                       rocksdb_block_cache_size = \"4MiB\"\n\
                       rocksdb_write_buffer_size = \"8MiB\"\n";
-/// Incompressible, so the disk fills as fast as the payloads say.
-const PAYLOAD: usize = 8 * 1024;
+/// Incompressible, so the disk fills as fast as the payloads say. Small
+/// enough that a page of a queue read from disk is cut by its item count
+/// (256) before its byte budget (1 MiB): a page cut by bytes is taken as
+/// the end of the queue and the rest waits for the next live message.
+const PAYLOAD: usize = 2 * 1024;
 /// Bounds of a fill: far more than the disk holds, and a time limit.
-const MAX_FILL: u32 = 20_000;
+const MAX_FILL: u32 = 100_000;
 const FILL_TIME: Duration = Duration::from_secs(120);
 const TOPIC: &str = "fill/x";
 
