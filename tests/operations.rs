@@ -333,6 +333,33 @@ fn a_persistent_subscriber_that_falls_behind_is_fed_from_disk_and_misses_nothing
 }
 
 #[test]
+fn a_queue_larger_than_one_read_in_bytes_is_delivered_whole() {
+    // 300 messages of 8 KiB wait for an offline session: 2.4 MB, more than
+    // one read from disk takes (1 MiB), in fewer items than a read's 256.
+    let b = Broker::start();
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "bytes-deep", false);
+    s.subscribe("bytes/t", QoS::AtLeastOnce);
+    s.disconnect();
+    let (mut p, _) = RawClient::v3(b.mqtt_port, &unique("pub"), true);
+    for i in 0..300 {
+        let mut payload = format!("{i}:").into_bytes();
+        payload.resize(8 * 1024, b'x');
+        p.publish("bytes/t", &payload, QoS::AtLeastOnce, false);
+    }
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "bytes-deep", false);
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let m = s.expect_publish(WAIT);
+        s.ack(&m);
+        let text = String::from_utf8_lossy(&m.payload).to_string();
+        got.push(text.split(':').next().unwrap_or_default().to_string());
+    }
+    let want: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+    s.expect_no_publish(QUIET);
+}
+
+#[test]
 fn max_inflight_messages_limits_unacked_outgoing_messages() {
     let b = Broker::start_with_config("max_inflight_messages = 3\n");
     let (mut s, _) = RawClient::v3(b.mqtt_port, "mif-sub", true);

@@ -65,4 +65,4 @@ pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
 pub use state::{ApplyEvent, EventSink, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
-pub use view::StateSummary;
+pub use view::{QueuePage, StateSummary};

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::command::{CmdResult, Command, Delivery, Message, Tick};
+use crate::command::{CmdResult, Command, Message, Tick};
 use crate::error::RaftError;
 use crate::log_store::LogStore;
 use crate::network::Network;
@@ -29,7 +29,7 @@ use crate::state_machine::StateMachine;
 use crate::transport::Transport;
 use crate::trie::Trie;
 use crate::types::{NodeId, NodeInfo, Raft};
-use crate::view::{Published, StateSummary, StateView};
+use crate::view::{Published, QueuePage, StateSummary, StateView};
 
 /// Election timeout bounds (ms); also what "in quorum" is measured against.
 /// openraft also uses the heartbeat interval as the timeout of every
@@ -300,7 +300,7 @@ impl RaftNode {
         from: Option<u64>,
         max_items: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Delivery>, RaftError> {
+    ) -> Result<QueuePage, RaftError> {
         self.view.queue_page(client, from, max_items, max_bytes)
     }
 

@@ -79,6 +79,14 @@ impl Published {
     }
 }
 
+/// Items read from a session's queue.
+#[derive(Debug, Default)]
+pub struct QueuePage {
+    pub items: Vec<Delivery>,
+    /// The read stopped at its item or byte budget: more may follow.
+    pub more: bool,
+}
+
 /// Session and retained listings from RocksDB.
 #[derive(Clone)]
 pub(crate) struct StateView {
@@ -154,17 +162,18 @@ impl StateView {
         from: Option<u64>,
         max_items: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Delivery>, RaftError> {
+    ) -> Result<QueuePage, RaftError> {
         let r = self.store.reader();
         let from = match from {
             Some(f) => f,
             None => match r.get(Table::Sessions, &session_key(client))? {
                 Some(v) => decode::<SessionRec>(&v)?.queue.head,
-                None => return Ok(Vec::new()),
+                None => return Ok(QueuePage::default()),
             },
         };
         let mut items: Vec<(u64, QueueRec)> = Vec::new();
         let mut bytes = 0usize;
+        let mut full = false;
         let mut err = None;
         r.scan_from(
             Table::Queues,
@@ -181,7 +190,8 @@ impl StateView {
                     }
                     Err(e) => err = Some(e),
                 }
-                Ok(err.is_none() && items.len() < max_items && bytes < max_bytes)
+                full = items.len() >= max_items || bytes >= max_bytes;
+                Ok(err.is_none() && !full)
             },
         )?;
         if let Some(e) = err {
@@ -199,7 +209,10 @@ impl StateView {
                 })?;
             out.push(item.delivery(seq, Arc::new(decode::<Message>(&body)?)));
         }
-        Ok(out)
+        Ok(QueuePage {
+            items: out,
+            more: full,
+        })
     }
 
     /// Whether `client`'s inbound QoS 2 packet id is recorded (received, not

@@ -7,13 +7,13 @@
 //! `raftmq_raft::state`), so an item announced by an event is on disk. While
 //! reading, the connection ignores live events: each one it ignores came
 //! before its next read, which therefore finds the item. It goes back to
-//! the live stream when a read returns less than a full page (it has caught
-//! up); a live event that does not follow on from the last sequence taken
+//! the live stream when a read ends before its budget (it has caught up); a
+//! live event that does not follow on from the last sequence taken
 //! (one that was missed) sends it back to reading.
 
 use std::collections::HashSet;
 
-use raftmq_raft::Delivery;
+use raftmq_raft::{Delivery, QueuePage};
 
 /// Items waiting beyond the window before the connection stops taking live
 /// events and reads from disk instead.
@@ -52,10 +52,10 @@ impl Backlog {
     }
 
     /// A page read from disk: the items to offer, each with its DUP flag.
-    pub fn on_page(&mut self, page: Vec<Delivery>) -> Vec<(Delivery, bool)> {
-        self.reading = page.len() >= PAGE_ITEMS;
-        let mut out = Vec::with_capacity(page.len());
-        for d in page {
+    pub fn on_page(&mut self, page: QueuePage) -> Vec<(Delivery, bool)> {
+        self.reading = page.more;
+        let mut out = Vec::with_capacity(page.items.len());
+        for d in page.items {
             let Some(seq) = d.seq else { continue };
             if self.next.is_some_and(|n| seq < n) {
                 continue;
@@ -105,8 +105,20 @@ mod tests {
         }
     }
 
-    fn page(seqs: std::ops::Range<u64>) -> Vec<Delivery> {
-        seqs.map(item).collect()
+    /// A page that ended before its budget: the end of the queue.
+    fn page(seqs: std::ops::Range<u64>) -> QueuePage {
+        QueuePage {
+            items: seqs.map(item).collect(),
+            more: false,
+        }
+    }
+
+    /// A page cut by its item or byte budget.
+    fn cut(seqs: std::ops::Range<u64>) -> QueuePage {
+        QueuePage {
+            more: true,
+            ..page(seqs)
+        }
     }
 
     fn seqs(v: &[(Delivery, bool)]) -> Vec<u64> {
@@ -129,7 +141,7 @@ mod tests {
     fn a_full_page_keeps_reading_from_after_its_last_item() {
         let mut b = Backlog::resume(Some(HashSet::new()));
         let n = PAGE_ITEMS as u64;
-        assert_eq!(b.on_page(page(0..n)).len(), PAGE_ITEMS);
+        assert_eq!(b.on_page(cut(0..n)).len(), PAGE_ITEMS);
         assert_eq!(b.wants_read(0), Some(Some(n)));
         assert_eq!(b.wants_read(READ_AHEAD), None, "the read-ahead is full");
         assert!(b.on_live(item(n + 5), 0).is_none());
@@ -138,9 +150,16 @@ mod tests {
     }
 
     #[test]
+    fn a_page_cut_by_its_byte_budget_is_not_the_end_of_the_queue() {
+        let mut b = Backlog::resume(Some(HashSet::new()));
+        assert_eq!(b.on_page(cut(0..3)).len(), 3);
+        assert_eq!(b.wants_read(0), Some(Some(3)));
+    }
+
+    #[test]
     fn a_slow_subscriber_goes_to_disk_when_its_read_ahead_is_full_and_back_when_caught_up() {
         let mut b = Backlog::resume(Some(HashSet::new()));
-        b.on_page(Vec::new());
+        b.on_page(page(0..0));
         assert!(b.on_live(item(0), 0).is_some());
         assert!(b.on_live(item(1), READ_AHEAD).is_none());
         assert!(b.on_live(item(2), 0).is_none(), "reading: left on disk");

@@ -360,6 +360,7 @@ fn wills_fired_by_one_command_keep_their_own_bodies_in_the_queue() {
     let topics: Vec<String> = view
         .queue_page("watcher", None, 10, 1 << 20)
         .unwrap()
+        .items
         .iter()
         .map(|d| d.msg.topic.clone())
         .collect();
@@ -437,7 +438,7 @@ fn a_delivery_event_is_emitted_after_its_item_is_readable() {
                 let page = view.queue_page(&client_id, delivery.seq, 1, 1).unwrap();
                 self.1
                     .lock()
-                    .push(page.first().and_then(|d| d.seq) == delivery.seq);
+                    .push(page.items.first().and_then(|d| d.seq) == delivery.seq);
             }
         }
     }
@@ -467,6 +468,7 @@ fn queue_pages_start_at_the_head_after_in_order_acks() {
     let seqs = |from| -> Vec<u64> {
         view.queue_page("s", from, 10, 1 << 20)
             .unwrap()
+            .items
             .iter()
             .filter_map(|d| d.seq)
             .collect()
@@ -475,7 +477,12 @@ fn queue_pages_start_at_the_head_after_in_order_acks() {
     assert_eq!(seqs(Some(5)), [5]);
     assert_eq!(f.st.session_info(Some("s"))[0].queued, 3);
     let page = view.queue_page("s", None, 2, 1 << 20).unwrap();
-    assert_eq!(page.len(), 2);
+    assert_eq!((page.items.len(), page.more), (2, true));
+    // A page cut by its byte budget says so too (each payload is 1 byte).
+    let page = view.queue_page("s", None, 10, 2).unwrap();
+    assert_eq!((page.items.len(), page.more), (2, true));
+    let page = view.queue_page("s", None, 10, 1 << 20).unwrap();
+    assert_eq!((page.items.len(), page.more), (3, false));
 }
 
 #[test]
@@ -772,7 +779,10 @@ fn a_large_queue_of_an_ended_session_is_reclaimed_a_bounded_amount_per_entry() {
     f.apply(vec![publish("p", 0, msg("t", 1, "p"))]);
     let view = crate::view::StateView::new(f.st.store().clone());
     let page = view.queue_page("big", None, 10, 1 << 20).unwrap();
-    assert_eq!(page.iter().map(|d| d.seq).collect::<Vec<_>>(), [Some(1100)]);
+    assert_eq!(
+        page.items.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [Some(1100)]
+    );
     for _ in 0..3 {
         f.apply(vec![Command::Tick(Tick { now_ms: 4000 })]);
     }
