@@ -4,7 +4,8 @@
 //! QUOTA_EXCEEDED; MQTT 3: the connection closes), nothing acknowledged is
 //! lost, subscribers keep draining, and publishing resumes by itself once
 //! space is back. RocksDB's memory budget as `/metrics` shows it, and bad
-//! sizes in the config file.
+//! sizes in the config file. The per-session quota (`max_queue_bytes`),
+//! which refuses the same way.
 //!
 //! The tmpfs tests need root (mount): without it each says SKIPPED and passes.
 
@@ -437,4 +438,74 @@ fn a_bad_size_fails_startup_naming_the_key_and_its_line() {
             "{toml:?}: the error names neither the key nor its line:\n{log}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// max_queue_bytes: a persistent session's queue quota
+// ---------------------------------------------------------------------------
+
+/// 1,000 payload bytes per session: ten messages of 100 bytes.
+const QUOTA_CONFIG: &str = "max_queue_bytes = 1000\n";
+
+#[test]
+fn a_publish_past_a_sessions_max_queue_bytes_gets_quota_exceeded_and_is_not_delivered() {
+    let b = Broker::start_with_config(QUOTA_CONFIG);
+    offline_subscriber(&b, "quota-sub");
+    let (mut p, _) = RawClient::v5(b.mqtt_port, "quota-pub", true, None);
+    let reasons: Vec<u8> = (0..11u8)
+        .map(|i| {
+            let ack = p.publish_with(publish_packet("fill/quota", QoS::AtLeastOnce, &[i; 100]));
+            ack.expect("a PUBACK").reason
+        })
+        .collect();
+    let mut want = vec![reason::SUCCESS; 10];
+    want.push(reason::QUOTA_EXCEEDED);
+    assert_eq!(reasons, want);
+    // QoS 2 is refused the same way, at PUBREC.
+    let rec = p.publish_with(publish_packet("fill/quota", QoS::ExactlyOnce, &[11; 100]));
+    assert_eq!(rec.expect("a PUBREC").reason, reason::QUOTA_EXCEEDED);
+
+    // The subscriber gets the ten acknowledged, and nothing refused.
+    let (mut s, ack) = RawClient::v5(b.mqtt_port, "quota-sub", false, Some(3600));
+    assert!(ack.session_present);
+    let got = s.collect_publishes(12, Duration::from_secs(2));
+    let firsts: Vec<u8> = got.iter().map(|m| m.payload[0]).collect();
+    assert_eq!(firsts, (0..10).collect::<Vec<u8>>());
+    for m in &got {
+        s.ack(m);
+    }
+    // Drained, the session takes publishes again (its acks commit first).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ack = p.publish_with(publish_packet("fill/quota", QoS::AtLeastOnce, &[12; 100]));
+        match ack.expect("a PUBACK").reason {
+            reason::SUCCESS => break,
+            reason::QUOTA_EXCEEDED if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("after the drain: reason {other:#04x}"),
+        }
+    }
+    assert_eq!(s.expect_publish(WAIT).payload[0], 12);
+}
+
+#[test]
+fn an_mqtt3_publish_past_max_queue_bytes_closes_the_connection_instead_of_acknowledging() {
+    let b = Broker::start_with_config(QUOTA_CONFIG);
+    offline_subscriber(&b, "quota3-sub");
+    let (mut p, _) = RawClient::v3(b.mqtt_port, "quota3-pub", true);
+    for i in 0..10u8 {
+        p.publish("fill/quota3", &[i; 100], QoS::AtLeastOnce, false);
+    }
+    p.send(&Packet::Publish(Publish {
+        packet_id: 77,
+        ..publish_packet("fill/quota3", QoS::AtLeastOnce, &[10; 100])
+    }));
+    let before_close = p.expect_closed(WAIT);
+    assert!(
+        !before_close
+            .iter()
+            .any(|x| matches!(x, Packet::PubAck(a) if a.packet_id == 77)),
+        "the refused publish was acknowledged: {before_close:?}"
+    );
 }
