@@ -17,6 +17,9 @@
 //!   `load`, `snapshot` and `tests`. Keys come from `raftmq_storage::keys`.
 //! - [`state_machine`]: openraft's `RaftStateMachine` over [`state`], with
 //!   snapshots.
+//! - [`snapshot_file`]: the snapshot file format (header with the snapshot
+//!   meta, length-prefixed rows, row count and CRC), written and read as a
+//!   stream.
 //! - [`log_store`]: openraft's `RaftLogStorage` over RocksDB, with group commit
 //!   (one WAL sync per batch of appends).
 //! - [`dedup`]: command-id sets per origin, so a retried proposal applies once.
@@ -52,6 +55,7 @@ pub mod proposer;
 pub mod retain;
 pub mod rpc;
 pub mod service;
+pub mod snapshot_file;
 pub mod state;
 pub mod state_machine;
 pub mod transport;
