@@ -2,10 +2,14 @@
 
 use raftmq_storage::StorageError;
 
+use crate::snapshot_file::SnapshotError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotError),
     #[error("encoding: {0}")]
     Encode(String),
     #[error("raft: {0}")]

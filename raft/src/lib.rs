@@ -16,7 +16,9 @@
 //!   `meta`), beside `guard` (the live-session epoch check), `records`,
 //!   `load`, `snapshot` and `tests`. Keys come from `raftmq_storage::keys`.
 //! - [`state_machine`]: openraft's `RaftStateMachine` over [`state`], with
-//!   snapshots.
+//!   snapshots as files in the data directory: built from a RocksDB snapshot
+//!   without holding the apply lock, sent and received in chunks, installed
+//!   in bounded batches, an interrupted install redone at start.
 //! - [`snapshot_file`]: the snapshot file format (header with the snapshot
 //!   meta, length-prefixed rows, row count and CRC), written and read as a
 //!   stream.

@@ -139,12 +139,13 @@ impl RaftNode {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| RaftError::Raft(format!("create {}: {e}", cfg.data_dir.display())))?;
         let store = Store::open_with(&cfg.data_dir.join("db"), cfg.store)?;
+        crate::state_machine::recover_install(&store, &cfg.data_dir)?;
         let state = MqttState::open(store.clone(), cfg.sink.clone())?;
         let trie = state.trie();
         let summary = Published::default();
         summary.publish(&state);
         let state = Arc::new(Mutex::new(state));
-        let sm = StateMachine::new(state, cfg.data_dir.join("snapshot.bin"), summary.clone());
+        let sm = StateMachine::new(state, &cfg.data_dir, summary.clone());
         let log = LogStore::new(store.clone())?;
         let config = Config {
             cluster_name: "raftmq".into(),

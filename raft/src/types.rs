@@ -1,7 +1,5 @@
 //! The openraft type configuration for raftmq.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Request, Response};
@@ -33,7 +31,10 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A snapshot is a file (format: `crate::snapshot_file`): openraft's
+        // chunked transfer reads and writes it in place, so no snapshot is
+        // ever held in memory whole.
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -9,7 +9,10 @@
 //! - [`state`]: the replicated state tables (sessions, subscriptions, retained
 //!   messages, message bodies, per-session queues, inbound QoS 2 ids, meta),
 //!   written in atomic batches by the state machine and never synced on their
-//!   own (the log is the source of truth; see docs/design.md §5).
+//!   own (the log is the source of truth; see docs/design.md §5); read at one
+//!   point in time through a RocksDB snapshot ([`StateReader`]), and replaced
+//!   wholesale, in bounded batches, when a Raft snapshot is installed
+//!   ([`StateReplace`]).
 //! - [`keys`]: the byte layout of every key (log indexes and the rows of each
 //!   state table) and its inverse. Every key starts with the id of the Raft
 //!   group it belongs to (always 0 today), so that a later split into many
@@ -24,4 +27,4 @@ pub mod state;
 
 pub use db::{Compaction, MemoryUsage, Store, StoreOptions};
 pub use error::StorageError;
-pub use state::{StateBatch, StateReader, Table};
+pub use state::{StateBatch, StateReader, StateReplace, Table};

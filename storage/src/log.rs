@@ -113,4 +113,12 @@ impl Store {
             .put_cf_opt(cf, name, value, &opts)
             .map_err(StorageError::rocks("write raft meta"))
     }
+
+    /// Deletes a Raft metadata record, synced.
+    pub fn delete_raft_meta(&self, name: &str) -> Result<()> {
+        let cf = self.cf(CF_RAFT)?;
+        self.db
+            .delete_cf_opt(cf, name, &Store::synced())
+            .map_err(StorageError::rocks("delete raft meta"))
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
-use crate::db::Store;
+use crate::db::{Store, CF_RAFT};
 use crate::error::{Result, StorageError};
 
 /// The state tables. Keys are built by [`crate::keys`]; values are opaque
@@ -104,13 +104,7 @@ impl Store {
     /// Writes a state batch atomically, unsynced (see the crate docs).
     pub fn write_state(&self, batch: StateBatch) -> Result<()> {
         let mut wb = WriteBatch::default();
-        for ((table, key), value) in batch.ops {
-            let cf = self.cf(table.cf_name())?;
-            match value {
-                Some(v) => wb.put_cf(cf, key, v),
-                None => wb.delete_cf(cf, key),
-            }
-        }
+        self.add_ops(&mut wb, batch)?;
         self.db
             .write_opt(wb, &Store::unsynced())
             .map_err(StorageError::rocks("write state"))
@@ -192,20 +186,85 @@ impl Store {
         }
     }
 
-    /// Replaces the whole content of every state table (snapshot install), in
-    /// one synced batch.
-    pub fn replace_state(&self, rows: Vec<(Table, Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let mut wb = WriteBatch::default();
+    fn add_ops(&self, wb: &mut WriteBatch, batch: StateBatch) -> Result<()> {
+        for ((table, key), value) in batch.ops {
+            let cf = self.cf(table.cf_name())?;
+            match value {
+                Some(v) => wb.put_cf(cf, key, v),
+                None => wb.delete_cf(cf, key),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts replacing the whole content of every state table (a snapshot
+    /// install) with rows given one at a time, written in batches of about
+    /// `batch_bytes` so that no batch (and no copy of the state) grows with
+    /// the state. The first batch deletes every row of every table. Nothing
+    /// is synced before [`StateReplace::finish`]: the caller must make a crash
+    /// in between detectable (see the raft crate's install marker). The
+    /// caller must also keep other state writers out until `finish` returns.
+    pub fn replace_state(&self, batch_bytes: usize) -> Result<StateReplace<'_>> {
+        let mut batch = WriteBatch::default();
         for t in Table::ALL {
             let cf = self.cf(t.cf_name())?;
-            wb.delete_range_cf(cf, Vec::<u8>::new(), vec![0xffu8; 64]);
+            // Exactly the rows present: [first key, last key ++ 0x00).
+            let mut it = self.db.raw_iterator_cf(cf);
+            it.seek_to_last();
+            if let Some(last) = it.key() {
+                let mut end = last.to_vec();
+                end.push(0);
+                batch.delete_range_cf(cf, Vec::new(), end);
+            }
+            it.status().map_err(StorageError::rocks("find last key"))?;
         }
-        for (t, k, v) in rows {
-            wb.put_cf(self.cf(t.cf_name())?, k, v);
+        Ok(StateReplace {
+            store: self,
+            batch,
+            batch_bytes,
+            written: 0,
+        })
+    }
+}
+
+/// A replacement of every state table in progress (see
+/// [`Store::replace_state`]).
+pub struct StateReplace<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    batch_bytes: usize,
+    written: u64,
+}
+
+impl StateReplace<'_> {
+    /// Adds a row; writes the pending batch (unsynced) once it is full.
+    pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<()> {
+        let cf = self.store.cf(table.cf_name())?;
+        self.batch.put_cf(cf, key, value);
+        if self.batch.size_in_bytes() >= self.batch_bytes {
+            let full = std::mem::take(&mut self.batch);
+            self.written += full.size_in_bytes() as u64;
+            self.store
+                .db
+                .write_opt(full, &Store::unsynced())
+                .map_err(StorageError::rocks("replace state"))?;
         }
-        self.db
-            .write_opt(wb, &Store::synced())
-            .map_err(StorageError::rocks("replace state"))
+        Ok(())
+    }
+
+    /// Writes the rows still pending, then `last` and the deletion of the Raft
+    /// metadata record `done` (the caller's in-progress marker), in one
+    /// final batch, and syncs the WAL: every earlier batch is durable with
+    /// it. Returns the bytes written in all.
+    pub fn finish(mut self, last: StateBatch, done: &str) -> Result<u64> {
+        self.store.add_ops(&mut self.batch, last)?;
+        self.batch.delete_cf(self.store.cf(CF_RAFT)?, done);
+        self.written += self.batch.size_in_bytes() as u64;
+        self.store
+            .db
+            .write_opt(self.batch, &Store::synced())
+            .map_err(StorageError::rocks("replace state"))?;
+        Ok(self.written)
     }
 }
 
@@ -237,6 +296,27 @@ impl StateReader<'_> {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Visits every (key, value) of a table as of this reader's point in
+    /// time, in key order, one row at a time (nothing is collected). Reads
+    /// bypass the block cache: a full dump must not evict the hot blocks.
+    pub fn for_each<E: From<StorageError>>(
+        &self,
+        table: Table,
+        mut f: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let cf = self.store.cf(table.cf_name())?;
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = self.snap.raw_iterator_cf_opt(cf, opts);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            f(k, v)?;
+            it.next();
+        }
+        it.status().map_err(StorageError::rocks("iterate"))?;
         Ok(())
     }
 
@@ -373,6 +453,72 @@ mod tests {
         assert_eq!(seen, vec![b"a/b".to_vec()]);
         assert_eq!(r.get(Table::Retained, b"a/b").unwrap().unwrap(), b"v1");
         assert!(s.reader().get(Table::Retained, b"a/b").unwrap().is_none());
+    }
+
+    #[test]
+    fn reader_for_each_visits_a_whole_table_as_of_its_point_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut b = StateBatch::default();
+        for i in 0..100u32 {
+            b.put(Table::Messages, i.to_be_bytes().to_vec(), vec![1; 10]);
+        }
+        s.write_state(b).unwrap();
+        let r = s.reader();
+        let mut b = StateBatch::default();
+        b.put(Table::Messages, 1000u32.to_be_bytes().to_vec(), vec![2]);
+        b.delete(Table::Messages, 0u32.to_be_bytes().to_vec());
+        s.write_state(b).unwrap();
+        let mut keys = Vec::new();
+        r.for_each(Table::Messages, |k, _| {
+            keys.push(k.to_vec());
+            Ok::<(), StorageError>(())
+        })
+        .unwrap();
+        let want: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(keys, want);
+    }
+
+    #[test]
+    fn replace_state_clears_every_table_fills_in_batches_and_removes_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut b = StateBatch::default();
+        for t in Table::ALL {
+            b.put(t, b"old".to_vec(), b"x".to_vec());
+            b.put(t, vec![0xff; 80], b"long key".to_vec());
+        }
+        s.write_state(b).unwrap();
+        s.put_raft_meta("marker", b"1", true).unwrap();
+        let mut r = s.replace_state(64).unwrap();
+        for i in 0..50u32 {
+            r.put(Table::Retained, &i.to_be_bytes(), &[3; 20]).unwrap();
+        }
+        // Half-way, earlier batches are already written, the Meta rows not.
+        assert!(s
+            .get(Table::Retained, &0u32.to_be_bytes())
+            .unwrap()
+            .is_some());
+        assert!(s.get(Table::Meta, b"old").unwrap().is_none());
+        let mut last = StateBatch::default();
+        last.put(Table::Meta, b"applied".to_vec(), b"7".to_vec());
+        let written = r.finish(last, "marker").unwrap();
+        assert!(written > 50 * 20);
+        for t in Table::ALL {
+            let mut n = 0;
+            s.for_each(t, |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+            let want = match t {
+                Table::Retained => 50,
+                Table::Meta => 1,
+                _ => 0,
+            };
+            assert_eq!(n, want, "{t:?}");
+        }
+        assert!(s.raft_meta("marker").unwrap().is_none());
     }
 
     #[test]
