@@ -40,3 +40,11 @@ pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RaftError> 
         .map(|(v, _)| v)
         .map_err(|e| RaftError::Encode(e.to_string()))
 }
+
+/// The size of `v` encoded, without encoding it anywhere.
+pub fn encoded_len<T: serde::Serialize>(v: &T) -> Result<usize, RaftError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(v, &mut size, bincode_config())
+        .map_err(|e| RaftError::Encode(e.to_string()))?;
+    Ok(size.bytes_written)
+}

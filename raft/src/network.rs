@@ -13,9 +13,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::error::encoded_len;
 use crate::rpc::{Reply, Rpc};
-use crate::transport::{NetError, Transport};
-use crate::types::{NodeId, NodeInfo, TypeConfig};
+use crate::transport::{NetError, Transport, MAX_FRAME};
+use crate::types::{Entry, NodeId, NodeInfo, TypeConfig};
 
 #[derive(Clone)]
 pub struct Network {
@@ -45,6 +46,29 @@ fn unexpected<E: std::error::Error>(r: Reply) -> RPCError<NodeId, NodeInfo, Raft
     ))))
 }
 
+/// Largest AppendEntries sent as one request. A log entry holds up to 4 MiB
+/// of commands, so `max_payload_entries` (64) of them can be larger than a
+/// transport frame ([`MAX_FRAME`]), which is then never sent: the request
+/// would time out again and again, and a follower behind by such entries (a
+/// joining node after its snapshot) would never catch up. It is also well
+/// under a frame because openraft gives an AppendEntries the heartbeat
+/// interval (100 ms) to be sent, appended and synced.
+const MAX_APPEND_BYTES: usize = 8 << 20;
+const _: () = assert!(MAX_APPEND_BYTES * 4 <= MAX_FRAME);
+
+/// How many of `entries`, from the first, fit in [`MAX_APPEND_BYTES`].
+fn entries_that_fit(entries: &[Entry]) -> usize {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        // An entry that cannot be encoded fails in the transport, as before.
+        total += encoded_len(e).unwrap_or(0);
+        if total > MAX_APPEND_BYTES {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
@@ -65,10 +89,29 @@ impl PeerClient {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, Err> {
+        // Too many bytes for one request: send the entries that fit (at
+        // least one) and answer PartialSuccess up to the last of them, which
+        // openraft's network contract allows; it sends the rest next.
+        let fit = entries_that_fit(&rpc.entries).max(1);
+        let partial = if fit < rpc.entries.len() {
+            tracing::debug!(
+                peer = self.target,
+                entries = rpc.entries.len(),
+                fit,
+                "AppendEntries too large for one request; sending the first entries"
+            );
+            rpc.entries.truncate(fit);
+            rpc.entries.last().map(|e| e.log_id)
+        } else {
+            None
+        };
         match self.call(Rpc::Append(rpc), option.hard_ttl()).await {
+            Ok(Reply::Append(Ok(AppendEntriesResponse::Success))) if partial.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(partial))
+            }
             Ok(Reply::Append(Ok(r))) => Ok(r),
             Ok(Reply::Append(Err(e))) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -104,5 +147,58 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(net_err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::command::{Command, Envelope, Message, MsgProps, Publish, Request};
+
+    /// A log entry holding one publish of `size` payload bytes.
+    fn entry(index: u64, size: usize) -> Entry {
+        let msg = Message {
+            topic: "t".into(),
+            payload: Bytes::from(vec![0; size]),
+            qos: 1,
+            retain: false,
+            publisher: "p".into(),
+            props: MsgProps::default(),
+            created_ms: 0,
+            expires_ms: None,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                origin: 1,
+                floor: 0,
+                cmds: vec![Envelope {
+                    seq: index,
+                    cmd: Command::Publish(Publish {
+                        client_id: "p".into(),
+                        packet_id: 1,
+                        msg,
+                    }),
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn append_entries_are_cut_to_what_fits_in_one_request() {
+        let mib = 1 << 20;
+        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 3 * mib)).collect();
+        assert_eq!(entries_that_fit(&big), 2, "3 + 3 MiB fit, a third does not");
+        let small: Vec<Entry> = (1..=64).map(|i| entry(i, 1000)).collect();
+        assert_eq!(entries_that_fit(&small), 64);
+        assert_eq!(
+            entries_that_fit(&[entry(1, 10 * mib)]),
+            0,
+            "the caller still sends one"
+        );
+        assert_eq!(entries_that_fit(&[]), 0);
     }
 }
