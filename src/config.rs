@@ -71,6 +71,9 @@ pub struct Settings {
     pub allow_unsubscribe_during_netsplit: bool,
     /// Build a snapshot after this many log entries.
     pub snapshot_interval_entries: u64,
+    /// A snapshot is sent to a joining or lagging node in chunks of this
+    /// many bytes.
+    pub snapshot_chunk_bytes: u64,
     /// How long a client operation waits for its commit before it is refused.
     pub commit_timeout_ms: u64,
     /// Free space of the data directory's filesystem below which new QoS
@@ -156,6 +159,7 @@ impl Default for Settings {
             allow_subscribe_during_netsplit: false,
             allow_unsubscribe_during_netsplit: false,
             snapshot_interval_entries: 20_000,
+            snapshot_chunk_bytes: raftmq_raft::node::DEFAULT_SNAPSHOT_CHUNK,
             commit_timeout_ms: 10_000,
             disk_free_limit: DiskFreeLimit::Default,
             rocksdb_block_cache_bytes: store.block_cache_bytes as u64,
@@ -272,6 +276,10 @@ impl Settings {
                 self.allow_unsubscribe_during_netsplit = boolean(v)?
             }
             "snapshot_interval_entries" => self.snapshot_interval_entries = uint(v, 100, u64::MAX)?,
+            "snapshot_chunk_bytes" => {
+                use raftmq_raft::node::{MAX_SNAPSHOT_CHUNK, MIN_SNAPSHOT_CHUNK};
+                self.snapshot_chunk_bytes = uint(v, MIN_SNAPSHOT_CHUNK, MAX_SNAPSHOT_CHUNK)?
+            }
             "commit_timeout" => self.commit_timeout_ms = uint(v, 100, 600_000)?,
             "disk_free_limit" => self.disk_free_limit = DiskFreeLimit::Bytes(bytes(v, 0)?),
             "rocksdb_block_cache_size" => self.rocksdb_block_cache_bytes = bytes(v, MIB)?,
@@ -438,6 +446,18 @@ mod tests {
             .apply_toml("max_inflight_messages = \"many\"\n", "x.toml")
             .unwrap_err();
         assert!(e.to_string().contains("max_inflight_messages"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_chunk_bytes_is_bounded_by_the_transport_frame() {
+        let mut s = Settings::default();
+        s.apply_toml("snapshot_chunk_bytes = 65536\n", "x.toml")
+            .unwrap();
+        assert_eq!(s.snapshot_chunk_bytes, 65536);
+        let e = s
+            .apply_toml("snapshot_chunk_bytes = 1073741824\n", "x.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
     }
 
     #[test]

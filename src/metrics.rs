@@ -263,6 +263,21 @@ impl Metrics {
             "Inter-node connections refused (wrong cookie or bad handshake), either side",
             gauge(s.node.peer_refused),
         );
+        let counter = |v: u64| {
+            let c: Counter = Counter::default();
+            c.inc_by(v);
+            c
+        };
+        r.register(
+            "snapshot_chunks_sent",
+            "Snapshot chunks this node sent to other nodes (acknowledged)",
+            counter(s.node.snapshot_chunks_sent),
+        );
+        r.register(
+            "snapshot_bytes_sent",
+            "Snapshot bytes this node sent to other nodes (acknowledged chunks)",
+            counter(s.node.snapshot_bytes_sent),
+        );
         r.register(
             "raft_is_leader",
             "1 if this node is the Raft leader",

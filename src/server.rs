@@ -137,6 +137,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker
         sink: registry.clone(),
         snapshot_logs: settings.snapshot_interval_entries,
         store: settings.store_options(),
+        snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
     })
     .await
     .with_context(|| format!("starting raft node in {}", settings.data_dir.display()))?;

@@ -1,8 +1,9 @@
 //! openraft's network traits over [`crate::transport`]: each RPC is one
 //! request on the persistent, pipelined connection to the target node.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -27,7 +28,16 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     transport: Arc<Transport>,
+    /// The snapshot being sent to this peer: when it started, chunks and
+    /// bytes acknowledged.
+    sending: Option<(Instant, u64, u64)>,
 }
+
+/// Deadline of a snapshot chunk that is not the last: its transfer and
+/// the receiver writing it to a file. (The last chunk's answer also waits
+/// for the install; it gets openraft's `install_snapshot_timeout`.) A
+/// chunk that misses it is sent again by openraft.
+const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Err<E = openraft::error::Infallible> = RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>;
 
@@ -76,6 +86,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.cluster.clone(),
             transport: self.transport.clone(),
+            sending: None,
         }
     }
 }
@@ -126,8 +137,42 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, Err<InstallSnapshotError>> {
-        match self.call(Rpc::Snapshot(rpc), option.hard_ttl()).await {
-            Ok(Reply::Snapshot(Ok(r))) => Ok(r),
+        let (done, bytes) = (rpc.done, rpc.data.len() as u64);
+        let ttl = if done {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().min(SNAPSHOT_CHUNK_TIMEOUT)
+        };
+        if rpc.offset == 0 {
+            self.sending = Some((Instant::now(), 0, 0));
+            tracing::info!(peer = self.target, snapshot = %rpc.meta.snapshot_id, "sending a snapshot");
+        }
+        let id = rpc.meta.snapshot_id.clone();
+        match self.call(Rpc::Snapshot(rpc), ttl).await {
+            Ok(Reply::Snapshot(Ok(r))) => {
+                let stats = &self.transport.stats;
+                stats.snapshot_chunks_sent.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .snapshot_bytes_sent
+                    .fetch_add(bytes, Ordering::Relaxed);
+                if let Some((_, chunks, sent)) = &mut self.sending {
+                    *chunks += 1;
+                    *sent += bytes;
+                }
+                if done {
+                    if let Some((started, chunks, sent)) = self.sending.take() {
+                        tracing::info!(
+                            peer = self.target,
+                            snapshot = %id,
+                            chunks,
+                            bytes = sent,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "snapshot sent"
+                        );
+                    }
+                }
+                Ok(r)
+            }
             Ok(Reply::Snapshot(Err(e))) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

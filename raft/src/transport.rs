@@ -169,6 +169,10 @@ pub struct TransportStats {
     pub frames_received: AtomicU64,
     pub connects: AtomicU64,
     pub refused: AtomicU64,
+    /// Snapshot chunks sent and acknowledged (counted by
+    /// [`crate::network`]), and their payload bytes.
+    pub snapshot_chunks_sent: AtomicU64,
+    pub snapshot_bytes_sent: AtomicU64,
 }
 
 fn mac(cookie: &[u8], role: &[u8], a: &Nonce, b: &Nonce, id: NodeId) -> Option<Hmac<Sha256>> {
