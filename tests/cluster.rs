@@ -226,14 +226,23 @@ fn cluster_show_lists_every_member_with_role_leader_match_index_and_reachability
 }
 
 #[test]
-fn fresh_node_joins_with_existing_state_by_snapshot_after_the_log_was_purged() {
-    let mut c = Cluster::start_with_config(3, Some("snapshot_interval_entries = 100\n"));
+fn fresh_node_joins_by_a_snapshot_sent_in_many_chunks_after_the_log_was_purged() {
+    // Snapshots every 100 entries, sent in 64 KiB chunks: the 400 KiB of
+    // retained messages are many chunks.
+    let config = "snapshot_interval_entries = 100\nsnapshot_chunk_bytes = 65536\n";
+    let mut c = Cluster::start_with_config(3, Some(config));
     let (mut s, _) = RawClient::v3(c.node(1).mqtt_port, "join-sess", false);
     s.subscribe("join/q", QoS::AtLeastOnce);
     s.disconnect();
     let (mut p, _) = RawClient::v3(c.node(2).mqtt_port, "join-pub", true);
-    for i in 0..20 {
-        p.publish(&format!("join/ret/{i}"), b"r", QoS::AtLeastOnce, true);
+    let big = |i: usize| format!("{i:04}").repeat(1024); // 4 KiB
+    for i in 0..100 {
+        p.publish(
+            &format!("join/ret/{i}"),
+            big(i).as_bytes(),
+            QoS::AtLeastOnce,
+            true,
+        );
     }
     p.publish("join/q", b"queued", QoS::AtLeastOnce, false);
     // Enough entries (one per acked publish here) for snapshots and purges.
@@ -250,20 +259,42 @@ fn fresh_node_joins_with_existing_state_by_snapshot_after_the_log_was_purged() {
         metric(c.node(leader).http_port, "raftmq_raft_snapshot_index") > 0.0
     });
     assert!(purged, "the leader built a snapshot");
+    let sent = |c: &Cluster, name: &str| -> f64 {
+        (1..=3).map(|id| metric(c.node(id).http_port, name)).sum()
+    };
+    assert_eq!(sent(&c, "raftmq_snapshot_chunks_sent_total"), 0.0);
     let i = c.add_node();
     c.wait_voters(4);
     let n4 = &c.nodes[i];
+    let (chunks, bytes) = (
+        sent(&c, "raftmq_snapshot_chunks_sent_total"),
+        sent(&c, "raftmq_snapshot_bytes_sent_total"),
+    );
+    // The snapshot is 7 chunks. They are counted once acknowledged: a
+    // transfer openraft restarts (it does when the membership changes) adds
+    // the chunks it sent, and one it cancels while the last chunk is being
+    // installed lacks that one.
+    assert!(
+        chunks > 1.0 && bytes > 65_536.0,
+        "node 4 caught up by a snapshot in many chunks: {chunks} chunks, {bytes} bytes"
+    );
     assert!(
         metric(n4.http_port, "raftmq_raft_snapshot_index") > 0.0,
         "node 4 starts from a snapshot"
     );
     let (mut r, _) = RawClient::v3(n4.mqtt_port, "join-ret", true);
     r.subscribe("join/ret/#", QoS::AtLeastOnce);
-    assert_eq!(
-        r.collect_publishes(20, WAIT).len(),
-        20,
-        "retained messages on node 4"
-    );
+    let mut got: Vec<(String, Vec<u8>)> = r
+        .collect_publishes(100, WAIT)
+        .into_iter()
+        .map(|m| (m.topic.clone(), m.payload.to_vec()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| (format!("join/ret/{i}"), big(i).into_bytes()))
+        .collect();
+    want.sort();
+    assert!(got == want, "the 100 retained messages, intact, on node 4");
     let (mut s, ack) = RawClient::v3(n4.mqtt_port, "join-sess", false);
     assert!(ack.session_present);
     assert_eq!(payloads(&s.collect_publishes(1, WAIT)), vec!["queued"]);
