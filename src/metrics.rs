@@ -195,13 +195,6 @@ impl Metrics {
             "QoS 1/2 messages not queued for a session at max_offline_messages or max_online_messages, by limit (none unless an operator sets one)",
             drops,
         );
-        let refused = Counter::<u64>::default();
-        refused.inc_by(s.state.apply.refused_quota);
-        r.register(
-            "queue_quota_refusals",
-            "QoS 1/2 publishes refused before their acknowledgement because a session they match is at max_queue_bytes",
-            refused,
-        );
         r.register(
             "wills_published",
             "Will messages published (apply)",

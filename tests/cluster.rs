@@ -621,20 +621,13 @@ fn offline_backlog_across_whole_cluster_sigkill(config: Option<&str>) -> Deliver
     let t = Instant::now();
     c.sigkill_all_and_restart();
     let restarted = t.elapsed();
-    let (mut s, ack) = RawClient::v3(c.node(leader).mqtt_port, "backlog-sub", false);
-    assert!(ack.session_present, "{ack:?}");
-    let t = Instant::now();
-    let got = drain_numbered(
-        &mut s,
+    drain_backlog(
+        c.node(leader).mqtt_port,
+        "backlog-sub",
         BACKLOG,
-        Duration::from_secs(5),
-        Duration::from_secs(40),
-    );
-    eprintln!(
-        "{BACKLOG} published and acknowledged in {published:.1?}, restart {restarted:.1?}, drain {:.1?}",
-        t.elapsed()
-    );
-    got
+        published,
+        restarted,
+    )
 }
 
 #[test]

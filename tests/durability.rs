@@ -283,20 +283,7 @@ fn offline_backlog_across_sigkill(config: Option<&str>) -> Deliveries {
     b.kill9();
     b.restart();
     let restarted = t.elapsed();
-    let (mut s, ack) = RawClient::v3(b.mqtt_port, "backlog-sub", false);
-    assert!(ack.session_present, "{ack:?}");
-    let t = Instant::now();
-    let got = drain_numbered(
-        &mut s,
-        BACKLOG,
-        Duration::from_secs(5),
-        Duration::from_secs(40),
-    );
-    eprintln!(
-        "{BACKLOG} published and acknowledged in {published:.1?}, restart {restarted:.1?}, drain {:.1?}",
-        t.elapsed()
-    );
-    got
+    drain_backlog(b.mqtt_port, "backlog-sub", BACKLOG, published, restarted)
 }
 
 #[test]

@@ -171,6 +171,32 @@ impl Deliveries {
     }
 }
 
+/// The reconnected persistent subscriber of a backlog test (its session
+/// must be present) drains `expect` numbered messages (5 s idle, 40 s at
+/// most); logs how long publishing, the restart and the drain took.
+pub fn drain_backlog(
+    port: u16,
+    client_id: &str,
+    expect: u64,
+    published: Duration,
+    restarted: Duration,
+) -> Deliveries {
+    let (mut s, ack) = RawClient::v3(port, client_id, false);
+    assert!(ack.session_present, "{ack:?}");
+    let t = std::time::Instant::now();
+    let got = drain_numbered(
+        &mut s,
+        expect,
+        Duration::from_secs(5),
+        Duration::from_secs(40),
+    );
+    eprintln!(
+        "{expect} published and acknowledged in {published:.1?}, restart {restarted:.1?}, drain {:.1?}",
+        t.elapsed()
+    );
+    got
+}
+
 /// Receives PUBLISHes on `c`, acking each, into a [`Deliveries`] of 0..expect,
 /// until every sequence number arrived, no PUBLISH came for `idle`, or
 /// `limit` passed. Panics if the connection fails.

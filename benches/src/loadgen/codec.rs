@@ -178,6 +178,29 @@ pub fn encode_ack(buf: &mut Vec<u8>, first_byte: u8, pid: u16) {
     put_u16(buf, pid);
 }
 
+/// A subscriber's answer to a PUBLISH: PUBACK (QoS 1) or PUBREC (QoS 2)
+/// into `buf`. Returns whether it is a new delivery: a QoS 2 PUBLISH resent
+/// before its PUBREL (its packet id still in `qos2_pending`) is the same
+/// delivery again.
+pub fn answer_publish(
+    buf: &mut Vec<u8>,
+    qos: u8,
+    pid: u16,
+    qos2_pending: &mut std::collections::HashSet<u16>,
+) -> bool {
+    match qos {
+        1 => {
+            encode_ack(buf, PUBACK, pid);
+            true
+        }
+        2 => {
+            encode_ack(buf, PUBREC, pid);
+            qos2_pending.insert(pid)
+        }
+        _ => true,
+    }
+}
+
 pub fn encode_subscribe(buf: &mut Vec<u8>, version: u8, pid: u16, filter: &str, qos: u8) {
     let rem = 2 + usize::from(version == V5) + 2 + filter.len() + 1;
     buf.push(0x82);

@@ -315,18 +315,7 @@ fn handle_buffered(
             } => {
                 *last_publish = now;
                 r.first_ns.get_or_insert(now);
-                let deliver = match qos {
-                    1 => {
-                        codec::encode_ack(&mut conn.wbuf, codec::PUBACK, pid);
-                        true
-                    }
-                    2 => {
-                        codec::encode_ack(&mut conn.wbuf, codec::PUBREC, pid);
-                        // A redelivery before PUBREL is the same delivery.
-                        qos2_pending.insert(pid)
-                    }
-                    _ => true,
-                };
+                let deliver = codec::answer_publish(&mut conn.wbuf, qos, pid, qos2_pending);
                 if deliver && r.backlog.record(payload) {
                     r.last_new_ns = Some(now);
                 }

@@ -176,18 +176,8 @@ pub async fn run(
                         Packet::Publish {
                             qos, pid, payload, ..
                         } => {
-                            let deliver = match qos {
-                                1 => {
-                                    codec::encode_ack(&mut conn.wbuf, codec::PUBACK, pid);
-                                    true
-                                }
-                                2 => {
-                                    codec::encode_ack(&mut conn.wbuf, codec::PUBREC, pid);
-                                    // Redelivery before PUBREL: already counted.
-                                    qos2_pending.insert(pid)
-                                }
-                                _ => true,
-                            };
+                            let deliver =
+                                codec::answer_publish(&mut conn.wbuf, qos, pid, &mut qos2_pending);
                             if deliver {
                                 got += 1;
                                 r.received_total += 1;
