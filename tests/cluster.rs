@@ -245,14 +245,11 @@ fn fresh_node_joins_by_a_snapshot_sent_in_many_chunks_after_the_log_was_purged()
         );
     }
     p.publish("join/q", b"queued", QoS::AtLeastOnce, false);
-    // Enough entries (one per acked publish here) for snapshots and purges.
+    // Enough entries (one per acked publish here), and log bytes (a
+    // snapshot waits until the log holds half the last one's size), for
+    // snapshots and purges. Not retained: the state does not grow.
     for i in 0..300 {
-        p.publish(
-            "join/noise",
-            format!("{i}").as_bytes(),
-            QoS::AtLeastOnce,
-            false,
-        );
+        p.publish("join/noise", big(i).as_bytes(), QoS::AtLeastOnce, false);
     }
     let leader = c.wait_leader(WAIT);
     let purged = wait_until(Duration::from_secs(10), || {

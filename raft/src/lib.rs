@@ -22,6 +22,8 @@
 //! - [`snapshot_file`]: the snapshot file format (header with the snapshot
 //!   meta, length-prefixed rows, row count and CRC), written and read as a
 //!   stream.
+//! - `snapshot_policy`: when to build a snapshot: after so many entries, and
+//!   once the log holds half the last snapshot's bytes.
 //! - [`log_store`]: openraft's `RaftLogStorage` over RocksDB, with group commit
 //!   (one WAL sync per batch of appends).
 //! - [`dedup`]: command-id sets per origin, so a retried proposal applies once.
@@ -58,6 +60,7 @@ pub mod retain;
 pub mod rpc;
 pub mod service;
 pub mod snapshot_file;
+mod snapshot_policy;
 pub mod state;
 pub mod state_machine;
 pub mod transport;

@@ -7,7 +7,8 @@
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
@@ -20,6 +21,9 @@ use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
 pub struct LogStore {
     store: Store,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Bytes appended since this process started (read by the snapshot
+    /// policy).
+    appended: Arc<AtomicU64>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> StorageErr {
@@ -37,7 +41,16 @@ impl LogStore {
             .name("raftmq-log-flush".into())
             .spawn(move || flusher(s, rx))
             .map_err(|e| crate::RaftError::Raft(format!("spawning the log flusher thread: {e}")))?;
-        Ok(LogStore { store, flusher: tx })
+        Ok(LogStore {
+            store,
+            flusher: tx,
+            appended: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The count of bytes appended, as it grows.
+    pub fn appended(&self) -> Arc<AtomicU64> {
+        self.appended.clone()
     }
 }
 
@@ -139,6 +152,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store
             .append_log(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
             .map_err(io_err)?;
+        let bytes: usize = encoded.iter().map(|(_, b)| b.len()).sum();
+        self.appended.fetch_add(bytes as u64, Ordering::Relaxed);
         self.flusher
             .send(callback)
             .map_err(|_| io_err("log flusher stopped"))

@@ -169,12 +169,15 @@ impl RaftNode {
         let state = Arc::new(Mutex::new(state));
         let sm = StateMachine::new(state, &cfg.data_dir, summary.clone());
         let log = LogStore::new(store.clone())?;
+        let appended = log.appended();
         let config = Config {
             cluster_name: "raftmq".into(),
             heartbeat_interval: HEARTBEAT,
             election_timeout_min: ELECTION_TIMEOUT_MIN,
             election_timeout_max: ELECTION_TIMEOUT_MAX,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
+            // Built by crate::snapshot_policy, which also weighs the
+            // state's size.
+            snapshot_policy: SnapshotPolicy::Never,
             // Entries kept behind a snapshot for followers that lag a little.
             max_in_snapshot_log_to_keep: cfg.snapshot_logs.min(1000),
             // openraft purges only when this many entries can go at once.
@@ -247,6 +250,13 @@ impl RaftNode {
             }
         }
         tokio::spawn(ticker(node.clone()));
+        let policy = crate::snapshot_policy::Inputs {
+            raft: node.raft.clone(),
+            entries: cfg.snapshot_logs,
+            appended,
+            snapshot_file: crate::state_machine::current_file(&cfg.data_dir),
+        };
+        tokio::spawn(crate::snapshot_policy::run(policy, node.stop.clone()));
         Ok(node)
     }
 

@@ -60,6 +60,11 @@ use crate::view::Published;
 /// The current snapshot, in the data directory.
 const CURRENT: &str = "snapshot.bin";
 
+/// The current snapshot's file in data directory `dir`.
+pub(crate) fn current_file(dir: &Path) -> PathBuf {
+    dir.join(CURRENT)
+}
+
 #[derive(Clone)]
 pub struct StateMachine {
     pub state: Arc<Mutex<MqttState>>,
