@@ -20,7 +20,7 @@ use tracing::debug;
 
 use crate::types::Raft;
 
-const CHECK_EVERY: Duration = Duration::from_millis(500);
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// What the policy reads: the entries and bytes logged, and the size of
 /// the last snapshot.
