@@ -198,10 +198,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
     use super::*;
-    use crate::command::{Command, Envelope, Message, MsgProps, Publish, Request};
+    use crate::command::{Command, Message, MsgProps, Publish};
 
     /// A log entry holding one publish of `size` payload bytes.
     fn entry(index: u64, size: usize) -> Entry {
@@ -215,21 +214,19 @@ mod tests {
             created_ms: 0,
             expires_ms: None,
         };
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Request {
-                origin: 1,
-                floor: 0,
-                cmds: vec![Envelope {
-                    seq: index,
-                    cmd: Command::Publish(Publish {
-                        client_id: "p".into(),
-                        packet_id: 1,
-                        msg,
-                    }),
-                }],
-            }),
-        }
+        crate::types::numbered_entry(
+            index,
+            1,
+            0,
+            vec![(
+                index,
+                Command::Publish(Publish {
+                    client_id: "p".into(),
+                    packet_id: 1,
+                    msg,
+                }),
+            )],
+        )
     }
 
     #[test]

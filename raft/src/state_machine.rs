@@ -490,7 +490,6 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
     use crate::command::*;
@@ -516,17 +515,7 @@ mod tests {
     }
 
     fn entry(index: u64, cmds: Vec<Command>) -> Entry {
-        Entry {
-            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Request {
-                origin: 1,
-                floor: 0,
-                cmds: cmds
-                    .into_iter()
-                    .map(|cmd| Envelope { seq: 0, cmd })
-                    .collect(),
-            }),
-        }
+        crate::types::test_entry(index, cmds)
     }
 
     fn message(topic: &str, qos: u8, retain: bool, size: usize) -> Message {

@@ -44,3 +44,31 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type StorageErr = openraft::StorageError<NodeId>;
 pub type Membership = openraft::StoredMembership<NodeId, NodeInfo>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
+
+/// A committed entry (term 1, node 1) at `index` carrying `cmds` from
+/// `origin`, each with its command number: how tests feed apply.
+#[cfg(test)]
+pub(crate) fn numbered_entry(
+    index: u64,
+    origin: u64,
+    floor: u64,
+    cmds: Vec<(u64, crate::command::Command)>,
+) -> Entry {
+    Entry {
+        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Normal(Request {
+            origin,
+            floor,
+            cmds: cmds
+                .into_iter()
+                .map(|(seq, cmd)| crate::command::Envelope { seq, cmd })
+                .collect(),
+        }),
+    }
+}
+
+/// [`numbered_entry`] from origin 1 with unnumbered commands.
+#[cfg(test)]
+pub(crate) fn test_entry(index: u64, cmds: Vec<crate::command::Command>) -> Entry {
+    numbered_entry(index, 1, 0, cmds.into_iter().map(|c| (0, c)).collect())
+}

@@ -279,11 +279,8 @@ impl StateView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{
-        Command, Disconnect, Envelope, MsgProps, Publish, Register, Request, SubOpts, Subscribe,
-    };
+    use crate::command::{Command, Disconnect, MsgProps, Publish, Register, SubOpts, Subscribe};
     use crate::state::{ApplyEvent, EventSink};
-    use openraft::{CommittedLeaderId, EntryPayload};
 
     struct NullSink;
     impl EventSink for NullSink {
@@ -304,17 +301,7 @@ mod tests {
     }
 
     fn apply(st: &mut MqttState, index: u64, cmds: Vec<Command>) {
-        let e = crate::types::Entry {
-            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Request {
-                origin: 1,
-                floor: 0,
-                cmds: cmds
-                    .into_iter()
-                    .map(|cmd| Envelope { seq: 0, cmd })
-                    .collect(),
-            }),
-        };
+        let e = crate::types::test_entry(index, cmds);
         st.apply_entries(vec![e]).unwrap();
     }
 

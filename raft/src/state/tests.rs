@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use openraft::{CommittedLeaderId, EntryPayload};
+use openraft::CommittedLeaderId;
 use parking_lot::Mutex;
 use raftmq_storage::{Store, Table};
 
@@ -55,17 +55,7 @@ impl Fixture {
         cmds: Vec<(u64, Command)>,
     ) -> Vec<CmdResult> {
         self.index += 1;
-        let e = crate::types::Entry {
-            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 1), self.index),
-            payload: EntryPayload::Normal(Request {
-                origin,
-                floor,
-                cmds: cmds
-                    .into_iter()
-                    .map(|(seq, cmd)| Envelope { seq, cmd })
-                    .collect(),
-            }),
-        };
+        let e = crate::types::numbered_entry(self.index, origin, floor, cmds);
         self.st.apply_entries(vec![e]).unwrap().remove(0).results
     }
 
