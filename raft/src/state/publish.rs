@@ -44,9 +44,8 @@ impl MqttState {
                 matched: 0,
             });
         }
-        if self.settings.max_queue_bytes >= 0
-            && self.over_quota(&self.targets(id, &cmd.msg), &cmd.msg)
-        {
+        let targets = self.targets(id, &cmd.msg);
+        if self.over_quota(&targets, &cmd.msg) {
             self.stats.refused_quota += 1;
             return Ok(CmdResult::QuotaExceeded);
         }
@@ -58,7 +57,7 @@ impl MqttState {
             ctx.batch
                 .put(Table::Qos2In, keys::qos2_key(&c, cmd.packet_id), Vec::new());
         }
-        let matched = self.publish_message(id, cmd.msg, ctx)?;
+        let matched = self.route(Arc::new(cmd.msg), targets, ctx)?;
         Ok(CmdResult::Published {
             duplicate: false,
             matched,
@@ -66,20 +65,29 @@ impl MqttState {
     }
 
     /// Stores a retained change and routes the message to every matching
-    /// subscription. Returns the number of sessions it was routed to.
-    /// `id` (the command's) picks shared subscription members; queued
-    /// copies reference the message by a fresh message id.
+    /// subscription (wills). Returns the number of sessions it was routed
+    /// to. `id` (the command's) picks shared subscription members.
     pub(super) fn publish_message(
         &mut self,
         id: u64,
         msg: Message,
         ctx: &mut Ctx,
     ) -> Result<u32, RaftError> {
-        let msg = Arc::new(msg);
+        let targets = self.targets(id, &msg);
+        self.route(Arc::new(msg), targets, ctx)
+    }
+
+    /// Stores a retained change and hands the message to `targets`; queued
+    /// copies reference it by a fresh message id.
+    fn route(
+        &mut self,
+        msg: Arc<Message>,
+        targets: Vec<(Arc<str>, Target)>,
+        ctx: &mut Ctx,
+    ) -> Result<u32, RaftError> {
         if msg.retain {
             self.set_retained(&msg, ctx)?;
         }
-        let targets = self.targets(id, &msg);
         let n = targets.len() as u32;
         if n > 0 {
             let msg_id = self.new_message_id();
