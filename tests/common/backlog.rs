@@ -169,6 +169,19 @@ impl Deliveries {
             panic!("{what}: {report}");
         }
     }
+
+    /// The negative control's check: loss is reported, and at most `limit`
+    /// distinct messages arrived (a queue limit dropped the rest).
+    pub fn assert_loss_detected(&self, limit: u64) {
+        let report = self
+            .loss_report()
+            .expect("messages dropped by max_offline_messages are reported as lost");
+        assert!(
+            self.distinct() <= limit,
+            "at most the limit arrives: {report}"
+        );
+        eprintln!("detected: {report}");
+    }
 }
 
 /// The reconnected persistent subscriber of a backlog test (its session
