@@ -1,15 +1,20 @@
 //! `raftmq dev-cluster`: three local nodes joined into one cluster, for trying
-//! raftmq out. Node 1 bootstraps; nodes 2 and 3 start with `--join` node 1.
-//! Each is a child process running `raftmq start`; Ctrl-C or SIGTERM stops
-//! them all, each with SIGTERM (its graceful stop), waiting for them to exit
-//! (a SIGKILLed dev-cluster leaves them running).
+//! raftmq out. All three start together (node 1 bootstraps a new directory;
+//! nodes 2 and 3 join it), so a second run on the same directory restarts the
+//! same cluster with its data: each node needs the others for a quorum. The
+//! ports a directory was made with and its cookie are kept in it, and said.
+//! Each node is a child process running `raftmq start`; Ctrl-C or SIGTERM
+//! stops them all, each with SIGTERM (its graceful stop), waiting for them to
+//! exit (a SIGKILLed dev-cluster leaves them running).
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::cli::Admin;
 
 pub struct Ports {
     pub dir: PathBuf,
@@ -18,6 +23,19 @@ pub struct Ports {
     pub cluster: u16,
     pub config: Option<PathBuf>,
 }
+
+impl Ports {
+    /// The ports as the directory records them.
+    fn record(&self) -> String {
+        format!(
+            "mqtt={} http={} cluster={}\n",
+            self.mqtt, self.http, self.cluster
+        )
+    }
+}
+
+/// How long the three nodes have to become healthy.
+const START_LIMIT: Duration = Duration::from_secs(60);
 
 /// Stops the children when dropped (normal exit, error or Ctrl-C): SIGTERM
 /// to each, then waits for them, past [`STOP_WAIT`] with SIGKILL.
@@ -58,13 +76,20 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
             }
         }
     }
-    let cookie = std::env::var("RAFTMQ_COOKIE").unwrap_or_else(|_| "raftmq-dev-cluster".into());
+    std::fs::create_dir_all(&p.dir).with_context(|| format!("creating {}", p.dir.display()))?;
+    let again = check_ports(&p)?;
+    let (cookie, cookie_from) = cookie(&p.dir)?;
+    println!(
+        "raftmq dev-cluster: {} three nodes in {}",
+        if again { "restarting the" } else { "starting" },
+        p.dir.display()
+    );
     let mut kids = Children(Vec::new());
     for i in 0..3u16 {
         let id = i + 1;
         let dir = p.dir.join(format!("node{id}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let log = std::fs::File::create(p.dir.join(format!("node{id}.log")))
+        let log = std::fs::File::create(log_path(&p.dir, id))
             .with_context(|| format!("creating the log of node {id}"))?;
         let mut cmd = Command::new(&exe);
         cmd.arg("start")
@@ -85,36 +110,30 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
         if let Some(c) = &p.config {
             cmd.arg("--config").arg(c);
         }
+        // Only a new data directory joins; one with data ignores --join.
         if id > 1 {
             cmd.args(["--join", &format!("127.0.0.1:{}", p.cluster)]);
         }
         kids.0
             .push(cmd.spawn().with_context(|| format!("starting node {id}"))?);
-        // Node 1 first, so the others have a cluster to join.
-        if id == 1 {
-            wait_healthy(p.http, &mut kids.0[0], Duration::from_secs(60))?;
-        }
     }
-    for i in 1..3u16 {
-        wait_healthy(p.http + i, &mut kids.0[i as usize], Duration::from_secs(60))?;
-    }
-    println!(
-        "raftmq dev-cluster: 3 nodes up (logs in {}/nodeN.log)",
-        p.dir.display()
-    );
-    println!("  node  mqtt             http             cluster");
+    wait_all_healthy(&p, &mut kids.0)?;
+    println!("raftmq dev-cluster: 3 nodes up");
+    println!("  node  mqtt             http             cluster          log");
     for i in 0..3u16 {
         println!(
-            "  {}     127.0.0.1:{}   127.0.0.1:{}   127.0.0.1:{}",
+            "  {}     127.0.0.1:{:<5}  127.0.0.1:{:<5}  127.0.0.1:{:<5}  {}",
             i + 1,
             p.mqtt + i,
             p.http + i,
-            p.cluster + i
+            p.cluster + i,
+            log_path(&p.dir, i + 1).display()
         );
     }
-    println!("try: raftmq cluster show --node 127.0.0.1:{}", p.http);
+    println!("cookie: {cookie} ({cookie_from}); a node started by hand joins with RAFTMQ_COOKIE={cookie} raftmq start ... --join 127.0.0.1:{}", p.cluster);
+    println!("try: raftmq cluster show --admin 127.0.0.1:{}", p.http);
     println!(
-        "Ctrl-C stops the cluster; data stays in {}",
+        "Ctrl-C stops the cluster; data stays in {} (run dev-cluster again to restart it)",
         p.dir.display()
     );
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -133,7 +152,7 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {
                     for (i, c) in kids.0.iter_mut().enumerate() {
                         if let Some(st) = c.try_wait()? {
-                            bail!("node {} exited ({st}); see its log", i + 1);
+                            bail!("node {} exited ({st}); see {}", i + 1, log_path(&p.dir, i as u16 + 1).display());
                         }
                     }
                 }
@@ -142,17 +161,94 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
     })
 }
 
-fn wait_healthy(port: u16, child: &mut Child, limit: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    let node = format!("127.0.0.1:{port}");
-    while start.elapsed() < limit {
-        if let Some(st) = child.try_wait()? {
-            bail!("a node exited during start-up ({st}); see its log");
+fn log_path(dir: &Path, id: u16) -> PathBuf {
+    dir.join(format!("node{id}.log"))
+}
+
+/// A directory made by an earlier run keeps its ports (its nodes' addresses
+/// are in the cluster's membership): another set is refused, saying which.
+/// Returns whether the directory holds an earlier cluster.
+fn check_ports(p: &Ports) -> anyhow::Result<bool> {
+    let file = p.dir.join("ports");
+    match std::fs::read_to_string(&file) {
+        Ok(old) if old == p.record() => Ok(true),
+        Ok(old) => bail!(
+            "{} holds a dev-cluster made with ports {} (its members know each other by those addresses); \
+             run again with those ports, or use another --dir",
+            p.dir.display(),
+            old.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if p.dir.join("node1").exists() {
+                bail!(
+                    "{} holds node directories but no record of their ports; use another --dir",
+                    p.dir.display()
+                );
+            }
+            std::fs::write(&file, p.record())
+                .with_context(|| format!("writing {}", file.display()))?;
+            Ok(false)
         }
-        if crate::cli::is_healthy(&node) {
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// The cluster's cookie: `RAFTMQ_COOKIE` when set, else the one kept in the
+/// directory (made at the first run). Returns it and where it came from.
+fn cookie(dir: &Path) -> anyhow::Result<(String, String)> {
+    if let Ok(c) = std::env::var("RAFTMQ_COOKIE") {
+        if !c.is_empty() {
+            return Ok((c, "from RAFTMQ_COOKIE".into()));
+        }
+    }
+    let file = dir.join("cookie");
+    match std::fs::read_to_string(&file) {
+        Ok(c) if !c.trim().is_empty() => {
+            Ok((c.trim().to_string(), format!("kept in {}", file.display())))
+        }
+        _ => {
+            let c = format!("dev-{:016x}", rand::random::<u64>());
+            std::fs::write(&file, format!("{c}\n"))
+                .with_context(|| format!("writing {}", file.display()))?;
+            Ok((c, format!("made now and kept in {}", file.display())))
+        }
+    }
+}
+
+/// Waits until every node answers `/health` with 200; a node that exits or
+/// stays unhealthy fails the start, with the end of its log.
+fn wait_all_healthy(p: &Ports, kids: &mut [Child]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let admins: Vec<Admin> = (0..3u16)
+        .map(|i| Admin::new(format!("127.0.0.1:{}", p.http + i)))
+        .collect();
+    let mut healthy = [false; 3];
+    while start.elapsed() < START_LIMIT {
+        for (i, c) in kids.iter_mut().enumerate() {
+            if let Some(st) = c.try_wait()? {
+                bail!(
+                    "node {} exited during start-up ({st}); the end of its log:\n{}",
+                    i + 1,
+                    log_tail(&log_path(&p.dir, i as u16 + 1))
+                );
+            }
+            healthy[i] = healthy[i] || admins[i].is_healthy();
+        }
+        if healthy.iter().all(|h| *h) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("the node on HTTP port {port} was not healthy within {limit:?}")
+    let i = healthy.iter().position(|h| !*h).unwrap_or(0);
+    bail!(
+        "node {} was not healthy within {START_LIMIT:?}; the end of its log:\n{}",
+        i + 1,
+        log_tail(&log_path(&p.dir, i as u16 + 1))
+    )
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
 }

@@ -1,6 +1,8 @@
 //! The HTTP admin API: `/health`, `/metrics` (Prometheus text) and
 //! `/api/v1/...`, which mirrors the CLI the way VerneMQ's HTTP API mirrors
-//! vmq-admin.
+//! vmq-admin. This file routes and answers health, status and the cluster;
+//! `query` parses query strings (unknown parameters are errors) and shapes
+//! errors, `sessions` and `retained` answer their listings.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use serde_json::json;
 
 use raftmq_raft::rpc::AdminError;
 
+mod query;
+mod retained;
+mod sessions;
+
 use crate::broker::Broker;
 use crate::metrics;
 use crate::shutdown::LifecycleRequest;
@@ -24,9 +30,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/session/show", get(session_show))
-        .route("/api/v1/session/disconnect", post(session_disconnect))
-        .route("/api/v1/retain/show", get(retain_show))
+        .route("/api/v1/session/show", get(sessions::show))
+        .route("/api/v1/session/disconnect", post(sessions::disconnect))
+        .route("/api/v1/session/connections", post(sessions::connections))
+        .route("/api/v1/retain/show", get(retained::show))
         .route("/api/v1/cluster/show", get(cluster_show))
         .route("/api/v1/cluster/join", post(cluster_join))
         .route("/api/v1/cluster/leave", post(cluster_leave))
@@ -173,65 +180,4 @@ async fn status(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
         "queued": st.queued,
         "clients_connected_here": b.registry.connected(),
     }))
-}
-
-#[derive(Deserialize)]
-struct ClientQuery {
-    client_id: Option<String>,
-}
-
-/// A state read that failed (RocksDB): 500 with the error.
-fn read_error(e: raftmq_raft::RaftError) -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": format!("reading the state: {e}")})),
-    )
-        .into_response()
-}
-
-async fn session_show(State(b): State<Arc<Broker>>, Query(q): Query<ClientQuery>) -> Response {
-    match b.node.sessions(q.client_id.as_deref()) {
-        Ok(list) => Json(json!({ "table": list })).into_response(),
-        Err(e) => read_error(e),
-    }
-}
-
-async fn session_disconnect(
-    State(b): State<Arc<Broker>>,
-    Query(q): Query<ClientQuery>,
-) -> Response {
-    let Some(c) = q.client_id else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "client_id is required"})),
-        )
-            .into_response();
-    };
-    if b.registry.disconnect(&c) {
-        Json(json!({"disconnected": c})).into_response()
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("client `{c}` is not connected to this node")})),
-        )
-            .into_response()
-    }
-}
-
-#[derive(Deserialize)]
-struct TopicQuery {
-    topic: Option<String>,
-}
-
-async fn retain_show(State(b): State<Arc<Broker>>, Query(q): Query<TopicQuery>) -> Response {
-    let filter = q.topic.unwrap_or_else(|| "#".into());
-    let list = match b.node.retained(&filter) {
-        Ok(list) => list,
-        Err(e) => return read_error(e),
-    };
-    let list: Vec<_> = list
-        .into_iter()
-        .map(|m| json!({"topic": m.topic, "qos": m.qos, "payload": String::from_utf8_lossy(&m.payload), "bytes": m.payload.len()}))
-        .collect();
-    Json(json!({ "table": list })).into_response()
 }

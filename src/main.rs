@@ -1,5 +1,5 @@
-//! The `raftmq` command: `start` runs a node; the other subcommands talk to a
-//! running node's HTTP admin API.
+//! The `raftmq` command: `start` runs a node, `dev-cluster` three; the
+//! other subcommands talk to a running node's HTTP admin API (`src/cli/`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,12 +27,13 @@ enum Cmd {
     /// Cluster membership (VerneMQ syntax).
     Cluster {
         #[command(subcommand)]
-        cmd: ClusterCmd,
+        cmd: cli::cluster::ClusterCmd,
     },
-    /// Start three local nodes already joined into one cluster, for trying
-    /// raftmq out. Ctrl-C (or SIGTERM) stops them, each gracefully.
+    /// Start three local nodes joined into one cluster, for trying raftmq
+    /// out; again on the same directory, it restarts them with their data.
+    /// Ctrl-C (or SIGTERM) stops them, each gracefully.
     DevCluster {
-        /// Parent directory of the nodes' data directories.
+        /// Parent directory of the nodes' data directories and logs.
         #[arg(long, default_value = "./raftmq-dev")]
         dir: PathBuf,
         /// MQTT port of node 1; nodes 2 and 3 use the next two.
@@ -48,137 +49,28 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Node status.
+    /// This node's status: id, leader, term, applied index, counts.
     Status {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
+        #[command(flatten)]
+        target: cli::Target,
     },
     /// Sessions.
     Session {
         #[command(subcommand)]
-        cmd: SessionCmd,
+        cmd: cli::session::SessionCmd,
     },
     /// Retained messages.
     Retain {
         #[command(subcommand)]
-        cmd: RetainCmd,
+        cmd: cli::retain::RetainCmd,
     },
-}
-
-#[derive(Subcommand)]
-enum ClusterCmd {
-    /// Make the node at --node join a cluster: `discovery-node=ADDR`, the
-    /// cluster address of any member. The node must be new (started with an
-    /// empty data directory and --join, or still waiting to join).
-    Join {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-        /// `discovery-node=ADDR`
-        discovery: String,
-    },
-    /// Remove a node from the cluster: `node=ID`. Also removes a dead node.
-    Leave {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-        /// `node=ID`
-        target: String,
-        /// Disconnect the node's clients (they can resume on any other node).
-        #[arg(short = 'k', long = "kill")]
-        kill: bool,
-    },
-    /// Members: id, addresses, voter or learner, leader, match index,
-    /// reachability.
-    Show {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum SessionCmd {
-    /// List sessions (all, or `client_id=ID`).
-    Show {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-        /// `client_id=ID`
-        filter: Option<String>,
-    },
-    /// Disconnect a client connected to this node: `client_id=ID`.
-    Disconnect {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-        filter: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum RetainCmd {
-    /// List retained messages (all, or `topic=FILTER`).
-    Show {
-        #[arg(long, default_value = "127.0.0.1:8888")]
-        node: String,
-        filter: Option<String>,
-    },
-}
-
-fn kv<'a>(arg: &'a Option<String>, key: &str) -> anyhow::Result<Option<&'a str>> {
-    match arg {
-        None => Ok(None),
-        Some(a) => match a.split_once('=') {
-            Some((k, v)) if k == key => Ok(Some(v)),
-            _ => anyhow::bail!("expected `{key}=VALUE`, got `{a}`"),
-        },
-    }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Start(args) => start(args),
-        Cmd::Cluster {
-            cmd: ClusterCmd::Join { node, discovery },
-        } => (|| {
-            let d = kv(&Some(discovery), "discovery-node")?
-                .unwrap_or_default()
-                .to_string();
-            let v = cli::post(
-                &node,
-                &format!("/api/v1/cluster/join?discovery-node={}", enc(&d)),
-            )?;
-            cli::print_text(&v);
-            if v.get("restarting").and_then(|r| r.as_bool()) == Some(true) {
-                cli::wait_healthy(&node, std::time::Duration::from_secs(60))?;
-                println!("the node joined the cluster and is serving");
-            }
-            Ok(())
-        })(),
-        Cmd::Cluster {
-            cmd: ClusterCmd::Leave { node, target, kill },
-        } => (|| {
-            let id = kv(&Some(target), "node")?.unwrap_or_default().to_string();
-            let id: u64 = id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("node=ID needs a numeric node id, got `{id}`"))?;
-            cli::post(
-                &node,
-                &format!("/api/v1/cluster/leave?node={id}&kill={kill}"),
-            )
-            .map(|v| cli::print_text(&v))
-        })(),
-        Cmd::Cluster {
-            cmd: ClusterCmd::Show { node },
-        } => cli::get(&node, "/api/v1/cluster/show").map(|v| cli::print_table(&v)),
+        Cmd::Cluster { cmd } => cli::cluster::run(cmd),
         Cmd::DevCluster {
             dir,
             mqtt_port,
@@ -192,36 +84,9 @@ fn main() -> ExitCode {
             cluster: cluster_port,
             config,
         }),
-        Cmd::Status { node } => cli::get(&node, "/api/v1/status")
-            .map(|v| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())),
-        Cmd::Session {
-            cmd: SessionCmd::Show { node, filter },
-        } => (|| {
-            let q = kv(&filter, "client_id")?
-                .map(|c| format!("?client_id={}", enc(c)))
-                .unwrap_or_default();
-            cli::get(&node, &format!("/api/v1/session/show{q}")).map(|v| cli::print_table(&v))
-        })(),
-        Cmd::Session {
-            cmd: SessionCmd::Disconnect { node, filter },
-        } => (|| {
-            let c = kv(&Some(filter), "client_id")?
-                .unwrap_or_default()
-                .to_string();
-            cli::post(
-                &node,
-                &format!("/api/v1/session/disconnect?client_id={}", enc(&c)),
-            )
-            .map(|v| println!("{v}"))
-        })(),
-        Cmd::Retain {
-            cmd: RetainCmd::Show { node, filter },
-        } => (|| {
-            let q = kv(&filter, "topic")?
-                .map(|t| format!("?topic={}", enc(t)))
-                .unwrap_or_default();
-            cli::get(&node, &format!("/api/v1/retain/show{q}")).map(|v| cli::print_table(&v))
-        })(),
+        Cmd::Status { target } => cli::status::run(target),
+        Cmd::Session { cmd } => cli::session::run(cmd),
+        Cmd::Retain { cmd } => cli::retain::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,7 +124,19 @@ struct StartArgs {
     /// TOML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// What to log: a level (`debug`) or per-module directives
+    /// (`info,raftmq_raft=debug`). Overrides RAFTMQ_LOG; the default is
+    /// DEFAULT_LOG (see the README's Logs section).
+    #[arg(long)]
+    log_level: Option<String>,
 }
+
+/// The default log filter. openraft's replication reports each failed RPC
+/// to an unreachable peer several times a second; raftmq's transport logs
+/// the peer's state instead, once per change. Everything else of openraft
+/// at WARN and above.
+const DEFAULT_LOG: &str = "info,openraft=warn,openraft::replication=off,\
+openraft::engine::handler::replication_handler=off,openraft::core::raft_core=error";
 
 fn start(a: StartArgs) -> anyhow::Result<()> {
     let mut s = Settings::default();
@@ -289,11 +166,13 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
         anyhow::ensure!(!v.is_empty(), "--cookie must not be empty");
         s.distributed_cookie = v;
     }
+    let filter = match a.log_level.or_else(|| std::env::var("RAFTMQ_LOG").ok()) {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(&f)
+            .map_err(|e| anyhow::anyhow!("--log-level / RAFTMQ_LOG `{f}`: {e}"))?,
+        None => tracing_subscriber::EnvFilter::new(DEFAULT_LOG),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RAFTMQ_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -5,13 +5,17 @@
 //! filter them themselves).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use raftmq_raft::rpc::RemoteTarget;
-use raftmq_raft::{ApplyEvent, Delivery, EventSink, Message};
-use tokio::sync::mpsc;
+use raftmq_raft::{ApplyEvent, Delivery, EventSink, KickReason, Message};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::Protocol;
 
 /// What a connection task receives besides its socket.
 #[derive(Debug)]
@@ -19,16 +23,49 @@ pub enum ConnEvent {
     /// A message for the session of `epoch` (None: whatever epoch is current,
     /// used for QoS 0 routed outside the log).
     Deliver(Option<u64>, Delivery),
-    /// The session of `epoch` was taken over by a newer connection.
-    Kick(u64),
+    /// Apply ended the connection of `epoch`: taken over by a newer
+    /// connection, or disconnected by an operator.
+    Kick(u64, KickReason),
     /// An operator disconnected the client.
     Disconnect,
+    /// `session show` asks how many deliveries are in flight (sent, not
+    /// yet acknowledged) and waiting for room in the window.
+    Describe(oneshot::Sender<Inflight>),
+}
+
+/// A connection's outgoing window as `session show` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Inflight {
+    /// Sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Waiting for room in the window.
+    pub waiting: usize,
+}
+
+/// What is known about a connection from its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: Option<SocketAddr>,
+    pub protocol: Protocol,
+    pub clean_start: bool,
+}
+
+impl Peer {
+    /// The protocol as users name it.
+    pub fn protocol_name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::V31 => "3.1",
+            Protocol::V311 => "3.1.1",
+            Protocol::V5 => "5.0",
+        }
+    }
 }
 
 struct Slot {
     conn_id: u64,
     /// 0 until the registration is applied.
     epoch: u64,
+    peer: Peer,
     tx: mpsc::UnboundedSender<ConnEvent>,
 }
 
@@ -47,7 +84,13 @@ impl Registry {
     }
 
     /// Adds a connection for `client` whose registration is in progress.
-    pub fn attach(&self, client: &Arc<str>, conn_id: u64, tx: mpsc::UnboundedSender<ConnEvent>) {
+    pub fn attach(
+        &self,
+        client: &Arc<str>,
+        conn_id: u64,
+        peer: Peer,
+        tx: mpsc::UnboundedSender<ConnEvent>,
+    ) {
         self.clients
             .write()
             .entry(client.clone())
@@ -55,8 +98,19 @@ impl Registry {
             .push(Slot {
                 conn_id,
                 epoch: 0,
+                peer,
                 tx,
             });
+    }
+
+    /// The newest local connection of `client`: its peer, and a receiver
+    /// for its window (None if the connection has ended).
+    pub fn describe(&self, client: &str) -> Option<(Peer, Option<oneshot::Receiver<Inflight>>)> {
+        let map = self.clients.read();
+        let s = map.get(client)?.last()?;
+        let (tx, rx) = oneshot::channel();
+        let asked = s.tx.send(ConnEvent::Describe(tx)).is_ok();
+        Some((s.peer, asked.then_some(rx)))
     }
 
     pub fn set_epoch(&self, client: &str, conn_id: u64, epoch: u64) {
@@ -115,20 +169,6 @@ impl Registry {
         }
         map.len()
     }
-
-    /// Asks every local connection of `client` to disconnect.
-    pub fn disconnect(&self, client: &str) -> bool {
-        let map = self.clients.read();
-        match map.get(client) {
-            Some(v) => {
-                for s in v {
-                    let _ = s.tx.send(ConnEvent::Disconnect);
-                }
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 impl EventSink for Registry {
@@ -159,14 +199,18 @@ impl EventSink for Registry {
                     }
                 }
             }
-            ApplyEvent::Kick { client_id, epoch } => {
+            ApplyEvent::Kick {
+                client_id,
+                epoch,
+                why,
+            } => {
                 if let Some(slots) = map.get(&client_id) {
                     // Also to connections still waiting to learn their
                     // epoch: the kicked registration may be theirs, applied
                     // before they recorded it here (they filter themselves).
                     // Missing it would leave a superseded connection live.
                     for s in slots.iter().filter(|s| s.epoch == epoch || s.epoch == 0) {
-                        let _ = s.tx.send(ConnEvent::Kick(epoch));
+                        let _ = s.tx.send(ConnEvent::Kick(epoch, why));
                     }
                 }
             }
@@ -178,10 +222,17 @@ impl EventSink for Registry {
 mod tests {
     use super::*;
 
+    const PEER: Peer = Peer {
+        addr: None,
+        protocol: Protocol::V311,
+        clean_start: true,
+    };
+
     fn kick(r: &Registry, client: &str, epoch: u64) {
         r.emit(ApplyEvent::Kick {
             client_id: client.into(),
             epoch,
+            why: KickReason::TakenOver,
         });
     }
 
@@ -190,9 +241,12 @@ mod tests {
         let r = Registry::default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let c: Arc<str> = "dev".into();
-        r.attach(&c, r.next_conn_id(), tx);
+        r.attach(&c, r.next_conn_id(), PEER, tx);
         kick(&r, "dev", 42);
-        assert!(matches!(rx.try_recv(), Ok(ConnEvent::Kick(42))));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ConnEvent::Kick(42, KickReason::TakenOver))
+        ));
     }
 
     #[test]
@@ -202,12 +256,15 @@ mod tests {
         let (old_tx, mut old_rx) = mpsc::unbounded_channel();
         let (new_tx, mut new_rx) = mpsc::unbounded_channel();
         let (old, new) = (r.next_conn_id(), r.next_conn_id());
-        r.attach(&c, old, old_tx);
-        r.attach(&c, new, new_tx);
+        r.attach(&c, old, PEER, old_tx);
+        r.attach(&c, new, PEER, new_tx);
         r.set_epoch("dev", old, 7);
         r.set_epoch("dev", new, 9);
         kick(&r, "dev", 7);
-        assert!(matches!(old_rx.try_recv(), Ok(ConnEvent::Kick(7))));
+        assert!(matches!(
+            old_rx.try_recv(),
+            Ok(ConnEvent::Kick(7, KickReason::TakenOver))
+        ));
         assert!(new_rx.try_recv().is_err());
     }
 }

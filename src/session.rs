@@ -63,6 +63,11 @@ impl Outbound {
         }
     }
 
+    /// Deliveries sent and not yet acknowledged.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
     /// Messages waiting for room in the window.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

@@ -518,3 +518,32 @@ fn random_junk_leaves_sessions_and_retained_messages_intact() {
     }
     s.verify(&b);
 }
+
+#[test]
+fn a_tls_handshake_on_the_plain_port_is_logged_as_such_and_the_node_serves_on() {
+    let b = Broker::start();
+    let s = Survivor::setup(&b);
+    let script = format!(
+        "import socket, ssl\n\
+         s = socket.create_connection(('127.0.0.1', {}), timeout=5)\n\
+         try:\n    ssl.create_default_context().wrap_socket(s, server_hostname='raftmq')\n\
+         except (ssl.SSLError, OSError) as e:\n    print('refused:', e)\n",
+        b.addr().port()
+    );
+    let out = run_cmd(
+        std::process::Command::new("python3").args(["-c", &script]),
+        Duration::from_secs(10),
+    );
+    out.assert_success("python TLS client");
+    assert!(
+        out.stdout.contains("refused"),
+        "the handshake fails: {}",
+        out.stdout
+    );
+    let logged = wait_until(Duration::from_secs(5), || {
+        b.log_tail(50)
+            .contains("TLS handshake on a plain MQTT listener")
+    });
+    assert!(logged, "log:\n{}", b.log_tail(30));
+    s.verify(&b);
+}

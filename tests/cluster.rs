@@ -451,7 +451,7 @@ fn concurrent_membership_changes_are_refused_with_a_clear_message() {
         run_cmd(
             std::process::Command::new(bin)
                 .args(["cluster", "leave", &format!("node={leaving}")])
-                .args(["--node", &format!("127.0.0.1:{leader_http}")]),
+                .args(["--admin", &format!("127.0.0.1:{leader_http}")]),
             Duration::from_secs(60),
         )
     });
@@ -650,28 +650,111 @@ fn an_offline_limit_is_detected_as_lost_messages_on_three_nodes() {
 }
 
 // ---------------------------------------------------------------------------
+// logs
+// ---------------------------------------------------------------------------
+
+/// The most WARN and ERROR lines a surviving node logs in the 5 s after a
+/// follower is SIGKILLed, its nodes logging with `filter` (None: the default).
+fn warnings_while_a_peer_is_down(filter: Option<&str>) -> usize {
+    let mut c = Cluster::start(3);
+    if let Some(f) = filter {
+        for id in 1..=3 {
+            c.node_mut(id).log_level = Some(f.to_string());
+            c.node_mut(id).restart();
+        }
+    }
+    let leader = c.wait_leader(WAIT);
+    let dead = c.follower();
+    let survivors: Vec<u64> = (1..=3).filter(|&id| id != dead).collect();
+    let lines = |b: &Broker| read_file(&b.log_path()).lines().count();
+    let before: Vec<usize> = survivors.iter().map(|&id| lines(c.node(id))).collect();
+    c.node_mut(dead).kill9();
+    thread::sleep(Duration::from_secs(5));
+    let mut most = 0;
+    for (&id, &skip) in survivors.iter().zip(&before) {
+        let log = read_file(&c.node(id).log_path());
+        let warned: Vec<&str> = log
+            .lines()
+            .skip(skip)
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        eprintln!(
+            "node {id} ({}) logged {} WARN/ERROR lines:\n{}",
+            if id == leader { "leader" } else { "follower" },
+            warned.len(),
+            warned.join("\n")
+        );
+        most = most.max(warned.len());
+    }
+    most
+}
+
+#[test]
+fn a_dead_peer_is_logged_once_per_change_not_on_every_retry() {
+    let most = warnings_while_a_peer_is_down(None);
+    assert!(
+        most <= 3,
+        "{most} WARN/ERROR lines in 5 s for one dead peer"
+    );
+}
+
+#[test]
+fn the_dead_peer_log_check_catches_openraft_logging_every_retry() {
+    // Negative control: the filter raftmq had before logged each failed
+    // replication RPC, several lines a second.
+    let most = warnings_while_a_peer_is_down(Some("info,openraft=warn"));
+    assert!(
+        most > 20,
+        "only {most} WARN/ERROR lines: the check could not fail"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // dev-cluster
 // ---------------------------------------------------------------------------
 
-#[test]
-fn dev_cluster_starts_three_joined_nodes_and_sigterm_stops_them_all() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mqtt, http, cluster) = (free_port_run(3), free_port_run(3), free_port_run(3));
-    let mut dc = BgProcess::spawn(
+/// `raftmq dev-cluster` on `dir` with these first ports.
+fn dev_cluster(dir: &std::path::Path, (mqtt, http, cluster): (u16, u16, u16)) -> BgProcess {
+    BgProcess::spawn(
         std::process::Command::new(broker_bin())
             .arg("dev-cluster")
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(["--mqtt-port", &mqtt.to_string()])
             .args(["--http-port", &http.to_string()])
-            .args(["--cluster-port", &cluster.to_string()]),
-    );
+            .args(["--cluster-port", &cluster.to_string()])
+            .env_remove("RAFTMQ_COOKIE"),
+    )
+}
+
+fn wait_dev_cluster_up(dc: &mut BgProcess) {
     let up = dc.wait_for_line(Duration::from_secs(60), |l| l.contains("3 nodes up"));
     assert!(
         up.is_some(),
         "dev-cluster did not come up: {}",
         dc.describe()
     );
+}
+
+fn stop_dev_cluster(dc: &mut BgProcess, http: u16) {
+    dc.signal("-TERM");
+    assert!(
+        dc.wait_exit(Duration::from_secs(20)).is_some(),
+        "dev-cluster exits on SIGTERM"
+    );
+    let all_down = wait_until(Duration::from_secs(10), || {
+        (0..3).all(|i| http_get(http + i, "/health", Duration::from_millis(300)).is_err())
+    });
+    assert!(all_down, "every node stopped with it");
+}
+
+#[test]
+fn dev_cluster_starts_three_joined_nodes_and_sigterm_stops_them_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let (mqtt, http, _) = ports;
+    let mut dc = dev_cluster(dir.path(), ports);
+    wait_dev_cluster_up(&mut dc);
     let (code, v) = match http_get(http + 2, "/api/v1/cluster/show", WAIT) {
         Ok((code, body)) => (
             code,
@@ -689,13 +772,44 @@ fn dev_cluster_starts_three_joined_nodes_and_sigterm_stops_them_all() {
     let (mut p, _) = RawClient::v3(mqtt, "dc-pub", true);
     p.publish("dc/x", b"hi", QoS::AtLeastOnce, false);
     assert_eq!(payloads(&s.collect_publishes(1, WAIT)), vec!["hi"]);
-    dc.signal("-TERM");
+    stop_dev_cluster(&mut dc, http);
+}
+
+#[test]
+fn dev_cluster_runs_again_on_its_directory_with_its_data_and_says_its_cookie() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let (mqtt, http, _) = ports;
+    let mut dc = dev_cluster(dir.path(), ports);
+    wait_dev_cluster_up(&mut dc);
+    let cookie = std::fs::read_to_string(dir.path().join("cookie")).expect("cookie kept");
+    let line = dc.wait_for_line(WAIT, |l| l.starts_with("cookie:"));
     assert!(
-        dc.wait_exit(Duration::from_secs(10)).is_some(),
-        "dev-cluster exits on SIGTERM"
+        line.is_some_and(|l| l.contains(cookie.trim())),
+        "the cookie is printed: {}",
+        dc.describe()
     );
-    let all_down = wait_until(Duration::from_secs(10), || {
-        (0..3).all(|i| http_get(http + i, "/health", Duration::from_millis(300)).is_err())
-    });
-    assert!(all_down, "every node stopped with it");
+    let (mut p, _) = RawClient::v3(mqtt + 1, "dc-keep", true);
+    p.publish("dc/kept", b"still here", QoS::AtLeastOnce, true);
+    stop_dev_cluster(&mut dc, http);
+
+    let mut again = dev_cluster(dir.path(), ports);
+    wait_dev_cluster_up(&mut again);
+    let printed = again.drain().join("\n");
+    assert!(printed.contains("restarting the three nodes"), "{printed}");
+    let (mut s, _) = RawClient::v3(mqtt + 2, "dc-read", true);
+    s.subscribe("dc/kept", QoS::AtLeastOnce);
+    assert_eq!(payloads(&s.collect_publishes(1, WAIT)), vec!["still here"]);
+    stop_dev_cluster(&mut again, http);
+
+    // Other ports: the members know each other by the old addresses.
+    let other = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let mut wrong = dev_cluster(dir.path(), other);
+    let status = wrong.wait_exit(Duration::from_secs(10));
+    let said = wrong.kill_and_stderr();
+    assert!(status.is_some_and(|s| !s.success()), "refused: {said}");
+    assert!(
+        said.contains("run again with those ports"),
+        "says why: {said}"
+    );
 }

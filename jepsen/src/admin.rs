@@ -82,7 +82,12 @@ pub type StateDump = (BTreeMap<String, Vec<String>>, BTreeMap<String, String>);
 
 pub fn state(node: SocketAddr) -> Result<StateDump, String> {
     let t = Duration::from_secs(5);
-    let (code, s) = call("GET", node, "/api/v1/session/show", t)?;
+    let (code, s) = call(
+        "GET",
+        node,
+        "/api/v1/session/show?limit=1000000&subscriptions=true",
+        t,
+    )?;
     if code != 200 {
         return Err(format!("session show: {code} {s}"));
     }
@@ -106,7 +111,12 @@ pub fn state(node: SocketAddr) -> Result<StateDump, String> {
         subs.sort();
         sessions.insert(id.to_string(), subs);
     }
-    let (code, r) = call("GET", node, "/api/v1/retain/show", t)?;
+    let (code, r) = call(
+        "GET",
+        node,
+        "/api/v1/retain/show?limit=1000000&payload=true",
+        t,
+    )?;
     if code != 200 {
         return Err(format!("retain show: {code} {r}"));
     }

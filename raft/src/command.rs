@@ -145,6 +145,19 @@ pub enum Command {
     GuardedPublish(Guarded<Publish>),
     /// A PUBREL from the connection of a session epoch, guarded the same way.
     GuardedRelease(Guarded<Release>),
+    /// `session disconnect`, from any node.
+    AdminDisconnect(AdminDisconnect),
+}
+
+/// `session disconnect`: the client's connection, on whatever node, ends as
+/// an administrative action (MQTT 5 DISCONNECT 0x98; the will is published,
+/// as for any close the client did not ask for). With `cleanup` the session
+/// ends too (subscriptions and queue deleted), connected or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDisconnect {
+    pub client_id: String,
+    pub cleanup: bool,
+    pub now_ms: u64,
 }
 
 /// A command that a connection proposed for its session epoch. Once the

@@ -72,6 +72,6 @@ pub use command::*;
 pub use error::RaftError;
 pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
-pub use state::{ApplyEvent, EventSink, MqttState};
+pub use state::{ApplyEvent, EventSink, KickReason, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
-pub use view::{QueuePage, StateSummary};
+pub use view::{QueuePage, SessionPage, SessionQuery, StateSummary};

@@ -24,12 +24,12 @@ use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::proposer::{Proposer, ResultRx};
 use crate::rpc::{RemoteTarget, Reply, Rpc};
-use crate::state::{EventSink, MqttState, SessionInfo};
+use crate::state::{EventSink, MqttState};
 use crate::state_machine::StateMachine;
 use crate::transport::Transport;
 use crate::trie::Trie;
 use crate::types::{NodeId, NodeInfo, Raft};
-use crate::view::{Published, QueuePage, StateSummary, StateView};
+use crate::view::{Published, QueuePage, SessionPage, SessionQuery, StateSummary, StateView};
 
 /// Election timeout bounds (ms); also what "in quorum" is measured against.
 /// openraft also uses the heartbeat interval as the timeout of every
@@ -329,9 +329,9 @@ impl RaftNode {
         self.summary.get()
     }
 
-    /// Sessions (all, or the one of `client`), sorted by client id.
-    pub fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>, RaftError> {
-        self.view.sessions(client)
+    /// The sessions `q` asks for, by client id, at most `q.limit`.
+    pub fn session_page(&self, q: &SessionQuery) -> Result<SessionPage, RaftError> {
+        self.view.session_page(q)
     }
 
     /// Up to `max_items` items (and about `max_bytes` of payload) of

@@ -347,11 +347,15 @@ impl Transport {
                     st.backoff = (st.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                     st.retry_at = Some(Instant::now() + st.backoff);
                     let msg = e.to_string();
+                    // Logged on change only: the first failure since the
+                    // peer was last reachable, or a different error.
                     if st.last_error.as_deref() != Some(&msg) {
                         if matches!(e, NetError::Refused(_)) {
                             warn!(peer = to, %addr, error = %msg, "inter-node connection refused");
+                        } else if st.last_error.is_none() {
+                            warn!(peer = to, %addr, error = %msg, "peer unreachable; retrying with backoff (logged again when this changes)");
                         } else {
-                            debug!(peer = to, %addr, error = %msg, "cannot connect to peer");
+                            info!(peer = to, %addr, error = %msg, "peer still unreachable, now with another error");
                         }
                     }
                     st.last_error = Some(msg);

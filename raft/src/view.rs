@@ -9,7 +9,6 @@
 //!   apply (apply writes each batch atomically), and point lookups (is an
 //!   inbound QoS 2 packet id recorded).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -24,6 +23,27 @@ use crate::error::{decode, RaftError};
 use crate::state::{ApplyStats, MqttState, QueueRec, SessionInfo, SessionRec};
 use crate::trie::filter_matches;
 use crate::types::NodeId;
+
+/// Which sessions a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    /// Only this client id.
+    pub client_id: Option<String>,
+    /// Only connected (true) or only disconnected (false) sessions.
+    pub online: Option<bool>,
+    /// Only sessions connected to this node.
+    pub node: Option<NodeId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A listing of sessions, by client id.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionInfo>,
+    /// More sessions match than `limit`.
+    pub more: bool,
+}
 
 /// The state's counts and settings as of the last applied batch.
 #[derive(Debug, Clone, Default)]
@@ -103,54 +123,67 @@ impl StateView {
         StateView { store }
     }
 
-    /// Every session (or the one of `client`), sorted by client id.
-    pub(crate) fn sessions(&self, client: Option<&str>) -> Result<Vec<SessionInfo>, RaftError> {
+    /// The sessions `q` asks for, by client id, at most `q.limit` of them,
+    /// each with its subscriptions; `more` if others match too. Reads only
+    /// the subscriptions of the sessions listed.
+    pub(crate) fn session_page(&self, q: &SessionQuery) -> Result<SessionPage, RaftError> {
         let r = self.store.reader();
-        let mut recs: BTreeMap<String, SessionRec> = BTreeMap::new();
-        let mut subs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut err = None;
-        let (session_prefix, client_keys) = match client {
+        let wanted = |rec: &SessionRec| {
+            q.online.is_none_or(|o| o == rec.node.is_some())
+                && q.node.is_none_or(|n| rec.node == Some(n))
+        };
+        let mut recs: Vec<(String, SessionRec)> = Vec::new();
+        let mut more = false;
+        match &q.client_id {
             Some(c) => {
                 if let Some(v) = r.get(Table::Sessions, &session_key(c))? {
-                    recs.insert(c.to_string(), decode(&v)?);
-                }
-                (None, client_prefix(c))
-            }
-            None => (Some(all_rows()), all_rows()),
-        };
-        if let Some(p) = session_prefix {
-            r.scan_prefix(Table::Sessions, &p, |k, v| {
-                let Some(c) = session_of(k) else {
-                    return Ok(());
-                };
-                match decode(v) {
-                    Ok(rec) => {
-                        recs.insert(c.to_string(), rec);
+                    let rec: SessionRec = decode(&v)?;
+                    if wanted(&rec) && q.limit > 0 {
+                        recs.push((c.clone(), rec));
                     }
-                    Err(e) => err = Some(e),
+                }
+            }
+            None => {
+                let mut err = None;
+                let all = all_rows();
+                r.scan_from(Table::Sessions, &all, &all, |k, v| {
+                    let Some(c) = session_of(k) else {
+                        return Ok(true);
+                    };
+                    match decode::<SessionRec>(v) {
+                        Ok(rec) if wanted(&rec) => {
+                            if recs.len() == q.limit {
+                                more = true;
+                                return Ok(false);
+                            }
+                            recs.push((c.to_string(), rec));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            err = Some(e);
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                })?;
+                if let Some(e) = err {
+                    return Err(e);
+                }
+            }
+        }
+        let mut sessions = Vec::with_capacity(recs.len());
+        for (c, rec) in recs {
+            let mut subscriptions = Vec::new();
+            r.scan_prefix(Table::Subscriptions, &client_prefix(&c), |k, _| {
+                if let Some((_, f)) = subscription_of(k) {
+                    subscriptions.push(String::from_utf8_lossy(f).to_string());
                 }
                 Ok(())
             })?;
+            subscriptions.sort();
+            sessions.push(SessionInfo::new(c, &rec, subscriptions));
         }
-        r.scan_prefix(Table::Subscriptions, &client_keys, |k, _| {
-            if let Some((c, f)) = subscription_of(k) {
-                subs.entry(c.to_string())
-                    .or_default()
-                    .push(String::from_utf8_lossy(f).to_string());
-            }
-            Ok(())
-        })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        Ok(recs
-            .into_iter()
-            .map(|(c, rec)| {
-                let mut subscriptions = subs.remove(&c).unwrap_or_default();
-                subscriptions.sort();
-                SessionInfo::new(c, &rec, subscriptions)
-            })
-            .collect())
+        Ok(SessionPage { sessions, more })
     }
 
     /// Up to `max_items` items of `client`'s queue from sequence `from` on
@@ -376,18 +409,57 @@ mod tests {
         published.publish(&st);
 
         let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let all = SessionQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let page = |q: SessionQuery| view.session_page(&q).unwrap();
         assert_eq!(
-            dbg(&view.sessions(None).unwrap()),
+            dbg(&page(all.clone()).sessions),
             dbg(&st.session_info(None))
         );
         for c in ["a", "ab", "b", "none"] {
+            let one = SessionQuery {
+                client_id: Some(c.into()),
+                ..all.clone()
+            };
             assert_eq!(
-                dbg(&view.sessions(Some(c)).unwrap()),
+                dbg(&page(one).sessions),
                 dbg(&st.session_info(Some(c))),
                 "{c}"
             );
         }
-        assert!(view.sessions(Some("a")).unwrap()[0].queued > 0);
+        let a = SessionQuery {
+            client_id: Some("a".into()),
+            ..all.clone()
+        };
+        assert!(page(a).sessions[0].queued > 0);
+        // Filters and the limit: "a" is offline, "ab" and "b" online.
+        let ids = |p: SessionPage| -> Vec<String> {
+            p.sessions.into_iter().map(|s| s.client_id).collect()
+        };
+        let online = SessionQuery {
+            online: Some(true),
+            ..all.clone()
+        };
+        assert_eq!(ids(page(online)), ["ab", "b"]);
+        let offline = SessionQuery {
+            online: Some(false),
+            ..all.clone()
+        };
+        assert_eq!(ids(page(offline)), ["a"]);
+        let on_2 = SessionQuery {
+            node: Some(2),
+            ..all.clone()
+        };
+        assert_eq!(ids(page(on_2)), ["ab"]);
+        let first = page(SessionQuery {
+            limit: 1,
+            ..all.clone()
+        });
+        assert!(first.more);
+        assert_eq!(ids(first), ["a"]);
+        assert!(!page(all.clone()).more);
         for f in [
             "#", "x/+", "x/#", "+/2", "$SYS/#", "+", "y", "x/2", "nothing",
         ] {

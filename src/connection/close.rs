@@ -27,7 +27,10 @@ pub enum Exit {
     Error(u8, String),
     KeepAlive,
     TakenOver,
-    /// `session disconnect`, or this node left the cluster.
+    /// `session disconnect`: apply already ended the connection (and
+    /// published the will) on every node.
+    Disconnected,
+    /// This node left the cluster.
     Admin,
     /// The node is stopping (SIGTERM, SIGINT).
     ServerShutdown,
@@ -51,6 +54,8 @@ impl Exit {
             Exit::Error(code, _) => (Some(*code), true),
             Exit::KeepAlive => (Some(reason::KEEP_ALIVE_TIMEOUT), true),
             Exit::TakenOver => (Some(reason::SESSION_TAKEN_OVER), false),
+            // The will went with the AdminDisconnect entry.
+            Exit::Disconnected => (Some(reason::ADMINISTRATIVE_ACTION), false),
             Exit::Admin => (Some(reason::ADMINISTRATIVE_ACTION), true),
             // A server-side close without the client's DISCONNECT: the will
             // is published, as for an administrative close.
@@ -72,6 +77,7 @@ impl Conn {
             }
             Exit::KeepAlive => info!("keepalive timeout"),
             Exit::TakenOver => info!("session taken over"),
+            Exit::Disconnected => info!("disconnected by an operator (session disconnect)"),
             Exit::Refused(limit) => info!(
                 limit = limit.name(),
                 "publish refused by a resource limit: closing the MQTT 3 connection instead of acknowledging"
@@ -109,7 +115,8 @@ impl Conn {
         // committed: a client that reconnects once it sees the close finds
         // its session as this DISCONNECT left it (ended, expiry changed,
         // will published).
-        if !taken_over {
+        // A disconnect apply already made needs no second entry.
+        if !taken_over && !matches!(exit, Exit::Disconnected) {
             let disconnect = Command::Disconnect(cmd::Disconnect {
                 client_id: self.client_id.to_string(),
                 epoch: self.epoch,

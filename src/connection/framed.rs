@@ -71,6 +71,11 @@ where
         codec::decode(&mut self.rbuf, self.proto, self.max_packet_in)
     }
 
+    /// The bytes read and not yet decoded.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
     /// Reads what the socket has into the buffer. `Ok(0)`: the client closed
     /// its side. Cancel safe: bytes are either buffered or still unread.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use raftmq_raft::command as cmd;
 use raftmq_raft::node::now_ms;
-use raftmq_raft::{CmdResult, Command, Delivery, Message, RaftError, SubOpts};
+use raftmq_raft::{CmdResult, Command, Delivery, KickReason, Message, RaftError, SubOpts};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::codec::reason;
-use crate::registry::ConnEvent;
+use crate::registry::{ConnEvent, Inflight};
 use crate::session::Outbound;
 use crate::shutdown::Shutdown;
 use backlog::Backlog;
@@ -59,15 +59,16 @@ type Io = Framed<OwnedReadHalf, OwnedWriteHalf>;
 
 /// Serves one accepted TCP connection until it closes or the node stops.
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     broker.metrics.connections_total.inc();
     broker.metrics.connections_current.inc();
-    let span = tracing::info_span!("conn", %peer, client_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "conn",
+        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+        client_id = tracing::field::Empty
+    );
     let io = Framed::new(rd, wr, broker.settings.max_packet_size);
     async {
         // Still in its CONNECT handshake when the node stops: it just closes.
@@ -76,7 +77,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
             _ = shutdown.cancelled() => None,
         };
         if let Some((io, connect)) = handshake {
-            if let Some(mut conn) = Conn::register(io, &broker, &connect).await {
+            if let Some(mut conn) = Conn::register(io, &broker, &connect, peer).await {
                 let exit = conn.run(&shutdown).await;
                 conn.teardown(exit).await;
             }
@@ -259,9 +260,19 @@ impl Conn {
                 }
                 Ok(())
             }
-            ConnEvent::Kick(epoch) if epoch == self.epoch => Err(Exit::TakenOver),
-            ConnEvent::Kick(_) => Ok(()),
+            ConnEvent::Kick(epoch, why) if epoch == self.epoch => Err(match why {
+                KickReason::TakenOver => Exit::TakenOver,
+                KickReason::Administrative => Exit::Disconnected,
+            }),
+            ConnEvent::Kick(..) => Ok(()),
             ConnEvent::Disconnect => Err(Exit::Admin),
+            ConnEvent::Describe(answer) => {
+                let _ = answer.send(Inflight {
+                    inflight: self.outbound.inflight(),
+                    waiting: self.outbound.waiting(),
+                });
+                Ok(())
+            }
         }
     }
 

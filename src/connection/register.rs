@@ -4,6 +4,7 @@
 //! backlog, read from this node's RocksDB once it has applied the
 //! registration. A refused client gets its CONNACK and a close.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use super::replies::Replies;
 use super::{commit, Conn, Exit, Io};
 use crate::broker::Broker;
 use crate::codec::{reason, ConnAck, ConnAckProperties, Connect, DecodeError, Packet, Protocol};
+use crate::registry::Peer;
 use crate::session::Outbound;
 
 /// How long a client has to send its CONNECT.
@@ -27,7 +29,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads the CONNECT. Answers what cannot be served (an unsupported
 /// protocol version) and returns the stream only for a CONNECT.
 pub(super) async fn handshake(mut io: Io, broker: &Broker) -> Option<(Io, Box<Connect>)> {
-    let first = match tokio::time::timeout(CONNECT_TIMEOUT, io.read_packet()).await {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    match tokio::time::timeout_at(deadline, io.read_more()).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return None,
+    }
+    if io.buffered().starts_with(&TLS_HANDSHAKE) {
+        broker.metrics.protocol_errors.inc();
+        info!("TLS handshake on a plain MQTT listener: the client speaks TLS (mqtts) but this listener is plain TCP; closing");
+        return None;
+    }
+    let first = match tokio::time::timeout_at(deadline, io.read_packet()).await {
         Err(_) | Ok(Ok(None)) => return None,
         Ok(Ok(Some(p))) => p,
         Ok(Err(DecodeError::UnsupportedProtocol { name, level })) => {
@@ -52,6 +64,10 @@ pub(super) async fn handshake(mut io: Io, broker: &Broker) -> Option<(Io, Box<Co
     Some((io, c))
 }
 
+/// A TLS record of type handshake (22), protocol version 3.x: how every
+/// TLS ClientHello starts, and no MQTT packet does on a new connection.
+const TLS_HANDSHAKE: [u8; 2] = [0x16, 0x03];
+
 fn connack(code: u8, session_present: bool, properties: ConnAckProperties) -> Packet {
     Packet::ConnAck(ConnAck {
         session_present,
@@ -63,7 +79,12 @@ fn connack(code: u8, session_present: bool, properties: ConnAckProperties) -> Pa
 impl Conn {
     /// Admits and registers the client through the log, sends the CONNACK
     /// and queues the session's backlog. `None`: refused (and told so).
-    pub(super) async fn register(mut io: Io, broker: &Arc<Broker>, c: &Connect) -> Option<Conn> {
+    pub(super) async fn register(
+        mut io: Io,
+        broker: &Arc<Broker>,
+        c: &Connect,
+        addr: Option<SocketAddr>,
+    ) -> Option<Conn> {
         let s = &broker.settings;
         let now = now_ms();
         let fresh_id = || format!("raftmq-{:016x}", rand::random::<u64>());
@@ -75,7 +96,12 @@ impl Conn {
         let client_id: Arc<str> = Arc::from(admission.client_id.as_str());
         let conn_id = broker.registry.next_conn_id();
         let (tx, events) = mpsc::unbounded_channel();
-        broker.registry.attach(&client_id, conn_id, tx);
+        let peer = Peer {
+            addr,
+            protocol: io.protocol(),
+            clean_start: admission.clean_start,
+        };
+        broker.registry.attach(&client_id, conn_id, peer, tx);
         let (epoch, session_present) = match commit_registration(broker, &admission, now).await {
             Ok(r) => r,
             Err(e) => {

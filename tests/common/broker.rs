@@ -62,6 +62,8 @@ pub struct Broker {
     pub join: Option<u16>,
     /// distributed_cookie (None: the harness default).
     pub cookie: Option<String>,
+    /// `--log-level` (None: the node's default filter).
+    pub log_level: Option<String>,
     backend: Backend,
     dir: tempfile::TempDir,
     config: Option<String>,
@@ -136,6 +138,7 @@ impl Broker {
             cluster_port: free_port(),
             join,
             cookie: None,
+            log_level: None,
             backend,
             dir,
             config,
@@ -189,11 +192,11 @@ impl Broker {
         status
     }
 
-    /// Runs `raftmq ARGS --node <this node's HTTP address>`.
+    /// Runs `raftmq ARGS --admin <this node's HTTP address>`.
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(broker_bin());
         cmd.args(args)
-            .arg("--node")
+            .arg("--admin")
             .arg(format!("127.0.0.1:{}", self.http_port));
         run_cmd(&mut cmd, Duration::from_secs(60))
     }
@@ -297,6 +300,9 @@ impl Broker {
                     );
                 if let Some(j) = self.join {
                     cmd.arg("--join").arg(format!("127.0.0.1:{j}"));
+                }
+                if let Some(l) = &self.log_level {
+                    cmd.arg("--log-level").arg(l);
                 }
                 if let Some(cfg) = &self.config {
                     let path = self.dir.path().join("raftmq.toml");

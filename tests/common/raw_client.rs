@@ -124,6 +124,11 @@ impl RawClient {
         )
     }
 
+    /// The client's own port (the broker sees it as the peer's).
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
     pub fn pid(&mut self) -> u16 {
         let p = self.next_pid;
         self.next_pid = if p == u16::MAX { 1 } else { p + 1 };

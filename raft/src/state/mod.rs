@@ -67,9 +67,22 @@ pub enum ApplyEvent {
         epoch: u64,
         delivery: Delivery,
     },
-    /// The connection of this session epoch was taken over: close it (MQTT 5
-    /// DISCONNECT 0x8E).
-    Kick { client_id: Arc<str>, epoch: u64 },
+    /// Close the connection of this session epoch: it was taken over (MQTT
+    /// 5 DISCONNECT 0x8E) or an operator disconnected it (0x98).
+    Kick {
+        client_id: Arc<str>,
+        epoch: u64,
+        why: KickReason,
+    },
+}
+
+/// Why apply closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// A newer connection registered the client id.
+    TakenOver,
+    /// `session disconnect`.
+    Administrative,
 }
 
 /// Receives apply events. Implemented by the broker's session registry; must
@@ -360,6 +373,7 @@ impl MqttState {
             Command::Received(c) => self.received(c, ctx),
             Command::Release(c) => self.release(c, ctx),
             Command::Configure(s) => self.configure(s, ctx),
+            Command::AdminDisconnect(c) => self.admin_disconnect(id, c, ctx),
             Command::GuardedPublish(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
                 Some(_) => self.publish(id, g.cmd, ctx),
                 None => Ok(CmdResult::Stale),

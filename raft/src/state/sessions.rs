@@ -1,13 +1,13 @@
-//! Session lifecycle: Register (with takeover), Disconnect, NodeRestarted and
-//! Tick; wills, session expiry and the timers that drive them.
+//! Session lifecycle: Register (with takeover), Disconnect, AdminDisconnect,
+//! NodeRestarted and Tick; wills, session expiry and the timers that drive them.
 
 use std::sync::Arc;
 
 use raftmq_storage::{keys, Table};
 
 use super::records::QueueCounts;
-use super::{ApplyEvent, Ctx, MqttState, SessionRec};
-use crate::command::{CmdResult, Disconnect, NodeRestarted, Register, Tick, Will};
+use super::{ApplyEvent, Ctx, KickReason, MqttState, SessionRec};
+use crate::command::{AdminDisconnect, CmdResult, Disconnect, NodeRestarted, Register, Tick, Will};
 use crate::error::{encode, RaftError};
 
 impl MqttState {
@@ -75,6 +75,7 @@ impl MqttState {
             ctx.events.push(ApplyEvent::Kick {
                 client_id: c.clone(),
                 epoch: old.epoch,
+                why: KickReason::TakenOver,
             });
         }
         if let Some(w) = self.will_at_takeover(&old, resumes) {
@@ -115,6 +116,45 @@ impl MqttState {
             return Ok(CmdResult::Stale);
         };
         self.end_connection(id, &c, cmd.publish_will, cmd.new_expiry_s, cmd.now_ms, ctx)?;
+        Ok(CmdResult::Done)
+    }
+
+    /// `session disconnect`: ends the connection wherever it is (its node
+    /// closes it on this event) with its will; with `cleanup` the session
+    /// ends too, connected or not. Stale: no such session, or (without
+    /// `cleanup`) not connected.
+    pub(super) fn admin_disconnect(
+        &mut self,
+        id: u64,
+        cmd: AdminDisconnect,
+        ctx: &mut Ctx,
+    ) -> Result<CmdResult, RaftError> {
+        let Some((c, rec)) = self.sessions.get_key_value(cmd.client_id.as_str()) else {
+            return Ok(CmdResult::Stale);
+        };
+        let (c, epoch, connected) = (c.clone(), rec.epoch, rec.node.is_some());
+        let new_expiry = cmd.cleanup.then_some(0);
+        if connected {
+            ctx.events.push(ApplyEvent::Kick {
+                client_id: c.clone(),
+                epoch,
+                why: KickReason::Administrative,
+            });
+            self.end_connection(id, &c, true, new_expiry, cmd.now_ms, ctx)?;
+        } else if cmd.cleanup {
+            // A will still waiting for its delay fires now: the session
+            // ends.
+            let will = self.sessions.get_mut(&c).and_then(|r| {
+                let delayed = r.will_at_ms.take().is_some();
+                r.will.take().filter(|_| delayed)
+            });
+            if let Some(w) = will {
+                self.publish_will(id, &c, w, cmd.now_ms, ctx)?;
+            }
+            self.remove_session(&c, ctx)?;
+        } else {
+            return Ok(CmdResult::Stale);
+        }
         Ok(CmdResult::Done)
     }
 

@@ -1,0 +1,117 @@
+//! The admin commands' HTTP client: one call to a node's `/api/v1`, with its
+//! query string encoded here, and a non-2xx answer turned into an error that
+//! carries the node's own message.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// A node's admin API, at its HTTP address (`--admin ADDR`).
+pub struct Admin {
+    addr: String,
+}
+
+impl Admin {
+    pub fn new(addr: impl Into<String>) -> Admin {
+        Admin { addr: addr.into() }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.call("GET", path, query)
+    }
+
+    pub fn post(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.call("POST", path, query)
+    }
+
+    fn call(&self, method: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let url = format!("http://{}{path}{}", self.addr, query_string(query));
+        let resp = if method == "POST" {
+            ureq::post(&url)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send_empty()
+        } else {
+            ureq::get(&url)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call()
+        };
+        let mut resp = resp.with_context(|| format!("{method} {url}"))?;
+        let status = resp.status();
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("reading {url}"))?;
+        if !status.is_success() {
+            bail!(
+                "{method} {url}: {status}: {}",
+                body.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("request failed")
+            );
+        }
+        Ok(body)
+    }
+
+    /// Does the node's `/health` answer 200?
+    pub fn is_healthy(&self) -> bool {
+        self.get("/health", &[]).is_ok()
+    }
+
+    /// Polls `/health` until it answers 200.
+    pub fn wait_healthy(&self, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        // Let the node go down for its restart first.
+        std::thread::sleep(Duration::from_millis(500));
+        while start.elapsed() < limit {
+            if self.is_healthy() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("the node at {} was not healthy within {limit:?}", self.addr)
+    }
+}
+
+/// `?k=v&k2=v2`, percent-encoded; empty without pairs.
+fn query_string(query: &[(&str, String)]) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    format!("?{}", pairs.join("&"))
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        let q = query_string(&[("topic", "a/#".into()), ("limit", "5".into())]);
+        assert_eq!(q, "?topic=a%2F%23&limit=5");
+        assert_eq!(query_string(&[]), "");
+    }
+}
