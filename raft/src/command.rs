@@ -88,8 +88,10 @@ impl SubOpts {
     }
 }
 
-/// Settings that change what apply does; replicated so every node decides the
-/// same. Set with [`Command::Configure`].
+/// The first six cluster-wide settings, as [`Command::Configure`] carries
+/// them and the Meta table's "settings" row stores them (a storage format:
+/// never add fields). Every cluster-wide key, these included, is changed by
+/// [`Command::SetSettings`] and held by [`crate::settings::ClusterConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSettings {
     /// Outgoing QoS 1/2 window per session (0 = unlimited).
@@ -147,6 +149,9 @@ pub enum Command {
     GuardedRelease(Guarded<Release>),
     /// `session disconnect`, from any node.
     AdminDisconnect(AdminDisconnect),
+    /// Cluster-wide settings changed by key (`raftmq set`, or the config
+    /// file of the node that bootstraps the cluster).
+    SetSettings(SetSettings),
 }
 
 /// `session disconnect`: the client's connection, on whatever node, ends as
@@ -157,6 +162,20 @@ pub enum Command {
 pub struct AdminDisconnect {
     pub client_id: String,
     pub cleanup: bool,
+    pub now_ms: u64,
+}
+
+/// Cluster-wide settings changed by key, each value as text that
+/// [`crate::settings::ClusterConfig::set`] reads. Applied all or nothing: a
+/// pair apply cannot read refuses the whole command
+/// ([`CmdResult::SettingsRefused`]). Keys and values are strings so that
+/// new keys need no new log format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSettings {
+    pub changes: Vec<(String, String)>,
+    /// The config file that supplied the values when its node bootstrapped
+    /// the cluster; `None` for an operator's `set`.
+    pub bootstrap_file: Option<String>,
     pub now_ms: u64,
 }
 
@@ -344,6 +363,9 @@ pub enum CmdResult {
     /// limit (a session's `max_queue_bytes`). MQTT 5 PUBACK/PUBREC 0x97; an
     /// MQTT 3 connection is closed.
     QuotaExceeded,
+    /// A [`Command::SetSettings`] that apply could not read (unknown key or
+    /// bad value); nothing changed.
+    SettingsRefused(String),
 }
 
 /// The result of one log entry: one result per command, in order.

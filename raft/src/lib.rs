@@ -42,6 +42,8 @@
 //!   addresses, stats, health, membership, read-only views, a clean stop.
 //! - [`view`]: read-only views of the state that never take the apply lock
 //!   (a summary published per applied batch; listings from RocksDB).
+//! - [`settings`]: the cluster-wide settings by key: their parser (shared by
+//!   config files, `raftmq set` and apply), values and sources.
 //! - [`error`]: typed errors.
 
 // openraft's `StorageError` is large and its trait signatures fix it as the
@@ -59,6 +61,7 @@ pub mod proposer;
 pub mod retain;
 pub mod rpc;
 pub mod service;
+pub mod settings;
 pub mod snapshot_file;
 mod snapshot_policy;
 pub mod state;
@@ -74,4 +77,5 @@ pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
 pub use state::{ApplyEvent, EventSink, KickReason, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
+pub use settings::{ClusterConfig, SettingError, SettingSource};
 pub use view::{QueuePage, SessionPage, SessionQuery, StateSummary};

@@ -18,7 +18,8 @@ use raftmq_storage::keys::{
 };
 use raftmq_storage::{Store, Table};
 
-use crate::command::{ClusterSettings, Delivery, Message};
+use crate::command::{Delivery, Message};
+use crate::settings::ClusterConfig;
 use crate::error::{decode, RaftError};
 use crate::state::{ApplyStats, MqttState, QueueRec, SessionInfo, SessionRec};
 use crate::trie::filter_matches;
@@ -59,7 +60,8 @@ pub struct StateSummary {
     pub apply: ApplyStats,
     /// Index of the last applied log entry (0: none).
     pub last_applied: u64,
-    pub settings: ClusterSettings,
+    /// The cluster-wide settings in effect, with their sources.
+    pub settings: ClusterConfig,
     /// No sessions, subscriptions, retained or queued messages.
     pub empty: bool,
     /// The earliest pending will or expiry deadline (ms).

@@ -21,7 +21,8 @@
 //! - `reclaim`: large queues of ended sessions, deleted a bounded amount per
 //!   applied entry.
 //! - `acks`: Ack, Received and Release.
-//! - `meta`: Configure, membership, last applied and the dedup sets.
+//! - `meta`: Configure and SetSettings (the cluster settings by key),
+//!   membership, last applied and the dedup sets.
 //! - `snapshot`: state rows out of and into a snapshot.
 
 mod acks;
@@ -37,6 +38,8 @@ mod snapshot;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod settings_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -46,9 +49,10 @@ use raftmq_storage::{StateBatch, Store};
 use serde::Serialize;
 
 use crate::command::{
-    ClusterSettings, CmdResult, Command, Delivery, Message, Request, Response, SubOpts,
+    CmdResult, Command, Delivery, Message, Request, Response, SubOpts,
 };
 use crate::dedup::Dedup;
+use crate::settings::ClusterConfig;
 use crate::error::RaftError;
 use crate::retain::RetainedIndex;
 use crate::trie::Trie;
@@ -164,7 +168,7 @@ pub struct MqttState {
     qos2_in: HashMap<Arc<str>, HashSet<u16>>,
     timers: BTreeSet<(u64, Arc<str>)>,
     timer_of: HashMap<Arc<str>, u64>,
-    pub settings: ClusterSettings,
+    pub settings: ClusterConfig,
     pub last_applied: Option<LogId>,
     pub membership: Membership,
     pub stats: ApplyStats,
@@ -202,7 +206,7 @@ impl MqttState {
             qos2_in: HashMap::new(),
             timers: BTreeSet::new(),
             timer_of: HashMap::new(),
-            settings: ClusterSettings::default(),
+            settings: ClusterConfig::default(),
             last_applied: None,
             membership: Default::default(),
             stats: ApplyStats::default(),
@@ -372,7 +376,7 @@ impl MqttState {
             Command::Ack(c) => self.ack(c, ctx),
             Command::Received(c) => self.received(c, ctx),
             Command::Release(c) => self.release(c, ctx),
-            Command::Configure(s) => self.configure(s, ctx),
+            Command::Configure(s) => self.configure(id >> 16, s, ctx),
             Command::AdminDisconnect(c) => self.admin_disconnect(id, c, ctx),
             Command::GuardedPublish(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
                 Some(_) => self.publish(id, g.cmd, ctx),
@@ -382,6 +386,7 @@ impl MqttState {
                 Some(_) => self.release(g.cmd, ctx),
                 None => Ok(CmdResult::Stale),
             },
+            Command::SetSettings(s) => self.set_settings(id >> 16, s, ctx),
         }
     }
 }

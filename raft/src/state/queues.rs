@@ -17,7 +17,8 @@ use raftmq_storage::{keys, Table};
 use super::reclaim::{self, Span};
 use super::records::{QueueCounts, QueueRec};
 use super::{ApplyEvent, Ctx, MqttState};
-use crate::command::{ClusterSettings, Delivery, Message};
+use crate::command::{Delivery, Message};
+use crate::settings::ClusterConfig;
 use crate::error::{decode, encode, RaftError};
 use crate::trie::Target;
 
@@ -281,7 +282,7 @@ fn refs_of(v: &[u8]) -> Result<u32, RaftError> {
 /// How many items a session's queue may hold, -1 for no limit: the online
 /// limit plus the inflight window while connected, the offline limit
 /// otherwise.
-fn queue_limit(s: &ClusterSettings, online: bool) -> i64 {
+fn queue_limit(s: &ClusterConfig, online: bool) -> i64 {
     if !online {
         return s.max_offline_messages;
     }
