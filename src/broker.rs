@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use raftmq_raft::RaftNode;
 
+use crate::config::live::Live;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -15,6 +16,9 @@ use crate::resources::DiskAlarm;
 use crate::shutdown::Shutdown;
 
 pub struct Broker {
+    /// As the node started (config file and flags). The cluster-wide values
+    /// in effect are the replicated ones (`node.summary().settings`), and
+    /// the per-node live ones are in `live`.
     pub settings: Settings,
     pub node: RaftNode,
     pub registry: Arc<Registry>,
@@ -29,6 +33,8 @@ pub struct Broker {
     /// The node's lifecycle handle: tasks select on it, HTTP handlers send
     /// requests (restart to join) through it.
     pub life: Shutdown,
+    /// The per-node keys `raftmq set` changes while the node runs.
+    pub live: Live,
 }
 
 impl Broker {

@@ -37,6 +37,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/cluster/show", get(cluster_show))
         .route("/api/v1/cluster/join", post(cluster_join))
         .route("/api/v1/cluster/leave", post(cluster_leave))
+        .route("/api/v1/set", post(crate::settings_api::set))
+        .route("/api/v1/show", get(crate::settings_api::show))
         .with_state(broker)
 }
 

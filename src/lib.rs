@@ -24,6 +24,8 @@
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
 //! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
+//! - [`settings_api`]: `/api/v1/set` and `/api/v1/show` (live settings).
+//! - [`settings_cli`]: `raftmq set` and `raftmq show`, clients of those.
 
 pub mod broker;
 pub mod cli;
@@ -41,3 +43,5 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod sys;
+pub mod settings_api;
+pub mod settings_cli;

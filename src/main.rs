@@ -64,6 +64,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::retain::RetainCmd,
     },
+    #[command(flatten)]
+    Settings(raftmq::settings_cli::SettingsCmd),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Status { target } => cli::status::run(target),
         Cmd::Session { cmd } => cli::session::run(cmd),
         Cmd::Retain { cmd } => cli::retain::run(cmd),
+        Cmd::Settings(cmd) => raftmq::settings_cli::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,25 +149,32 @@ fn start(a: StartArgs) -> anyhow::Result<()> {
     if let Some(v) = a.node_id {
         anyhow::ensure!(v >= 1, "--node-id must be >= 1");
         s.node_id = v;
+        s.set_by_flag("node_id");
     }
     if let Some(v) = a.data_dir {
         s.data_dir = v;
+        s.set_by_flag("data_dir");
     }
     if let Some(v) = a.mqtt {
         s.mqtt_addr = v;
+        s.set_by_flag("mqtt");
     }
     if let Some(v) = a.http {
         s.http_addr = v;
+        s.set_by_flag("http");
     }
     if let Some(v) = a.cluster {
         s.cluster_addr = v;
+        s.set_by_flag("cluster");
     }
     if let Some(v) = a.join {
         s.join = Some(v);
+        s.set_by_flag("join");
     }
     if let Some(v) = a.cookie {
         anyhow::ensure!(!v.is_empty(), "--cookie must not be empty");
         s.distributed_cookie = v;
+        s.set_by_flag("distributed_cookie");
     }
     let filter = match a.log_level.or_else(|| std::env::var("RAFTMQ_LOG").ok()) {
         Some(f) => tracing_subscriber::EnvFilter::try_new(&f)

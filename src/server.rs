@@ -3,9 +3,12 @@
 //! - **Start**: binds the inter-node and HTTP listeners, opens the Raft node
 //!   on the data directory (bootstrapping a cluster of one, or joining one),
 //!   starts the disk monitor and the HTTP server.
-//! - **Serve**: waits for a quorum, publishes the cluster settings through
-//!   the log if they changed, announces the restart (so sessions that were
-//!   connected here get their wills), binds the MQTT listener and runs until
+//! - **Serve**: waits for a quorum; a node that has just bootstrapped a new
+//!   cluster commits its config file's cluster-wide values (the only time a
+//!   file supplies them); any other node logs once where its file differs
+//!   from the cluster's values (see [`settings_step`]). It announces the
+//!   restart (so sessions that were connected here get their wills), binds
+//!   the MQTT listener and runs until
 //!   a [`LifecycleRequest`] arrives: a stop (SIGTERM, SIGINT) or a restart to
 //!   join a cluster (from `cluster join` on a new standalone node). Removed
 //!   from the cluster, it closes the MQTT listener and keeps answering HTTP.
@@ -17,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use raftmq_raft::node::now_ms;
-use raftmq_raft::{Command, NodeInfo, NodeRestarted, RaftNode, RaftNodeConfig};
+use raftmq_raft::{
+    CmdResult, Command, NodeInfo, NodeRestarted, RaftNode, RaftNodeConfig, SetSettings,
+};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -98,8 +103,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let (life, mut requests) = Shutdown::new();
     crate::shutdown::watch_signals(&life);
-    let broker = start(settings, &life).await?;
-    let ended = serve(&broker, &life, &mut requests).await;
+    let (broker, bootstraps) = start(settings, &life).await?;
+    let ended = serve(&broker, bootstraps, &life, &mut requests).await;
     let clean = stop(&broker, &life).await;
     match ended {
         Err(e) => Err(e),
@@ -114,8 +119,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Binds the inter-node and HTTP listeners, opens the Raft node and starts
-/// the HTTP server.
-async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker>> {
+/// the HTTP server. Also says whether this start bootstraps a new cluster (a
+/// new data directory and no `join`).
+async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broker>, bool)> {
+    let bootstraps = settings.join.is_none() && !settings.data_dir.join("db").exists();
     let registry = Arc::new(Registry::default());
     let cluster = TcpListener::bind(settings.cluster_addr)
         .await
@@ -144,8 +151,10 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker
 
     // The data directory exists now (the node created it).
     let disk = DiskAlarm::new(settings.disk_free_limit, &settings.data_dir);
+    let live = crate::config::live::Live::new(&settings);
     let broker = Arc::new(Broker {
         settings,
+        live,
         node,
         registry,
         metrics: Default::default(),
@@ -168,7 +177,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    Ok(broker)
+    Ok((broker, bootstraps))
 }
 
 /// Waits for a quorum, commits the settings and the restart, opens the MQTT
@@ -176,6 +185,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<Arc<Broker
 /// the cluster removed closes its listener and keeps answering HTTP.
 async fn serve(
     broker: &Arc<Broker>,
+    bootstraps: bool,
     life: &Shutdown,
     requests: &mut Requests,
 ) -> anyhow::Result<LifecycleRequest> {
@@ -189,21 +199,17 @@ async fn serve(
         };
     }
     or_request!(broker.node.wait_ready());
-    let wanted = broker.settings.cluster();
-    let differs = broker.node.summary().settings != wanted;
-    if differs && broker.settings.join.is_none() {
-        or_request!(broker.node.propose(Command::Configure(wanted)))
-            .context("committing settings")?;
-    } else if differs {
-        info!(
-            "this node joined a cluster: it follows the cluster's settings, not its config file's"
-        );
+    if bootstraps {
+        or_request!(commit_bootstrap_settings(broker))?;
     }
     or_request!(broker.node.propose(Command::NodeRestarted(NodeRestarted {
         node: broker.settings.node_id,
         now_ms: now_ms(),
     })))
     .context("committing node restart")?;
+    if !bootstraps {
+        or_request!(warn_file_differs(broker));
+    }
 
     let mqtt = TcpListener::bind(broker.settings.mqtt_addr)
         .await
@@ -231,6 +237,59 @@ async fn serve(
                 let n = broker.registry.disconnect_all();
                 warn!(kill, disconnected = n, "removed from the cluster: MQTT listener closed; the node keeps answering on HTTP until stopped");
             }
+        }
+    }
+}
+
+/// The first start of a new cluster: the config file's cluster-wide values
+/// become the cluster's, committed as the bootstrap file's.
+async fn commit_bootstrap_settings(broker: &Broker) -> anyhow::Result<()> {
+    let changes = broker.settings.cluster_from_file();
+    let Some((first, _)) = changes.first() else {
+        return Ok(());
+    };
+    let file = broker.settings.from_file.get(first).cloned();
+    let r = broker
+        .node
+        .propose(Command::SetSettings(SetSettings {
+            changes: changes.clone(),
+            bootstrap_file: file,
+            now_ms: now_ms(),
+        }))
+        .await
+        .context("committing the config file's cluster-wide settings")?;
+    if let CmdResult::SettingsRefused(e) = r {
+        anyhow::bail!("the cluster refused the config file's settings: {e}");
+    }
+    info!(?changes, "bootstrapped the cluster with the config file's cluster-wide settings");
+    Ok(())
+}
+
+/// Where this node's config file gives a cluster-wide key another value
+/// than the cluster's, says so once (the file does not change the
+/// cluster). Waits (bounded) until this node has applied what the leader
+/// has applied now, so the comparison is with the cluster's current value.
+async fn warn_file_differs(broker: &Broker) {
+    let committed = broker.node.cluster_view().await.committed.unwrap_or(0);
+    let _ = broker
+        .node
+        .wait_applied(committed, Duration::from_millis(broker.settings.commit_timeout_ms))
+        .await;
+    let summary = broker.node.summary();
+    for (key, file_value) in broker.settings.cluster_from_file() {
+        let cluster_value = summary.settings.get(&key).unwrap_or_default();
+        if cluster_value != file_value {
+            let file = broker.settings.from_file.get(&key).cloned().unwrap_or_default();
+            warn!(
+                key,
+                file_value,
+                cluster_value,
+                file,
+                source = %summary.settings.source(&key),
+                "the config file's value of a cluster-wide setting differs from the cluster's; the \
+                 cluster's value stays in effect (a config file supplies cluster-wide values only \
+                 when it bootstraps a cluster); change it with `raftmq set {key}=VALUE`"
+            );
         }
     }
 }

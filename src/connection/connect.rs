@@ -9,7 +9,9 @@ use raftmq_raft::{Command, NodeId, Will};
 
 use super::convert;
 use crate::codec::{reason, ConnAckProperties, Connect, Protocol};
+use crate::config::live::LiveValues;
 use crate::config::Settings;
+use raftmq_raft::ClusterConfig;
 
 /// Why a CONNECT is refused: the CONNACK reason code and a reason string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +66,15 @@ impl Admission {
     }
 }
 
-/// Decides a CONNECT. `fresh_id` makes a client id for a client that sent an
-/// empty one and may have one assigned.
+/// Decides a CONNECT by the node's settings `s`, the cluster-wide settings
+/// in effect `cluster` (the replicated ones) and the node's live values
+/// `live`. `fresh_id` makes a client id for a client that sent an empty one
+/// and may have one assigned.
 pub fn admit(
     c: &Connect,
     s: &Settings,
+    cluster: &ClusterConfig,
+    live: &LiveValues,
     now_ms: u64,
     fresh_id: impl FnOnce() -> String,
 ) -> Result<Admission, Refusal> {
@@ -87,7 +93,7 @@ pub fn admit(
             "empty client id needs a clean session",
         ));
     };
-    if client_id.len() > s.max_client_id_size {
+    if client_id.len() > live.max_client_id_size {
         return Err(Refusal::new(
             reason::CLIENT_IDENTIFIER_NOT_VALID,
             "client id too long",
@@ -109,7 +115,7 @@ pub fn admit(
     } else if c.clean_start {
         0
     } else {
-        s.persistent_client_expiration_s
+        cluster.persistent_client_expiration
     };
     let keep_alive = if v5 && s.server_keep_alive > 0 {
         s.server_keep_alive
@@ -117,7 +123,7 @@ pub fn admit(
         c.keep_alive
     };
     let receive_max = c.properties.receive_maximum.unwrap_or(65535) as usize;
-    let window = match s.max_inflight_messages {
+    let window = match cluster.max_inflight_messages {
         0 => receive_max,
         m => (m as usize).min(receive_max),
     };
@@ -206,6 +212,17 @@ mod tests {
             client_id: client_id.into(),
             ..Default::default()
         }
+    }
+
+    /// Admits by `s` alone: its config-file cluster values stand for the
+    /// replicated ones and its live values for the node's.
+    fn admit(
+        c: &Connect,
+        s: &Settings,
+        now_ms: u64,
+        fresh_id: impl FnOnce() -> String,
+    ) -> Result<Admission, Refusal> {
+        super::admit(c, s, &s.cluster, &LiveValues::of(s), now_ms, fresh_id)
     }
 
     fn admit_default(c: &Connect) -> Result<Admission, Refusal> {
@@ -327,7 +344,10 @@ mod tests {
     #[test]
     fn v311_persistent_session_expires_after_persistent_client_expiration() {
         let s = Settings {
-            persistent_client_expiration_s: 3600,
+            cluster: ClusterConfig {
+                persistent_client_expiration: 3600,
+                ..ClusterConfig::default()
+            },
             ..Settings::default()
         };
         let a = admit(&connect(Protocol::V311, "c", false), &s, 0, String::new).expect("admitted");
@@ -360,7 +380,10 @@ mod tests {
     #[test]
     fn outbound_window_is_the_smaller_of_max_inflight_and_the_clients_receive_maximum() {
         let s = Settings {
-            max_inflight_messages: 20,
+            cluster: ClusterConfig {
+                max_inflight_messages: 20,
+                ..ClusterConfig::default()
+            },
             ..Settings::default()
         };
         let mut c = connect(Protocol::V5, "c", true);

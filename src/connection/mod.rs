@@ -152,7 +152,7 @@ impl Conn {
     /// The packet loop: until the client, the broker, the node's stop or an
     /// error ends it.
     async fn run(&mut self, shutdown: &Shutdown) -> Exit {
-        let mut timers = Timers::new(self.keep_alive, self.broker.settings.retry_interval_s);
+        let mut timers = Timers::new(self.keep_alive, self.broker.live.get().retry_interval_s);
         loop {
             if let Err(exit) = self.turn(&mut timers, shutdown).await {
                 if matches!(exit, Exit::Client { .. }) {

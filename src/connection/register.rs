@@ -86,9 +86,14 @@ impl Conn {
         addr: Option<SocketAddr>,
     ) -> Option<Conn> {
         let s = &broker.settings;
+        // The cluster-wide values as this node has applied them, and the
+        // node's live values, both read once per CONNECT.
+        let cluster = broker.node.summary();
+        let cluster = &cluster.settings;
+        let live = broker.live.get();
         let now = now_ms();
         let fresh_id = || format!("raftmq-{:016x}", rand::random::<u64>());
-        let admission = match connect::admit(c, s, now, fresh_id) {
+        let admission = match connect::admit(c, s, cluster, &live, now, fresh_id) {
             Ok(a) => a,
             Err(r) => return refuse(io, r).await,
         };
@@ -146,7 +151,7 @@ impl Conn {
             events,
             outbound: Outbound::new(
                 limits.window,
-                s.max_online_messages,
+                cluster.max_online_messages,
                 limits.alias_max,
                 limits.max_packet,
             ),
@@ -154,7 +159,7 @@ impl Conn {
                 v5,
                 alias_max: s.topic_alias_max_broker,
                 receive_max: s.receive_max_broker,
-                max_message_size: s.max_message_size,
+                max_message_size: live.max_message_size,
             }),
             replies: Replies::new(Duration::from_millis(s.commit_timeout_ms)),
             acks: Vec::new(),

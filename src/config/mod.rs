@@ -1,13 +1,34 @@
-//! Broker settings: defaults, the TOML config file (VerneMQ's key names), and
-//! validation. A bad key or value is an error that names the key and its line,
-//! and the node does not start.
+//! Broker settings: defaults, the TOML config file (VerneMQ's key names, as
+//! TOML tables or dotted keys), and validation. A bad key or value is an
+//! error that names the key and its line, and the node does not start.
+//!
+//! - [`keys`]: every key's scope (cluster-wide or per node), whether `set`
+//!   changes it live, and its value as `show` prints it.
+//! - [`live`]: the per-node keys `set` changes while the node runs.
+//! - `values`: the value parsers (sizes, addresses, integers).
+//! - `file`: TOML to keys (dotted names, real line numbers).
+//!
+//! The cluster-wide keys ([`raftmq_raft::settings::CLUSTER_KEYS`]) are read
+//! by the raft crate's parser, the same one apply uses; a config file's
+//! values for them are kept in [`Settings::cluster`] and supply the cluster
+//! only when this node bootstraps it (see [`crate::server`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use raftmq_raft::{ClusterSettings, NEVER};
+use raftmq_raft::settings::is_cluster_key;
+use raftmq_raft::ClusterConfig;
 use raftmq_storage::StoreOptions;
+
+mod file;
+pub mod keys;
+pub mod live;
+mod values;
+
+pub use raftmq_raft::settings::parse_duration_s;
+pub use values::parse_bytes;
+use values::{addr, boolean, bytes, string, uint, MIB};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,26 +70,13 @@ pub struct Settings {
     pub max_message_size: usize,
     /// Largest packet accepted from a client.
     pub max_packet_size: usize,
-    pub max_inflight_messages: u32,
-    pub max_online_messages: i64,
-    pub max_offline_messages: i64,
-    /// Per-session queue byte quota (-1 = unlimited).
-    pub max_queue_bytes: i64,
     pub retry_interval_s: u64,
-    /// Session expiry for MQTT 3 persistent sessions (seconds, NEVER = never).
-    pub persistent_client_expiration_s: u32,
     pub topic_alias_max_broker: u16,
     pub topic_alias_max_client: u16,
     pub receive_max_broker: u16,
     pub server_keep_alive: u16,
-    pub suppress_lwt_on_session_takeover: bool,
-    pub max_last_will_delay_s: u32,
     pub systree_enabled: bool,
     pub systree_interval_ms: u64,
-    pub allow_register_during_netsplit: bool,
-    pub allow_publish_during_netsplit: bool,
-    pub allow_subscribe_during_netsplit: bool,
-    pub allow_unsubscribe_during_netsplit: bool,
     /// Build a snapshot after this many log entries.
     pub snapshot_interval_entries: u64,
     /// A snapshot is sent to a joining or lagging node in chunks of this
@@ -83,6 +91,16 @@ pub struct Settings {
     pub rocksdb_block_cache_bytes: u64,
     /// RocksDB's memtables, all column families together (bytes).
     pub rocksdb_write_buffer_bytes: u64,
+    /// The cluster-wide keys as the config file gives them (defaults
+    /// otherwise). They supply the cluster only when this node bootstraps
+    /// it; afterwards the replicated values (the state summary's) are the
+    /// ones in effect, and a difference is logged at start.
+    pub cluster: ClusterConfig,
+    /// Keys the config file set (by their canonical name), with the file's
+    /// path: where `show` says a value came from.
+    pub from_file: BTreeMap<String, String>,
+    /// Keys a command-line flag set (over the file).
+    pub from_flags: BTreeSet<String>,
 }
 
 /// `disk_free_limit`: below this much free space on the data directory's
@@ -124,8 +142,6 @@ pub const DEFAULT_COOKIE: &str = "raftmq-default-cookie";
 
 impl Default for Settings {
     fn default() -> Self {
-        // The cluster-wide values have one default, the log's own.
-        let cluster = ClusterSettings::default();
         let store = StoreOptions::default();
         Settings {
             node_id: 1,
@@ -140,45 +156,43 @@ impl Default for Settings {
             max_client_id_size: 100,
             max_message_size: 0,
             max_packet_size: 268_435_460,
-            max_inflight_messages: cluster.max_inflight_messages,
-            max_online_messages: cluster.max_online_messages,
-            max_offline_messages: cluster.max_offline_messages,
-            max_queue_bytes: cluster.max_queue_bytes,
             retry_interval_s: 20,
-            persistent_client_expiration_s: NEVER,
             topic_alias_max_broker: 16,
             topic_alias_max_client: 16,
             receive_max_broker: 100,
             server_keep_alive: 0,
-            suppress_lwt_on_session_takeover: cluster.suppress_lwt_on_session_takeover,
-            max_last_will_delay_s: cluster.max_last_will_delay,
             systree_enabled: true,
             systree_interval_ms: 20_000,
-            allow_register_during_netsplit: false,
-            allow_publish_during_netsplit: false,
-            allow_subscribe_during_netsplit: false,
-            allow_unsubscribe_during_netsplit: false,
             snapshot_interval_entries: 20_000,
             snapshot_chunk_bytes: raftmq_raft::node::DEFAULT_SNAPSHOT_CHUNK,
             commit_timeout_ms: 10_000,
             disk_free_limit: DiskFreeLimit::Default,
             rocksdb_block_cache_bytes: store.block_cache_bytes as u64,
             rocksdb_write_buffer_bytes: store.write_buffer_bytes as u64,
+            // The cluster-wide values have one default, the log's own.
+            cluster: ClusterConfig::default(),
+            from_file: BTreeMap::new(),
+            from_flags: BTreeSet::new(),
         }
     }
 }
 
 impl Settings {
-    /// The part of the settings that apply must agree on, cluster-wide.
-    pub fn cluster(&self) -> ClusterSettings {
-        ClusterSettings {
-            max_inflight_messages: self.max_inflight_messages,
-            max_online_messages: self.max_online_messages,
-            max_offline_messages: self.max_offline_messages,
-            suppress_lwt_on_session_takeover: self.suppress_lwt_on_session_takeover,
-            max_last_will_delay: self.max_last_will_delay_s,
-            max_queue_bytes: self.max_queue_bytes,
-        }
+    /// The cluster-wide keys the config file set, with its values as text
+    /// (what this node proposes when it bootstraps a cluster).
+    pub fn cluster_from_file(&self) -> Vec<(String, String)> {
+        self.from_file
+            .keys()
+            .filter(|k| is_cluster_key(k))
+            .filter_map(|k| Some((k.clone(), self.cluster.get(k)?)))
+            .collect()
+    }
+
+    /// Records that a command-line flag set `key` (over the file).
+    pub fn set_by_flag(&mut self, key: &str) {
+        let key = keys::canonical(key);
+        self.from_file.remove(key);
+        self.from_flags.insert(key.to_string());
     }
 
     /// RocksDB's memory budget.
@@ -201,7 +215,10 @@ impl Settings {
         self.apply_toml(&text, &p)
     }
 
-    /// Applies TOML text over the current settings.
+    /// Applies TOML text over the current settings. Nested tables are
+    /// dotted keys (`[listener.vmq]` `clustering = …` is
+    /// `listener.vmq.clustering`), except a key whose value is a table
+    /// (`users`).
     pub fn apply_toml(&mut self, text: &str, path: &str) -> Result<(), ConfigError> {
         let table: toml::Table =
             text.parse()
@@ -209,21 +226,34 @@ impl Settings {
                     path: path.into(),
                     message: e.to_string(),
                 })?;
-        for (key, value) in table {
-            let line = line_of(text, &key);
+        for (key, value) in file::flatten(table) {
             let err = |message: String| ConfigError::Key {
                 path: path.into(),
-                line,
+                line: file::line_of(text, &key),
                 key: key.clone(),
                 message,
             };
             self.set(&key, &value).map_err(err)?;
+            self.from_file
+                .insert(keys::canonical(&key).to_string(), path.to_string());
         }
         Ok(())
     }
 
     /// Sets one key. The error says what was expected.
     pub fn set(&mut self, key: &str, v: &toml::Value) -> Result<(), String> {
+        if is_cluster_key(key) {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => return Err(format!("expected a string, integer or boolean, got {other}")),
+            };
+            return self.cluster.set(key, &text).map_err(|e| match e {
+                raftmq_raft::SettingError::BadValue { message, .. } => message,
+                other => other.to_string(),
+            });
+        }
         match key {
             "node_id" => self.node_id = uint(v, 1, u64::MAX)?,
             "data_dir" => self.data_dir = PathBuf::from(string(v)?),
@@ -253,28 +283,13 @@ impl Settings {
             "max_client_id_size" => self.max_client_id_size = uint(v, 1, 65535)? as usize,
             "max_message_size" => self.max_message_size = uint(v, 0, 268_435_455)? as usize,
             "max_packet_size" => self.max_packet_size = uint(v, 64, 268_435_460)? as usize,
-            "max_inflight_messages" => self.max_inflight_messages = uint(v, 0, 65535)? as u32,
-            "max_online_messages" => self.max_online_messages = int_or_unlimited(v)?,
-            "max_offline_messages" => self.max_offline_messages = int_or_unlimited(v)?,
-            "max_queue_bytes" => self.max_queue_bytes = int_or_unlimited(v)?,
             "retry_interval" => self.retry_interval_s = uint(v, 1, 86_400)?,
-            "persistent_client_expiration" => self.persistent_client_expiration_s = duration_s(v)?,
             "topic_alias_max_broker" => self.topic_alias_max_broker = uint(v, 0, 65535)? as u16,
             "topic_alias_max_client" => self.topic_alias_max_client = uint(v, 0, 65535)? as u16,
             "receive_max_broker" => self.receive_max_broker = uint(v, 1, 65535)? as u16,
             "server_keep_alive" => self.server_keep_alive = uint(v, 0, 65535)? as u16,
-            "suppress_lwt_on_session_takeover" => {
-                self.suppress_lwt_on_session_takeover = boolean(v)?
-            }
-            "max_last_will_delay" => self.max_last_will_delay_s = duration_s(v)?,
             "systree_enabled" => self.systree_enabled = boolean(v)?,
             "systree_interval" => self.systree_interval_ms = uint(v, 100, 86_400_000)?,
-            "allow_register_during_netsplit" => self.allow_register_during_netsplit = boolean(v)?,
-            "allow_publish_during_netsplit" => self.allow_publish_during_netsplit = boolean(v)?,
-            "allow_subscribe_during_netsplit" => self.allow_subscribe_during_netsplit = boolean(v)?,
-            "allow_unsubscribe_during_netsplit" => {
-                self.allow_unsubscribe_during_netsplit = boolean(v)?
-            }
             "snapshot_interval_entries" => self.snapshot_interval_entries = uint(v, 100, u64::MAX)?,
             "snapshot_chunk_bytes" => {
                 use raftmq_raft::node::{MAX_SNAPSHOT_CHUNK, MIN_SNAPSHOT_CHUNK};
@@ -288,135 +303,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-fn line_of(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-                || l.trim_start_matches('[').starts_with(key) && l.starts_with('[')
-        })
-        .map_or(0, |i| i + 1)
-}
-
-fn boolean(v: &toml::Value) -> Result<bool, String> {
-    match v {
-        toml::Value::Boolean(b) => Ok(*b),
-        toml::Value::String(s) if s == "on" => Ok(true),
-        toml::Value::String(s) if s == "off" => Ok(false),
-        other => Err(format!(
-            "expected true/false or \"on\"/\"off\", got {other}"
-        )),
-    }
-}
-
-fn uint(v: &toml::Value, min: u64, max: u64) -> Result<u64, String> {
-    match v.as_integer() {
-        Some(i) if i >= 0 && (i as u64) >= min && (i as u64) <= max => Ok(i as u64),
-        Some(i) => Err(format!("{i} is out of range {min}..={max}")),
-        None => Err(format!("expected an integer, got {v}")),
-    }
-}
-
-fn int_or_unlimited(v: &toml::Value) -> Result<i64, String> {
-    match v.as_integer() {
-        Some(i) if i >= -1 => Ok(i),
-        _ => Err(format!(
-            "expected an integer >= -1 (-1 = no limit), got {v}"
-        )),
-    }
-}
-
-const MIB: u64 = 1024 * 1024;
-
-/// A size in bytes, at least `min`: an integer, or a string with RabbitMQ's
-/// units (see [`parse_bytes`]).
-fn bytes(v: &toml::Value, min: u64) -> Result<u64, String> {
-    let n = match v {
-        toml::Value::Integer(i) => {
-            u64::try_from(*i).map_err(|_| format!("{i} is negative; expected a size in bytes"))?
-        }
-        toml::Value::String(s) => parse_bytes(s).ok_or(format!(
-            "`{s}` is not a size (bytes, or a number with a unit: kB, MB, GB (powers of 1000) or k, kiB, M, MiB, G, GiB (powers of 1024))"
-        ))?,
-        other => return Err(format!("expected a size (\"500MB\", \"1GB\" or bytes), got {other}")),
-    };
-    if n < min {
-        return Err(format!("{n} bytes is below the minimum of {min}"));
-    }
-    Ok(n)
-}
-
-/// Bytes from a number and an optional unit, as RabbitMQ reads its
-/// memory and disk sizes: `kB`, `MB`, `GB`, `TB` are powers of 1000; `k`,
-/// `kiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` powers of 1024; none (or `B`)
-/// is bytes. Space between number and unit is allowed.
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim_start() {
-        "" | "B" => 1,
-        "kB" | "KB" => 1000,
-        "MB" => 1000_u64.pow(2),
-        "GB" => 1000_u64.pow(3),
-        "TB" => 1000_u64.pow(4),
-        "k" | "K" | "kiB" | "KiB" => 1024,
-        "M" | "MiB" => 1024_u64.pow(2),
-        "G" | "GiB" => 1024_u64.pow(3),
-        "T" | "TiB" => 1024_u64.pow(4),
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-fn string(v: &toml::Value) -> Result<String, String> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or(format!("expected a string, got {v}"))
-}
-
-fn addr(v: &toml::Value) -> Result<SocketAddr, String> {
-    let s = string(v)?;
-    s.parse()
-        .map_err(|e| format!("`{s}` is not an address (ip:port): {e}"))
-}
-
-/// Seconds from an integer or a duration string in VerneMQ's units (`h`,
-/// `d`, `w`, `m` = month, `y`), plus `s` and `min`, or "never".
-pub fn duration_s(v: &toml::Value) -> Result<u32, String> {
-    if let Some(i) = v.as_integer() {
-        return u32::try_from(i).map_err(|_| format!("{i} seconds is out of range"));
-    }
-    let s = string(v)?;
-    parse_duration_s(&s).ok_or(format!(
-        "`{s}` is not a duration (like 30s, 5min, 2h, 1d, 1w, 1m (month), 1y or never)"
-    ))
-}
-
-pub fn parse_duration_s(s: &str) -> Option<u32> {
-    if s == "never" {
-        return Some(NEVER);
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "min" => 60,
-        // VerneMQ's units: h d w m y, where `m` is a month (30 days).
-        "m" => 2_592_000,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        "y" => 31_536_000,
-        _ => return None,
-    };
-    u32::try_from(n.checked_mul(mult)?)
-        .ok()
-        .filter(|v| *v != NEVER)
 }
 
 #[cfg(test)]
@@ -465,7 +351,7 @@ mod tests {
         assert_eq!(parse_duration_s("1w"), Some(604_800));
         assert_eq!(parse_duration_s("1m"), Some(2_592_000));
         assert_eq!(parse_duration_s("5min"), Some(300));
-        assert_eq!(parse_duration_s("never"), Some(NEVER));
+        assert_eq!(parse_duration_s("never"), Some(raftmq_raft::NEVER));
         assert_eq!(parse_duration_s("5x"), None);
         let mut s = Settings::default();
         s.apply_toml(
@@ -473,8 +359,8 @@ mod tests {
             "x",
         )
         .unwrap();
-        assert_eq!(s.persistent_client_expiration_s, 7200);
-        assert_eq!(s.max_online_messages, -1);
+        assert_eq!(s.cluster.persistent_client_expiration, 7200);
+        assert_eq!(s.cluster.max_online_messages, -1);
     }
 
     #[test]
@@ -550,5 +436,94 @@ mod tests {
             e.contains("rocksdb_write_buffer_size") && e.contains("minimum"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_readme_listener_example_is_a_dotted_key() {
+        let mut s = Settings::default();
+        s.apply_toml("listener.vmq.clustering = \"127.0.0.1:24991\"\n", "x")
+            .unwrap();
+        assert_eq!(s.cluster_addr, "127.0.0.1:24991".parse().unwrap());
+        s.apply_toml("[listener.tcp]\ndefault = \"127.0.0.1:1999\"\n", "x")
+            .unwrap();
+        assert_eq!(s.mqtt_addr, "127.0.0.1:1999".parse().unwrap());
+        assert_eq!(
+            s.from_file.get("listener.tcp.default").map(String::as_str),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn an_unknown_dotted_key_is_named_in_full_with_its_real_line() {
+        let mut s = Settings::default();
+        let e = s
+            .apply_toml("allow_anonymous = true\n\n[listener.vmq]\nclusterin = \"a\"\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("`listener.vmq.clusterin`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cluster_wide_keys_from_the_file_are_kept_for_bootstrap() {
+        let mut s = Settings::default();
+        s.apply_toml(
+            "max_offline_messages = 2\nallow_publish_during_netsplit = \"on\"\nretry_interval = 5\n",
+            "/etc/r.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            s.cluster_from_file(),
+            [
+                ("allow_publish_during_netsplit".to_string(), "true".to_string()),
+                ("max_offline_messages".to_string(), "2".to_string()),
+            ]
+        );
+    }
+
+    /// Every ```toml block of the README and docs/*.md.
+    fn documented_examples() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for e in std::fs::read_dir(root.join("docs")).unwrap().flatten() {
+            files.push(e.path());
+        }
+        let mut out = Vec::new();
+        for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "md")) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut block: Option<String> = None;
+            for line in text.lines() {
+                match (&mut block, line.trim_start()) {
+                    (None, l) if l.starts_with("```toml") => block = Some(String::new()),
+                    (Some(b), l) if l.starts_with("```") => {
+                        out.push((f.display().to_string(), std::mem::take(b)));
+                        block = None;
+                    }
+                    (Some(b), _) => {
+                        b.push_str(line);
+                        b.push('\n');
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_config_example_in_the_readme_and_docs_parses() {
+        let examples = documented_examples();
+        assert!(
+            examples.iter().any(|(f, _)| f.ends_with("README.md")),
+            "the README has a ```toml config example"
+        );
+        for (file, text) in examples {
+            let mut s = Settings::default();
+            if let Err(e) = s.apply_toml(&text, &file) {
+                panic!("{e}\n{text}");
+            }
+        }
     }
 }
