@@ -192,6 +192,11 @@ impl Broker {
         status
     }
 
+    /// Replaces the config file its next start uses (`None`: no file).
+    pub fn set_config(&mut self, config: Option<&str>) {
+        self.config = config.map(str::to_string);
+    }
+
     /// Runs `raftmq ARGS --admin <this node's HTTP address>`.
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(broker_bin());
