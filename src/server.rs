@@ -261,7 +261,10 @@ async fn commit_bootstrap_settings(broker: &Broker) -> anyhow::Result<()> {
     if let CmdResult::SettingsRefused(e) = r {
         anyhow::bail!("the cluster refused the config file's settings: {e}");
     }
-    info!(?changes, "bootstrapped the cluster with the config file's cluster-wide settings");
+    info!(
+        ?changes,
+        "bootstrapped the cluster with the config file's cluster-wide settings"
+    );
     Ok(())
 }
 
@@ -273,13 +276,21 @@ async fn warn_file_differs(broker: &Broker) {
     let committed = broker.node.cluster_view().await.committed.unwrap_or(0);
     let _ = broker
         .node
-        .wait_applied(committed, Duration::from_millis(broker.settings.commit_timeout_ms))
+        .wait_applied(
+            committed,
+            Duration::from_millis(broker.settings.commit_timeout_ms),
+        )
         .await;
     let summary = broker.node.summary();
     for (key, file_value) in broker.settings.cluster_from_file() {
         let cluster_value = summary.settings.get(&key).unwrap_or_default();
         if cluster_value != file_value {
-            let file = broker.settings.from_file.get(&key).cloned().unwrap_or_default();
+            let file = broker
+                .settings
+                .from_file
+                .get(&key)
+                .cloned()
+                .unwrap_or_default();
             warn!(
                 key,
                 file_value,

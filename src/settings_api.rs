@@ -230,7 +230,9 @@ pub async fn show(State(b): State<Arc<Broker>>, Query(params): Query<Params>) ->
     let mut wanted = Vec::new();
     for (k, v) in rest {
         if k != "key" {
-            return bad_request(format!("unknown parameter `{k}` (expected key, node or all)"));
+            return bad_request(format!(
+                "unknown parameter `{k}` (expected key, node or all)"
+            ));
         }
         let key = keys::canonical(&v).to_string();
         if keys::kind(&key) == Kind::Unknown {

@@ -85,17 +85,33 @@ fn a_cluster_wide_set_on_one_node_is_shown_and_applied_by_every_node() {
 
     wait_shown_everywhere(&c, "max_offline_messages", "2", 3);
     for (node, _, source) in show_all(c.node(1), "max_offline_messages") {
-        assert!(source.starts_with("set at log index"), "node {node}: {source}");
+        assert!(
+            source.starts_with("set at log index"),
+            "node {node}: {source}"
+        );
     }
     let table = raftmq(c.node(3), &["show", "max_offline_messages", "--all"]);
     table.assert_success("show --all");
     let rows: Vec<&str> = table.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 3, "{}", table.stdout);
-    assert!(rows.iter().all(|r| r.contains(" 2 ") && r.contains("cluster")), "{}", table.stdout);
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" 2 ") && r.contains("cluster")),
+        "{}",
+        table.stdout
+    );
 
     publish_n(c.node(2), "cw/t", 5);
-    assert_eq!(queued_for(c.node(1), "cw-1"), 2, "offline session on node 1");
-    assert_eq!(queued_for(c.node(3), "cw-3"), 2, "offline session on node 3");
+    assert_eq!(
+        queued_for(c.node(1), "cw-1"),
+        2,
+        "offline session on node 1"
+    );
+    assert_eq!(
+        queued_for(c.node(3), "cw-3"),
+        2,
+        "offline session on node 3"
+    );
 }
 
 #[test]
@@ -110,7 +126,12 @@ fn a_node_restarted_with_a_conflicting_config_file_leaves_the_cluster_value_alon
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("max_offline_messages"))
         .collect();
-    assert_eq!(warnings.len(), 1, "one warning, got:\n{}", warnings.join("\n"));
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, got:\n{}",
+        warnings.join("\n")
+    );
     let w = warnings[0];
     for part in ["file_value=\"2\"", "cluster_value=\"-1\"", "raftmq set"] {
         assert!(w.contains(part), "`{part}` missing from: {w}");
@@ -122,7 +143,11 @@ fn a_node_restarted_with_a_conflicting_config_file_leaves_the_cluster_value_alon
     }
     offline_subscriber(c.node(1), "cf-1", "cf/t");
     publish_n(c.node(2), "cf/t", 5);
-    assert_eq!(queued_for(c.node(1), "cf-1"), 5, "node 1 keeps every message");
+    assert_eq!(
+        queued_for(c.node(1), "cf-1"),
+        5,
+        "node 1 keeps every message"
+    );
 }
 
 #[test]
@@ -149,10 +174,26 @@ fn a_wrong_set_exits_non_zero_names_the_key_and_changes_nothing() {
     let b = Broker::start();
     for (args, key, why) in [
         (vec!["no_such_key=1"], "no_such_key", "unknown setting"),
-        (vec!["max_offline_messages=lots"], "max_offline_messages", "expected an integer"),
-        (vec!["listener.tcp.default=127.0.0.1:1"], "listener.tcp.default", "restart"),
-        (vec!["max_offline_messages=3", "nope=1"], "nope", "unknown setting"),
-        (vec!["max_offline_messages=3", "--node", "1"], "max_offline_messages", "cluster-wide"),
+        (
+            vec!["max_offline_messages=lots"],
+            "max_offline_messages",
+            "expected an integer",
+        ),
+        (
+            vec!["listener.tcp.default=127.0.0.1:1"],
+            "listener.tcp.default",
+            "restart",
+        ),
+        (
+            vec!["max_offline_messages=3", "nope=1"],
+            "nope",
+            "unknown setting",
+        ),
+        (
+            vec!["max_offline_messages=3", "--node", "1"],
+            "max_offline_messages",
+            "cluster-wide",
+        ),
     ] {
         let mut a = vec!["set"];
         a.extend(args.iter().copied());
@@ -201,4 +242,32 @@ fn the_readmes_listener_example_starts_a_node_on_that_address() {
         format!("file {}", config.display())
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", cluster)).is_ok());
+}
+
+#[test]
+fn the_bootstrap_nodes_config_file_supplies_the_cluster_wide_values() {
+    let c = Cluster::start_with_config(
+        3,
+        Some("max_offline_messages = 2\nallow_publish_during_netsplit = \"on\"\n"),
+    );
+    wait_shown_everywhere(&c, "max_offline_messages", "2", 3);
+    wait_shown_everywhere(&c, "allow_publish_during_netsplit", "true", 3);
+    for (node, _, source) in show_all(c.node(3), "max_offline_messages") {
+        assert!(
+            source.starts_with("bootstrap file "),
+            "node {node}: {source}"
+        );
+    }
+    // The joining nodes' files agree with the cluster: nothing to warn of.
+    for n in &c.nodes {
+        let log = std::fs::read_to_string(n.log_path()).unwrap_or_default();
+        assert!(
+            !log.contains("differs from the cluster's"),
+            "node {}",
+            n.node_id
+        );
+    }
+    offline_subscriber(c.node(3), "bs-3", "bs/t");
+    publish_n(c.node(1), "bs/t", 5);
+    assert_eq!(queued_for(c.node(3), "bs-3"), 2);
 }

@@ -75,7 +75,7 @@ pub use command::*;
 pub use error::RaftError;
 pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
+pub use settings::{ClusterConfig, SettingError, SettingSource};
 pub use state::{ApplyEvent, EventSink, KickReason, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
-pub use settings::{ClusterConfig, SettingError, SettingSource};
 pub use view::{QueuePage, SessionPage, SessionQuery, StateSummary};

@@ -58,7 +58,11 @@ pub enum SettingSource {
     /// `raftmq set` (or `/api/v1/set`), committed at this log index.
     Set { index: u64, now_ms: u64 },
     /// The config file of the node that bootstrapped the cluster.
-    Bootstrap { file: String, index: u64, now_ms: u64 },
+    Bootstrap {
+        file: String,
+        index: u64,
+        now_ms: u64,
+    },
 }
 
 impl std::fmt::Display for SettingSource {

@@ -19,8 +19,8 @@ use raftmq_storage::keys::{
 use raftmq_storage::{Store, Table};
 
 use crate::command::{Delivery, Message};
-use crate::settings::ClusterConfig;
 use crate::error::{decode, RaftError};
+use crate::settings::ClusterConfig;
 use crate::state::{ApplyStats, MqttState, QueueRec, SessionInfo, SessionRec};
 use crate::trie::filter_matches;
 use crate::types::NodeId;

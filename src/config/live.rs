@@ -58,9 +58,7 @@ impl Live {
         let mut next = self.get();
         for (k, text) in changes {
             let value = value_of_text(text);
-            scratch
-                .set(k, &value)
-                .map_err(|m| format!("`{k}`: {m}"))?;
+            scratch.set(k, &value).map_err(|m| format!("`{k}`: {m}"))?;
             match k.as_str() {
                 "max_client_id_size" => next.max_client_id_size = scratch.max_client_id_size,
                 "max_message_size" => next.max_message_size = scratch.max_message_size,

@@ -247,7 +247,11 @@ impl Settings {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other => return Err(format!("expected a string, integer or boolean, got {other}")),
+                other => {
+                    return Err(format!(
+                        "expected a string, integer or boolean, got {other}"
+                    ))
+                }
             };
             return self.cluster.set(key, &text).map_err(|e| match e {
                 raftmq_raft::SettingError::BadValue { message, .. } => message,
@@ -457,7 +461,10 @@ mod tests {
     fn an_unknown_dotted_key_is_named_in_full_with_its_real_line() {
         let mut s = Settings::default();
         let e = s
-            .apply_toml("allow_anonymous = true\n\n[listener.vmq]\nclusterin = \"a\"\n", "x")
+            .apply_toml(
+                "allow_anonymous = true\n\n[listener.vmq]\nclusterin = \"a\"\n",
+                "x",
+            )
             .unwrap_err()
             .to_string();
         assert!(
@@ -477,7 +484,10 @@ mod tests {
         assert_eq!(
             s.cluster_from_file(),
             [
-                ("allow_publish_during_netsplit".to_string(), "true".to_string()),
+                (
+                    "allow_publish_during_netsplit".to_string(),
+                    "true".to_string()
+                ),
                 ("max_offline_messages".to_string(), "2".to_string()),
             ]
         );
@@ -491,7 +501,10 @@ mod tests {
             files.push(e.path());
         }
         let mut out = Vec::new();
-        for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "md")) {
+        for f in files
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "md"))
+        {
             let text = std::fs::read_to_string(&f).unwrap();
             let mut block: Option<String> = None;
             for line in text.lines() {

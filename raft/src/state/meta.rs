@@ -12,8 +12,8 @@ use raftmq_storage::{keys, Table};
 
 use super::{Ctx, MqttState};
 use crate::command::{ClusterSettings, CmdResult, SetSettings};
-use crate::settings::{ClusterConfig, SettingSource, CLUSTER_KEYS};
 use crate::error::{decode, encode, RaftError};
+use crate::settings::{ClusterConfig, SettingSource, CLUSTER_KEYS};
 use crate::types::{LogId, Membership, NodeId, NodeInfo};
 
 const META_APPLIED: &str = "last_applied";

@@ -34,12 +34,12 @@ mod queues;
 mod reclaim;
 mod records;
 mod sessions;
+#[cfg(test)]
+mod settings_tests;
 mod snapshot;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod settings_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -48,13 +48,11 @@ use parking_lot::RwLock;
 use raftmq_storage::{StateBatch, Store};
 use serde::Serialize;
 
-use crate::command::{
-    CmdResult, Command, Delivery, Message, Request, Response, SubOpts,
-};
+use crate::command::{CmdResult, Command, Delivery, Message, Request, Response, SubOpts};
 use crate::dedup::Dedup;
-use crate::settings::ClusterConfig;
 use crate::error::RaftError;
 use crate::retain::RetainedIndex;
+use crate::settings::ClusterConfig;
 use crate::trie::Trie;
 use crate::types::{Entry, LogId, Membership, NodeId};
 

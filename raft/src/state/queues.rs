@@ -18,8 +18,8 @@ use super::reclaim::{self, Span};
 use super::records::{QueueCounts, QueueRec};
 use super::{ApplyEvent, Ctx, MqttState};
 use crate::command::{Delivery, Message};
-use crate::settings::ClusterConfig;
 use crate::error::{decode, encode, RaftError};
+use crate::settings::ClusterConfig;
 use crate::trie::Target;
 
 impl MqttState {

@@ -31,7 +31,12 @@ impl Fixture {
     fn apply(&mut self, cmd: Command) -> CmdResult {
         self.index += 1;
         let e = crate::types::numbered_entry(self.index, 1, 0, vec![(0, cmd)]);
-        self.st.apply_entries(vec![e]).unwrap().remove(0).results.remove(0)
+        self.st
+            .apply_entries(vec![e])
+            .unwrap()
+            .remove(0)
+            .results
+            .remove(0)
     }
 
     fn reopen(self) -> MqttState {
@@ -82,7 +87,10 @@ fn a_set_with_one_bad_value_is_refused_whole() {
     let mut f = Fixture::new();
     let before = f.st.settings.clone();
     let r = f.apply(set(
-        &[("max_offline_messages", "2"), ("max_inflight_messages", "x")],
+        &[
+            ("max_offline_messages", "2"),
+            ("max_inflight_messages", "x"),
+        ],
         None,
     ));
     assert!(
