@@ -2,7 +2,8 @@
 //! `/api/v1/...`, which mirrors the CLI the way VerneMQ's HTTP API mirrors
 //! vmq-admin. This file routes and answers health, status and the cluster;
 //! `query` parses query strings (unknown parameters are errors) and shapes
-//! errors, `sessions` and `retained` answer their listings.
+//! errors, `sessions` and `retained` answer their listings, `settings` the
+//! live settings (`set`, `show`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use serde_json::json;
 
 use raftmq_raft::rpc::AdminError;
 
+mod peers;
 mod query;
 mod retained;
 mod sessions;
+mod settings;
 
 use crate::broker::Broker;
 use crate::metrics;
@@ -37,8 +40,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/cluster/show", get(cluster_show))
         .route("/api/v1/cluster/join", post(cluster_join))
         .route("/api/v1/cluster/leave", post(cluster_leave))
-        .route("/api/v1/set", post(crate::settings_api::set))
-        .route("/api/v1/show", get(crate::settings_api::show))
+        .route("/api/v1/set", post(settings::set))
+        .route("/api/v1/show", get(settings::show))
         .with_state(broker)
 }
 

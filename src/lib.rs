@@ -24,8 +24,6 @@
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
 //! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
-//! - [`settings_api`]: `/api/v1/set` and `/api/v1/show` (live settings).
-//! - [`settings_cli`]: `raftmq set` and `raftmq show`, clients of those.
 
 pub mod broker;
 pub mod cli;
@@ -41,7 +39,5 @@ pub mod resources;
 pub mod router;
 pub mod server;
 pub mod session;
-pub mod settings_api;
-pub mod settings_cli;
 pub mod shutdown;
 pub mod sys;

@@ -65,7 +65,7 @@ enum Cmd {
         cmd: cli::retain::RetainCmd,
     },
     #[command(flatten)]
-    Settings(raftmq::settings_cli::SettingsCmd),
+    Settings(cli::settings::SettingsCmd),
 }
 
 fn main() -> ExitCode {
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Cmd::Status { target } => cli::status::run(target),
         Cmd::Session { cmd } => cli::session::run(cmd),
         Cmd::Retain { cmd } => cli::retain::run(cmd),
-        Cmd::Settings(cmd) => raftmq::settings_cli::run(cmd),
+        Cmd::Settings(cmd) => cli::settings::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,15 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// `raftmq ARGS --http <b's HTTP address>`.
-fn raftmq(b: &Broker, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new(broker_bin());
-    cmd.args(args)
-        .arg("--http")
-        .arg(format!("127.0.0.1:{}", b.http_port));
-    run_cmd(&mut cmd, Duration::from_secs(60))
-}
-
 /// `show KEY --all` asked of `b`: (node, value, source) per row.
 fn show_all(b: &Broker, key: &str) -> Vec<(u64, String, String)> {
     let (code, v) = b.api(&format!("/api/v1/show?key={key}&all=true"));
@@ -79,7 +70,7 @@ fn a_cluster_wide_set_on_one_node_is_shown_and_applied_by_every_node() {
     offline_subscriber(c.node(1), "cw-1", "cw/t");
     offline_subscriber(c.node(3), "cw-3", "cw/t");
 
-    let out = raftmq(c.node(2), &["set", "max_offline_messages=2"]);
+    let out = c.node(2).cli(&["set", "max_offline_messages=2"]);
     out.assert_success("set max_offline_messages=2 on node 2");
     assert!(out.stdout.contains("committed"), "{}", out.stdout);
 
@@ -90,7 +81,7 @@ fn a_cluster_wide_set_on_one_node_is_shown_and_applied_by_every_node() {
             "node {node}: {source}"
         );
     }
-    let table = raftmq(c.node(3), &["show", "max_offline_messages", "--all"]);
+    let table = c.node(3).cli(&["show", "max_offline_messages", "--all"]);
     table.assert_success("show --all");
     let rows: Vec<&str> = table.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 3, "{}", table.stdout);
@@ -153,7 +144,8 @@ fn a_node_restarted_with_a_conflicting_config_file_leaves_the_cluster_value_alon
 #[test]
 fn a_per_node_live_key_set_with_node_changes_that_node_only() {
     let c = Cluster::start(3);
-    raftmq(c.node(1), &["set", "max_client_id_size=5", "--node", "2"])
+    c.node(1)
+        .cli(&["set", "max_client_id_size=5", "--node", "2"])
         .assert_success("set max_client_id_size=5 --node 2");
 
     let rows = show_all(c.node(3), "max_client_id_size");
@@ -197,7 +189,7 @@ fn a_wrong_set_exits_non_zero_names_the_key_and_changes_nothing() {
     ] {
         let mut a = vec!["set"];
         a.extend(args.iter().copied());
-        let out = raftmq(&b, &a);
+        let out = b.cli(&a);
         assert!(!out.success(), "{args:?} succeeded: {}", out.stdout);
         assert!(
             out.stderr.contains(&format!("`{key}`")) && out.stderr.contains(why),

@@ -10,11 +10,22 @@ use serde_json::Value;
 /// A node's admin API, at its HTTP address (`--admin ADDR`).
 pub struct Admin {
     addr: String,
+    /// Bound on a whole call (None: as long as the node takes).
+    timeout: Option<Duration>,
 }
 
 impl Admin {
     pub fn new(addr: impl Into<String>) -> Admin {
-        Admin { addr: addr.into() }
+        Admin {
+            addr: addr.into(),
+            timeout: None,
+        }
+    }
+
+    /// Bounds every call to `t`.
+    pub fn with_timeout(mut self, t: Duration) -> Admin {
+        self.timeout = Some(t);
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -29,20 +40,32 @@ impl Admin {
         self.call("POST", path, query)
     }
 
+    /// POST with a JSON body.
+    pub fn post_json(&self, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Value> {
+        self.call_with("POST", path, &[], Some(serde_json::to_value(body)?))
+    }
+
     fn call(&self, method: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.call_with(method, path, query, None)
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("http://{}{path}{}", self.addr, query_string(query));
-        let resp = if method == "POST" {
-            ureq::post(&url)
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send_empty()
-        } else {
-            ureq::get(&url)
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .call()
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(self.timeout)
+            .build()
+            .into();
+        let resp = match (method, body) {
+            ("POST", Some(b)) => agent.post(&url).send_json(b),
+            ("POST", None) => agent.post(&url).send_empty(),
+            _ => agent.get(&url).call(),
         };
         let mut resp = resp.with_context(|| format!("{method} {url}"))?;
         let status = resp.status();

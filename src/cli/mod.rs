@@ -6,13 +6,15 @@
 //! Layout:
 //! - `client`: the HTTP call and its errors.
 //! - `output`: tables, records and `--json`.
-//! - `cluster`, `session`, `retain`, `status`: one command group each.
+//! - `cluster`, `session`, `retain`, `settings` (`set`, `show`), `status`:
+//!   one command group each.
 
 pub mod client;
 pub mod cluster;
 pub mod output;
 pub mod retain;
 pub mod session;
+pub mod settings;
 pub mod status;
 
 use anyhow::bail;

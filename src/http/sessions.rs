@@ -18,13 +18,12 @@ use raftmq_raft::{CmdResult, Command, NodeId, SessionQuery, NEVER};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::peers::{self, Ask};
 use super::query::{error, read_error, ApiQuery};
 use crate::broker::Broker;
 
 /// `session show`'s default row limit (VerneMQ's).
 pub const DEFAULT_LIMIT: usize = 100;
-/// How long a listing waits for another node's connection details.
-const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection has to say what is in its window.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -139,25 +138,14 @@ async fn live_details(b: &Arc<Broker>, sessions: &[SessionInfo]) -> HashMap<Stri
         let Some(info) = b.node.node_info(node) else {
             continue;
         };
-        let url = format!("http://{}/api/v1/session/connections", info.http);
-        let asked = tokio::task::spawn_blocking(move || ask(&url, &clients)).await;
-        match asked {
-            Ok(Ok(m)) => out.extend(m),
-            Ok(Err(e)) => tracing::debug!(node, error = %e, "no connection details from node"),
-            Err(e) => tracing::debug!(node, error = %e, "connection details task failed"),
+        let path = "/api/v1/session/connections".to_string();
+        let asked = peers::ask(info.http, Ask::PostJson(path, json!(clients))).await;
+        match asked.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+            Ok(m) => out.extend::<HashMap<String, Live>>(m),
+            Err(e) => tracing::debug!(node, error = %e, "no connection details from node"),
         }
     }
     out
-}
-
-/// Another node's `/api/v1/session/connections` for `clients`.
-fn ask(url: &str, clients: &[String]) -> anyhow::Result<HashMap<String, Live>> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(PEER_TIMEOUT))
-        .build()
-        .into();
-    let mut resp = agent.post(url).send_json(clients)?;
-    Ok(resp.body_mut().read_json()?)
 }
 
 /// The connections of `clients` on this node.

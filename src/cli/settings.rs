@@ -1,14 +1,13 @@
 //! `raftmq set KEY=VALUE … [--node N | --all]` and `raftmq show [KEY …]
 //! [--node N | --all]`: clients of `/api/v1/set` and `/api/v1/show` on the
-//! node at `--http ADDR` (VerneMQ's `vmq-admin set|show`; `--node` names a
+//! node at `--admin ADDR` (VerneMQ's `vmq-admin set|show`; `--node` names a
 //! member by id, as VerneMQ's names a node).
 
 use clap::{Args, Subcommand};
 
-use crate::cli;
-use crate::settings_api::enc;
+use super::Target;
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 pub enum SettingsCmd {
     /// Change settings: cluster-wide keys for the whole cluster (through
     /// the log, answered once committed), per-node live keys on the node
@@ -19,43 +18,44 @@ pub enum SettingsCmd {
     Show(ShowArgs),
 }
 
-/// Which node(s) a request is for, and the node to ask.
-#[derive(Args)]
-pub struct Target {
+/// Which node(s) a request is for (default: the node asked).
+#[derive(Args, Debug)]
+pub struct Scope {
     /// The member with this node id.
     #[arg(long, conflicts_with = "all")]
     node: Option<u64>,
     /// Every member.
     #[arg(long)]
     all: bool,
-    /// HTTP address of the node to ask.
-    #[arg(long, default_value = "127.0.0.1:8888")]
-    http: String,
 }
 
-impl Target {
-    fn query(&self) -> Option<String> {
+impl Scope {
+    fn query(&self) -> Option<(&'static str, String)> {
         match (self.node, self.all) {
-            (Some(n), _) => Some(format!("node={n}")),
-            (None, true) => Some("all=true".into()),
+            (Some(n), _) => Some(("node", n.to_string())),
+            (None, true) => Some(("all", "true".into())),
             (None, false) => None,
         }
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct SetArgs {
     /// `KEY=VALUE` pairs.
     #[arg(required = true)]
     pairs: Vec<String>,
     #[command(flatten)]
+    scope: Scope,
+    #[command(flatten)]
     target: Target,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ShowArgs {
     /// Keys to show (all if none).
     keys: Vec<String>,
+    #[command(flatten)]
+    scope: Scope,
     #[command(flatten)]
     target: Target,
 }
@@ -68,18 +68,18 @@ pub fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
                 let Some((k, v)) = p.split_once('=') else {
                     anyhow::bail!("expected KEY=VALUE, got `{p}`");
                 };
-                q.push(format!("{}={}", enc(k.trim()), enc(v.trim())));
+                q.push((k.trim(), v.trim().to_string()));
             }
-            q.extend(a.target.query());
-            let v = cli::post(&a.target.http, &format!("/api/v1/set?{}", q.join("&")))?;
-            cli::print_text(&v);
+            q.extend(a.scope.query());
+            let v = a.target.admin().post("/api/v1/set", &q)?;
+            a.target.output().print(&v);
             Ok(())
         }
         SettingsCmd::Show(a) => {
-            let mut q: Vec<String> = a.keys.iter().map(|k| format!("key={}", enc(k))).collect();
-            q.extend(a.target.query());
-            let v = cli::get(&a.target.http, &format!("/api/v1/show?{}", q.join("&")))?;
-            cli::print_table(&v);
+            let mut q: Vec<(&str, String)> = a.keys.iter().map(|k| ("key", k.clone())).collect();
+            q.extend(a.scope.query());
+            let v = a.target.admin().get("/api/v1/show", &q)?;
+            a.target.output().print(&v);
             Ok(())
         }
     }

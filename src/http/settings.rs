@@ -22,6 +22,8 @@ use raftmq_raft::settings::{utc, CLUSTER_KEYS};
 use raftmq_raft::{CmdResult, Command, SetSettings};
 use serde_json::{json, Value};
 
+use super::peers::{self, Ask};
+use super::query::error;
 use crate::broker::Broker;
 use crate::config::keys::{self, Kind, NODE_LIVE_KEYS, NODE_RESTART_KEYS};
 use crate::config::live::Live;
@@ -38,7 +40,7 @@ enum Target {
 type Params = Vec<(String, String)>;
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+    error(StatusCode::BAD_REQUEST, message)
 }
 
 /// Takes `node` and `all` out of the query; the rest are the request's own.
@@ -59,18 +61,6 @@ fn split_target(params: Params) -> Result<(Target, Params), String> {
         }
     }
     Ok((target, rest))
-}
-
-/// Percent-encodes a query component.
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The members a request goes to: (id, HTTP address), in id order.
@@ -97,20 +87,6 @@ async fn members(b: &Broker, target: Target) -> Result<Vec<(u64, String)>, Strin
             Ok(m)
         }
     }
-}
-
-/// An admin call to another node's HTTP API.
-async fn call(post: bool, addr: String, path: String) -> Result<Value, String> {
-    tokio::task::spawn_blocking(move || {
-        let r = if post {
-            crate::cli::post(&addr, &path)
-        } else {
-            crate::cli::get(&addr, &path)
-        };
-        r.map_err(|e| format!("{e:#}"))
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
 
 pub async fn set(State(b): State<Arc<Broker>>, Query(params): Query<Params>) -> Response {
@@ -163,40 +139,40 @@ pub async fn set(State(b): State<Arc<Broker>>, Query(params): Query<Params>) -> 
             bootstrap_file: None,
             now_ms: now_ms(),
         });
-        match b.node.propose(cmd).await {
-            Ok(CmdResult::Done) => {}
-            Ok(CmdResult::SettingsRefused(e)) => return bad_request(e),
-            Ok(other) => {
-                return (
+        let timeout = std::time::Duration::from_millis(b.settings.commit_timeout_ms);
+        match tokio::time::timeout(timeout, b.node.propose(cmd)).await {
+            Ok(Ok(CmdResult::Done)) => {}
+            Ok(Ok(CmdResult::SettingsRefused(e))) => return bad_request(e),
+            Ok(Ok(other)) => {
+                return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": format!("unexpected result {other:?}")})),
+                    format!("unexpected result {other:?}"),
                 )
-                    .into_response()
             }
-            Err(e) => {
-                return (
+            Ok(Err(e)) => {
+                return error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": format!("not committed: {e}")})),
+                    format!("not committed: {e}"),
                 )
-                    .into_response()
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not committed within {timeout:?}; it may still take effect"),
+                )
             }
         }
         for (k, v) in &cluster {
             text.push(format!("{k} = {v} (cluster-wide, committed)"));
         }
     }
-    let query: Vec<String> = node
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
     let mut failed = Vec::new();
     for (id, addr) in targets {
         let r = if id == b.settings.node_id {
             b.live.set(&node, now_ms())
         } else {
-            call(true, addr, format!("/api/v1/set?{}", query.join("&")))
-                .await
-                .map(|_| ())
+            let set = Ask::Post("/api/v1/set".into(), node.clone());
+            peers::ask(addr, set).await.map(|_| ())
         };
         match r {
             Ok(()) => {
@@ -213,11 +189,10 @@ pub async fn set(State(b): State<Arc<Broker>>, Query(params): Query<Params>) -> 
         } else {
             format!(" (done: {})", text.join("; "))
         };
-        return (
+        return error(
             StatusCode::BAD_GATEWAY,
-            Json(json!({"error": format!("{}{done}", failed.join("; "))})),
-        )
-            .into_response();
+            format!("{}{done}", failed.join("; ")),
+        );
     }
     Json(json!({ "text": text.join("\n") })).into_response()
 }
@@ -247,27 +222,21 @@ pub async fn show(State(b): State<Arc<Broker>>, Query(params): Query<Params>) ->
         Ok(t) => t,
         Err(e) => return bad_request(e),
     };
-    let query: Vec<String> = wanted.iter().map(|k| format!("key={}", enc(k))).collect();
+    let query: Vec<(String, String)> = wanted.iter().map(|k| ("key".into(), k.clone())).collect();
     let mut table = Vec::new();
     for (id, addr) in targets {
         if id == b.settings.node_id {
             table.extend(rows(&b, &wanted));
             continue;
         }
-        match call(false, addr, format!("/api/v1/show?{}", query.join("&"))).await {
+        match peers::ask(addr, Ask::Get("/api/v1/show".into(), query.clone())).await {
             Ok(v) => table.extend(
                 v.get("table")
                     .and_then(|t| t.as_array())
                     .cloned()
                     .unwrap_or_default(),
             ),
-            Err(e) => {
-                return (
-                    StatusCode::BAD_GATEWAY,
-                    Json(json!({"error": format!("node {id}: {e}")})),
-                )
-                    .into_response()
-            }
+            Err(e) => return error(StatusCode::BAD_GATEWAY, format!("node {id}: {e}")),
         }
     }
     Json(json!({ "table": table })).into_response()
