@@ -1,7 +1,7 @@
 //! The HTTP admin API: `/health`, `/metrics` (Prometheus text) and
 //! `/api/v1/...`, which mirrors the CLI the way VerneMQ's HTTP API mirrors
-//! vmq-admin. This file routes and answers health, status and the cluster;
-//! `query` parses query strings (unknown parameters are errors) and shapes
+//! vmq-admin. This file routes and answers health and status; `cluster`
+//! serves membership, `query` parses query strings (unknown parameters are errors) and shapes
 //! errors, `sessions` and `retained` answer their listings, `settings` the
 //! live settings (`set`, `show`).
 
@@ -18,6 +18,7 @@ use serde_json::json;
 
 use raftmq_raft::rpc::AdminError;
 
+mod cluster;
 mod peers;
 mod query;
 mod retained;
@@ -26,7 +27,6 @@ mod settings;
 
 use crate::broker::Broker;
 use crate::metrics;
-use crate::shutdown::LifecycleRequest;
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -37,9 +37,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/session/disconnect", post(sessions::disconnect))
         .route("/api/v1/session/connections", post(sessions::connections))
         .route("/api/v1/retain/show", get(retained::show))
-        .route("/api/v1/cluster/show", get(cluster_show))
-        .route("/api/v1/cluster/join", post(cluster_join))
-        .route("/api/v1/cluster/leave", post(cluster_leave))
+        .route("/api/v1/cluster/show", get(cluster::show))
+        .route("/api/v1/cluster/join", post(cluster::join))
+        .route("/api/v1/cluster/leave", post(cluster::leave))
         .route("/api/v1/set", post(settings::set))
         .route("/api/v1/show", get(settings::show))
         .with_state(broker)
@@ -69,99 +69,6 @@ async fn health(State(b): State<Arc<Broker>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
-}
-
-fn admin_error(e: AdminError) -> Response {
-    let code = match e {
-        AdminError::Refused(_) => StatusCode::CONFLICT,
-        AdminError::NotLeader { .. } | AdminError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
-    (code, Json(json!({"error": e.to_string()}))).into_response()
-}
-
-async fn cluster_show(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
-    let v = b.node.cluster_view().await;
-    let table: Vec<_> = v
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "node": m.id,
-                "cluster": m.cluster,
-                "mqtt": m.mqtt,
-                "http": m.http,
-                "role": m.role,
-                "leader": m.leader,
-                "match_index": m.match_index,
-                "reachable": m.reachable,
-            })
-        })
-        .collect();
-    Json(json!({
-        "table": table,
-        "leader": v.leader,
-        "term": v.term,
-        "answered_by": v.answered_by,
-        "last_log_index": v.last_log_index,
-        "membership_change_in_progress": v.changing,
-    }))
-}
-
-#[derive(Deserialize)]
-struct JoinQuery {
-    #[serde(rename = "discovery-node")]
-    discovery_node: Option<String>,
-}
-
-async fn cluster_join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) -> Response {
-    let Some(d) = q.discovery_node else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({"error": "discovery-node is required (an inter-node address of a member)"}),
-            ),
-        )
-            .into_response();
-    };
-    if b.node.is_fresh_standalone() {
-        // A new node that bootstrapped a cluster of its own: it gives up its
-        // empty log, restarts in place and joins. The node's owner does that
-        // after a graceful stop, which lets this answer go out first.
-        let id = b.settings.node_id;
-        b.life.request(LifecycleRequest::RestartToJoin(d.clone()));
-        return (
-            StatusCode::ACCEPTED,
-            Json(json!({"text": format!("node {id} has no state of its own: it restarts with an empty data directory and joins through {d}"), "restarting": true})),
-        )
-            .into_response();
-    }
-    match b.node.join_via(&d).await {
-        Ok(msg) => Json(json!({"text": msg})).into_response(),
-        Err(e) => admin_error(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct LeaveQuery {
-    node: Option<u64>,
-    #[serde(default)]
-    kill: bool,
-}
-
-async fn cluster_leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>) -> Response {
-    let Some(id) = q.node else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "node is required (a node id)"})),
-        )
-            .into_response();
-    };
-    match b.node.leave(id, q.kill).await {
-        Ok(msg) => Json(json!({"text": msg})).into_response(),
-        Err(e) => admin_error(e),
-    }
 }
 
 async fn prometheus(State(b): State<Arc<Broker>>) -> Response {

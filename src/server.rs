@@ -145,6 +145,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
         snapshot_logs: settings.snapshot_interval_entries,
         store: settings.store_options(),
         snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
+        join_timeout: std::time::Duration::from_secs(settings.join_timeout_s),
     })
     .await
     .with_context(|| format!("starting raft node in {}", settings.data_dir.display()))?;
@@ -198,7 +199,7 @@ async fn serve(
             }
         };
     }
-    or_request!(broker.node.wait_ready());
+    or_request!(broker.node.wait_ready())?;
     if bootstraps {
         or_request!(commit_bootstrap_settings(broker))?;
     }

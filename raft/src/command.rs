@@ -152,6 +152,9 @@ pub enum Command {
     /// Cluster-wide settings changed by key (`raftmq set`, or the config
     /// file of the node that bootstraps the cluster).
     SetSettings(SetSettings),
+    /// The data-directory identity a member presented (docs/design.md §4):
+    /// recorded so every leader refuses another directory under its id.
+    Identify(Identify),
 }
 
 /// `session disconnect`: the client's connection, on whatever node, ends as
@@ -266,6 +269,15 @@ pub struct Received {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tick {
     pub now_ms: u64,
+}
+
+/// Member `node` runs on the data directory whose random identity is
+/// `identity` (created with the directory, never regenerated). Proposed by
+/// the leader when it accepts a join or a restarted member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identify {
+    pub node: u64,
+    pub identity: u128,
 }
 
 /// A node restarted, or left the cluster: every session it owned lost its

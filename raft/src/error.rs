@@ -24,6 +24,9 @@ pub enum RaftError {
          (a new node joins and receives the state from the cluster)"
     )]
     Format { found: u32, wants: u32 },
+    /// The cluster refused this node (it exits with this message).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// bincode configuration used for everything raftmq writes.

@@ -75,6 +75,9 @@ pub struct RaftNodeConfig {
     /// A snapshot is sent to a follower in chunks of this many bytes
     /// (clamped to [`MIN_SNAPSHOT_CHUNK`]..=[`MAX_SNAPSHOT_CHUNK`]).
     pub snapshot_chunk_bytes: u64,
+    /// How long `join` (and a restarted member's address update) may try
+    /// before the node gives up.
+    pub join_timeout: Duration,
 }
 
 /// Why this node stopped serving: the cluster removed it.
@@ -101,8 +104,13 @@ pub struct RaftNode {
     pub(crate) view: StateView,
     /// Where QoS 0 from other nodes is delivered.
     pub(crate) sink: Arc<dyn EventSink>,
-    /// Serializes membership changes; holds what is in progress.
-    pub(crate) changing: Arc<Mutex<Option<String>>>,
+    /// The one membership change this node (as leader) runs, and those it
+    /// finished lately.
+    pub(crate) changes: Arc<crate::membership::Changes>,
+    /// This data directory's identity (see `membership::identity`).
+    pub(crate) identity: u128,
+    /// Set when the cluster refused this node, or `--join` gave up: why.
+    pub(crate) join_error: Arc<watch::Sender<Option<String>>>,
     /// Set when the cluster removed this node.
     pub(crate) removed: Arc<watch::Sender<Option<Removal>>>,
     /// Set once this node is part of a cluster (bootstrapped or joined).
@@ -160,6 +168,7 @@ impl RaftNode {
     pub async fn start(cfg: RaftNodeConfig) -> Result<RaftNode, RaftError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| RaftError::Raft(format!("create {}: {e}", cfg.data_dir.display())))?;
+        let identity = crate::membership::identity::load_or_create(&cfg.data_dir)?;
         let store = Store::open_with(&cfg.data_dir.join("db"), cfg.store)?;
         crate::state_machine::recover_install(&store, &cfg.data_dir)?;
         let state = MqttState::open(store.clone(), cfg.sink.clone())?;
@@ -220,7 +229,9 @@ impl RaftNode {
             store,
             summary,
             sink: cfg.sink.clone(),
-            changing: Arc::new(Mutex::new(None)),
+            changes: Arc::default(),
+            identity,
+            join_error: Arc::new(watch::channel(None).0),
             removed: Arc::new(watch::channel(None).0),
             joined: Arc::new(AtomicBool::new(initialized)),
             stop: CancellationToken::new(),
@@ -240,15 +251,29 @@ impl RaftNode {
                 }
                 Some(addr) => {
                     let n = node.clone();
+                    let limit = cfg.join_timeout;
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = n.stop.cancelled() => {}
-                            _ = n.join_until_done(&addr) => {}
+                            r = n.join_until_done(&addr, limit) => match r {
+                                Ok(msg) => info!("{msg}"),
+                                Err(why) => n.refuse(why),
+                            },
                         }
                     });
                 }
             }
+        } else {
+            let n = node.clone();
+            let limit = cfg.join_timeout;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = n.stop.cancelled() => {}
+                    r = n.announce(limit) => if let Err(why) = r { n.refuse(why) },
+                }
+            });
         }
+        tokio::spawn(crate::membership::driver(node.clone()));
         tokio::spawn(ticker(node.clone()));
         let policy = crate::snapshot_policy::Inputs {
             raft: node.raft.clone(),
@@ -423,13 +448,24 @@ impl RaftNode {
 
     // ----- health ----------------------------------------------------------
 
-    /// Waits until this node is part of a cluster that has a leader.
-    pub async fn wait_ready(&self) {
+    /// The cluster refused this node, or it could not join: it cannot
+    /// serve, and [`RaftNode::wait_ready`] says why.
+    fn refuse(&self, why: String) {
+        tracing::error!("{why}");
+        self.join_error.send_replace(Some(why));
+    }
+
+    /// Waits until this node is part of a cluster that has a leader; an
+    /// error if the cluster refused it or `--join` gave up.
+    pub async fn wait_ready(&self) -> Result<(), RaftError> {
         let mut rx = self.raft.metrics();
         let mut last_log = std::time::Instant::now();
         loop {
+            if let Some(why) = self.join_error.borrow().clone() {
+                return Err(RaftError::Refused(why));
+            }
             if self.joined.load(Ordering::Acquire) && rx.borrow().current_leader.is_some() {
-                return;
+                return Ok(());
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
             if last_log.elapsed() > Duration::from_secs(5) {

@@ -10,6 +10,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Message, Request, Response};
+use crate::membership::{ChangeProgress, ChangeRequest, Started};
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A request from one node to another.
@@ -42,6 +43,12 @@ pub enum Rpc {
         msg: Message,
         targets: Vec<RemoteTarget>,
     },
+    /// Start a membership change (on the leader); answered at once.
+    Change(ChangeRequest),
+    /// How change `id` is going (asked of the leader that runs it).
+    ChangeStatus {
+        id: u64,
+    },
 }
 
 /// One subscriber of a QoS 0 delivery.
@@ -61,6 +68,8 @@ pub enum Reply {
     Admin(Result<String, AdminError>),
     Status(Box<ClusterView>),
     Done,
+    Change(Result<Started, AdminError>),
+    Progress(Option<ChangeProgress>),
 }
 
 /// Why a node did not take a request meant for the leader.
@@ -73,7 +82,7 @@ pub enum Redirect {
 }
 
 /// Why a membership command failed.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AdminError {
     #[error("not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<(NodeId, NodeInfo)> },
@@ -81,6 +90,10 @@ pub enum AdminError {
     Refused(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The change did not finish within the requester's timeout; it
+    /// continues on the leader.
+    #[error("{0}")]
+    InProgress(String),
 }
 
 /// One member, for `cluster show`.
@@ -110,4 +123,6 @@ pub struct ClusterView {
     /// A membership change is in progress (joint configuration).
     pub changing: bool,
     pub members: Vec<MemberView>,
+    /// The change the leader runs now, with its stages.
+    pub change: Option<ChangeProgress>,
 }

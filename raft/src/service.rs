@@ -9,6 +9,7 @@ use futures::FutureExt;
 use openraft::error::{ClientWriteError, Fatal};
 
 use crate::command::Message;
+use crate::membership::{ChangeRequest, DEFAULT_CHANGE_TIMEOUT};
 use crate::rpc::{Redirect, Reply, Rpc};
 use crate::transport::Handler;
 use crate::types::NodeId;
@@ -78,11 +79,30 @@ impl RaftNode {
                     }
                 }
             }
-            Rpc::Join { id, info } => {
-                async move { Some(Reply::Admin(node.add_node(id, info).await)) }.boxed()
+            // Older peers' requests: a join without an identity, a leave.
+            Rpc::Join { id, info } => async move {
+                let req = ChangeRequest::Join {
+                    id,
+                    info,
+                    identity: None,
+                };
+                let r = node.change(req, DEFAULT_CHANGE_TIMEOUT).await;
+                Some(Reply::Admin(r.map(|o| o.text)))
             }
-            Rpc::Leave { id, kill } => {
-                async move { Some(Reply::Admin(node.remove_node(id, kill).await)) }.boxed()
+            .boxed(),
+            Rpc::Leave { id, kill } => async move {
+                let req = ChangeRequest::Leave { id, kill };
+                let r = node.change(req, DEFAULT_CHANGE_TIMEOUT).await;
+                Some(Reply::Admin(r.map(|o| o.text)))
+            }
+            .boxed(),
+            Rpc::Change(req) => {
+                let r = node.start_change(req);
+                async move { Some(Reply::Change(r)) }.boxed()
+            }
+            Rpc::ChangeStatus { id } => {
+                let p = node.change_progress(id);
+                async move { Some(Reply::Progress(p)) }.boxed()
             }
             Rpc::Removed { kill } => {
                 tracing::info!(by = from, "the leader removed this node from the cluster");

@@ -13,7 +13,7 @@ pub const NODE_LIVE_KEYS: [&str; 3] = ["max_client_id_size", "max_message_size",
 
 /// Per-node keys read once at start: only a restart with a new config
 /// file (or flag) changes them.
-pub const NODE_RESTART_KEYS: [&str; 22] = [
+pub const NODE_RESTART_KEYS: [&str; 23] = [
     "node_id",
     "data_dir",
     "listener.tcp.default",
@@ -21,6 +21,7 @@ pub const NODE_RESTART_KEYS: [&str; 22] = [
     "listener.vmq.clustering",
     "distributed_cookie",
     "join",
+    "join_timeout",
     "allow_anonymous",
     "users",
     "max_packet_size",
@@ -87,6 +88,7 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         "listener.vmq.clustering" => s.cluster_addr.to_string(),
         "distributed_cookie" => "(not shown)".into(),
         "join" => s.join.clone().unwrap_or_else(|| "none".into()),
+        "join_timeout" => format!("{}s", s.join_timeout_s),
         "allow_anonymous" => s.allow_anonymous.to_string(),
         "users" => format!("{} user(s)", s.users.len()),
         "max_packet_size" => s.max_packet_size.to_string(),

@@ -63,6 +63,8 @@ pub struct Settings {
     /// Join the cluster of this member (its inter-node address) when the data
     /// directory is new.
     pub join: Option<String>,
+    /// How long `join` tries before the node exits (seconds).
+    pub join_timeout_s: u64,
     pub allow_anonymous: bool,
     pub users: BTreeMap<String, String>,
     pub max_client_id_size: usize,
@@ -151,6 +153,7 @@ impl Default for Settings {
             cluster_addr: "127.0.0.1:44053".parse().expect("literal address"),
             distributed_cookie: DEFAULT_COOKIE.into(),
             join: None,
+            join_timeout_s: raftmq_raft::membership::DEFAULT_JOIN_TIMEOUT.as_secs(),
             allow_anonymous: true,
             users: BTreeMap::new(),
             max_client_id_size: 100,
@@ -272,6 +275,7 @@ impl Settings {
                 self.distributed_cookie = c;
             }
             "join" => self.join = Some(string(v)?),
+            "join_timeout" => self.join_timeout_s = uint(v, 1, 86_400)?,
             "allow_anonymous" => self.allow_anonymous = boolean(v)?,
             "users" => {
                 let t = v

@@ -1,6 +1,7 @@
-//! The Meta table: cluster settings (Configure, SetSettings), the
-//! membership, the last applied log id and the dedup sets, written in the
-//! same batch as the state they describe.
+//! The Meta table: cluster settings (Configure, SetSettings), the members'
+//! data-directory identities (Identify), the membership, the last applied
+//! log id and the dedup sets, written in the same batch as the state they
+//! describe.
 //!
 //! Cluster settings are stored twice: the "settings" row holds the six
 //! values of [`ClusterSettings`] (as earlier versions wrote and read it),
@@ -11,7 +12,9 @@
 use raftmq_storage::{keys, Table};
 
 use super::{Ctx, MqttState};
-use crate::command::{ClusterSettings, CmdResult, SetSettings};
+use std::collections::BTreeMap;
+
+use crate::command::{ClusterSettings, CmdResult, Identify, SetSettings};
 use crate::error::{decode, encode, RaftError};
 use crate::settings::{ClusterConfig, SettingSource, CLUSTER_KEYS};
 use crate::types::{LogId, Membership, NodeId, NodeInfo};
@@ -24,6 +27,9 @@ const META_SETTING: &str = "setting/";
 const META_DEDUP: &str = "dedup";
 const META_FORMAT: &str = "format";
 const META_LAST_MESSAGE: &str = "last_message";
+/// Absent in directories written before identities existed: read as none
+/// recorded (no format change).
+const META_IDENTITIES: &str = "identities";
 
 /// The layout of the state tables this build reads and writes. Format 1 (no
 /// `format` row) held queue items in memory; format 2 keeps queues on disk
@@ -52,7 +58,19 @@ impl MqttState {
         self.membership = self.meta(META_MEMBERSHIP)?.unwrap_or_default();
         self.settings = self.load_settings()?;
         self.dedup = self.meta(META_DEDUP)?.unwrap_or_default();
+        self.identities = self.meta(META_IDENTITIES)?.unwrap_or_default();
         Ok(())
+    }
+
+    /// Identify: records (or replaces) a member's data-directory identity.
+    pub(super) fn identify(&mut self, c: Identify, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
+        self.identities.insert(c.node, c.identity);
+        ctx.batch.put(
+            Table::Meta,
+            keys::meta_key(META_IDENTITIES),
+            encode(&self.identities)?,
+        );
+        Ok(CmdResult::Done)
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, RaftError> {
@@ -212,4 +230,16 @@ impl MqttState {
         );
         Ok(())
     }
+}
+
+/// The recorded identities as of the last applied batch, read from RocksDB
+/// (without the apply lock).
+pub(crate) fn read_identities(
+    store: &raftmq_storage::Store,
+) -> Result<BTreeMap<NodeId, u128>, RaftError> {
+    store
+        .get(Table::Meta, &keys::meta_key(META_IDENTITIES))?
+        .map(|b| decode(&b))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }

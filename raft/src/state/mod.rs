@@ -22,7 +22,7 @@
 //!   applied entry.
 //! - `acks`: Ack, Received and Release.
 //! - `meta`: Configure and SetSettings (the cluster settings by key),
-//!   membership, last applied and the dedup sets.
+//!   Identify, membership, last applied and the dedup sets.
 //! - `snapshot`: state rows out of and into a snapshot.
 
 mod acks;
@@ -56,6 +56,7 @@ use crate::settings::ClusterConfig;
 use crate::trie::Trie;
 use crate::types::{Entry, LogId, Membership, NodeId};
 
+pub(crate) use meta::read_identities;
 pub(crate) use records::QueueRec;
 pub use records::{QueueCounts, SessionRec};
 pub use snapshot::Row;
@@ -169,6 +170,8 @@ pub struct MqttState {
     pub settings: ClusterConfig,
     pub last_applied: Option<LogId>,
     pub membership: Membership,
+    /// Data-directory identities of the nodes that joined, by node id.
+    pub identities: BTreeMap<NodeId, u128>,
     pub stats: ApplyStats,
     /// Per origin node: the command ids applied (duplicate guard).
     dedup: Dedup,
@@ -207,6 +210,7 @@ impl MqttState {
             settings: ClusterConfig::default(),
             last_applied: None,
             membership: Default::default(),
+            identities: BTreeMap::new(),
             stats: ApplyStats::default(),
             dedup: Dedup::new(),
         };
@@ -385,6 +389,7 @@ impl MqttState {
                 None => Ok(CmdResult::Stale),
             },
             Command::SetSettings(s) => self.set_settings(id >> 16, s, ctx),
+            Command::Identify(c) => self.identify(c, ctx),
         }
     }
 }
