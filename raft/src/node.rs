@@ -248,6 +248,7 @@ impl RaftNode {
                         .map_err(|e| RaftError::Raft(e.to_string()))?;
                     node.joined.store(true, Ordering::Release);
                     info!(node_id = cfg.node_id, "bootstrapped a new cluster of one");
+                    node.spawn_announce(cfg.join_timeout);
                 }
                 Some(addr) => {
                     let n = node.clone();
@@ -264,14 +265,7 @@ impl RaftNode {
                 }
             }
         } else {
-            let n = node.clone();
-            let limit = cfg.join_timeout;
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = n.stop.cancelled() => {}
-                    r = n.announce(limit) => if let Err(why) = r { n.refuse(why) },
-                }
-            });
+            node.spawn_announce(cfg.join_timeout);
         }
         tokio::spawn(crate::membership::driver(node.clone()));
         tokio::spawn(ticker(node.clone()));
@@ -447,6 +441,18 @@ impl RaftNode {
     }
 
     // ----- health ----------------------------------------------------------
+
+    /// Records this member's addresses and identity with the leader (see
+    /// `membership::join`), in the background.
+    fn spawn_announce(&self, limit: Duration) {
+        let n = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = n.stop.cancelled() => {}
+                r = n.announce(limit) => if let Err(why) = r { n.refuse(why) },
+            }
+        });
+    }
 
     /// The cluster refused this node, or it could not join: it cannot
     /// serve, and [`RaftNode::wait_ready`] says why.

@@ -94,6 +94,9 @@ pub enum AdminError {
     /// continues on the leader.
     #[error("{0}")]
     InProgress(String),
+    /// Another membership change runs: try again when it is done.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// One member, for `cluster show`.

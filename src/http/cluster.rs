@@ -23,7 +23,7 @@ const MAX_TIMEOUT_S: u64 = 24 * 3600;
 
 fn admin_error(e: AdminError) -> Response {
     let code = match e {
-        AdminError::Refused(_) => StatusCode::CONFLICT,
+        AdminError::Refused(_) | AdminError::Busy(_) => StatusCode::CONFLICT,
         AdminError::NotLeader { .. } | AdminError::Unavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -43,7 +43,7 @@ impl RaftNode {
             return Err(busy(&cur));
         }
         if self.is_joint() {
-            return Err(AdminError::Refused(
+            return Err(AdminError::Busy(
                 "another membership change is in progress (joint configuration, being finished by the leader); \
                  try again in a moment".into(),
             ));
@@ -231,7 +231,7 @@ fn describe(req: &ChangeRequest) -> String {
 
 fn busy(cur: &ChangeProgress) -> AdminError {
     let secs = crate::node::now_ms().saturating_sub(cur.since_ms) / 1000;
-    AdminError::Refused(format!(
+    AdminError::Busy(format!(
         "another membership change is in progress ({}, for {secs} s); try again when it is done",
         cur.what
     ))

@@ -313,9 +313,10 @@ impl RaftNode {
         }
     }
 
-    /// A member restarted with its own data: if the membership records other
-    /// addresses for it, or no identity, it tells the leader (through any
-    /// member it knows). Refused: another directory holds its place.
+    /// A member (restarted, or that just bootstrapped a cluster): if the
+    /// membership records other addresses for it, or no identity, it tells
+    /// the leader (itself, or through any member it knows). Refused: another
+    /// directory holds its place.
     pub(crate) async fn announce(&self, timeout: Duration) -> Result<(), String> {
         let Some(recorded) = self.node_info(self.node_id) else {
             return Ok(());
@@ -345,11 +346,29 @@ impl RaftNode {
                     .map(|(_, n)| n.cluster.clone())
                     .collect()
             };
-            let mut targets = peers;
             if self.is_leader() {
-                targets.insert(0, self.info.cluster.clone());
+                let req = ChangeRequest::Join {
+                    id: self.node_id,
+                    info: self.info.clone(),
+                    identity: Some(self.identity),
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.change(req, left).await {
+                    Ok(o) => {
+                        info!("{}", o.text);
+                        return Ok(());
+                    }
+                    Err(AdminError::Refused(m)) => return Err(m),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if last.as_deref() != Some(&text) {
+                            warn!(error = %text, "could not record this node's addresses and data directory yet; retrying");
+                            last = Some(text);
+                        }
+                    }
+                }
             }
-            for addr in targets {
+            for addr in peers {
                 match self.ask_to_join(&addr, deadline).await {
                     Ok(msg) => {
                         info!("{msg}");
