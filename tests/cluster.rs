@@ -198,7 +198,13 @@ fn cluster_show_lists_every_member_with_role_leader_match_index_and_reachability
     let out = c.node(2).cli(&["cluster", "show"]);
     out.assert_success("cluster show");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "header + 3 members:\n{}", out.stdout);
+    assert_eq!(
+        lines.len(),
+        5,
+        "header + 3 members + the change line:\n{}",
+        out.stdout
+    );
+    assert_eq!(lines[4], "no membership change in progress");
     for col in [
         "node",
         "role",
