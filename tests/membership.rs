@@ -69,7 +69,10 @@ fn a_cancelled_leave_is_finished_by_the_leader_once_the_nodes_restart() {
     c.node_mut(b).start_no_wait();
     c.node_mut(a).wait_ready();
     let show = wait_settled_without(&c, l, b, Duration::from_secs(30));
-    assert!(member(&show, a).is_some() && member(&show, l).is_some(), "{show}");
+    assert!(
+        member(&show, a).is_some() && member(&show, l).is_some(),
+        "{show}"
+    );
     assert!(show["change_in_progress"].is_null(), "{show}");
 
     // Membership is not frozen: a new node joins, and a node leaves.
@@ -77,10 +80,13 @@ fn a_cancelled_leave_is_finished_by_the_leader_once_the_nodes_restart() {
     let four = c.add_node() as u64 + 1;
     let show = c.show();
     assert_eq!(member(&show, four).unwrap()["role"], "voter", "{show}");
-    let out = c.node(l).cli(&["cluster", "leave", &format!("node={four}"), "-k"]);
+    let out = c
+        .node(l)
+        .cli(&["cluster", "leave", &format!("node={four}"), "-k"]);
     out.assert_success("leave of the fourth node");
     assert!(
-        out.stdout.contains(&format!("removing node {four} from the voters")),
+        out.stdout
+            .contains(&format!("removing node {four} from the voters")),
         "the stages are printed: {}",
         out.stdout
     );
@@ -129,7 +135,9 @@ fn a_leave_past_its_timeout_fails_saying_it_continues_and_the_leader_finishes_it
     c.node_mut(a).kill9();
     c.node_mut(b).kill9();
     let began = Instant::now();
-    let out = c.node(l).cli(&["cluster", "leave", &format!("node={b}"), "-t", "2"]);
+    let out = c
+        .node(l)
+        .cli(&["cluster", "leave", &format!("node={b}"), "-t", "2"]);
     let took = began.elapsed();
     let show = c.node(l).api("/api/v1/cluster/show").1;
     c.node_mut(a).start_no_wait();
@@ -146,7 +154,10 @@ fn a_leave_past_its_timeout_fails_saying_it_continues_and_the_leader_finishes_it
         format!("leave of node {b}"),
         "cluster show says what is in progress: {show}"
     );
-    assert!(show["change_in_progress"]["since_ms"].as_u64().is_some(), "{show}");
+    assert!(
+        show["change_in_progress"]["since_ms"].as_u64().is_some(),
+        "{show}"
+    );
     wait_settled_without(&c, l, b, Duration::from_secs(30));
 }
 
@@ -156,10 +167,16 @@ fn cluster_show_prints_the_change_in_progress_as_a_line() {
     let (l, a, b) = roles(&mut c);
     let idle = c.node(l).cli(&["cluster", "show"]);
     idle.assert_success("cluster show");
-    assert!(idle.stdout.contains("no membership change in progress"), "{}", idle.stdout);
+    assert!(
+        idle.stdout.contains("no membership change in progress"),
+        "{}",
+        idle.stdout
+    );
     c.node_mut(a).kill9();
     c.node_mut(b).kill9();
-    let _ = c.node(l).cli(&["cluster", "leave", &format!("node={b}"), "-t", "1"]);
+    let _ = c
+        .node(l)
+        .cli(&["cluster", "leave", &format!("node={b}"), "-t", "1"]);
     let busy = c.node(l).cli(&["cluster", "show"]);
     c.node_mut(a).start_no_wait();
     c.node_mut(b).start_no_wait();
@@ -249,11 +266,16 @@ fn join_to_an_address_where_nothing_listens_exits_naming_the_address() {
         began.elapsed()
     );
     assert!(
-        log.contains(&format!("could not join a cluster through 127.0.0.1:{dead}")),
+        log.contains(&format!(
+            "could not join a cluster through 127.0.0.1:{dead}"
+        )),
         "{log}"
     );
     let retries = log.matches("join failed; retrying").count();
-    assert!(retries <= 2, "a repeating error is logged once, not {retries} times:\n{log}");
+    assert!(
+        retries <= 2,
+        "a repeating error is logged once, not {retries} times:\n{log}"
+    );
 }
 
 #[test]
@@ -285,7 +307,11 @@ fn repeated_joins_and_leaves_succeed_saying_nothing_changed() {
     let discovery = format!("discovery-node=127.0.0.1:{}", c.node(via).cluster_port);
     let again = c.node(f).cli(&["cluster", "join", &discovery]);
     again.assert_success("join of a member");
-    assert!(again.stdout.contains("already a member"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("already a member"),
+        "{}",
+        again.stdout
+    );
 
     c.node_mut(f).kill9();
     let leave = ["cluster", "leave", &format!("node={f}")];
@@ -295,5 +321,8 @@ fn repeated_joins_and_leaves_succeed_saying_nothing_changed() {
     twice.assert_success("the same leave again");
     assert!(twice.stdout.contains("already left"), "{}", twice.stdout);
     let never = c.node(via).cli(&["cluster", "leave", "node=77"]);
-    assert!(!never.success(), "a node that never was a member: {never:?}");
+    assert!(
+        !never.success(),
+        "a node that never was a member: {never:?}"
+    );
 }

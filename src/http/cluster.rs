@@ -36,13 +36,12 @@ fn bad_request(msg: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": msg }))).into_response()
 }
 
-fn timeout_of(s: Option<u64>) -> Result<Duration, Response> {
+/// The request's `timeout` (seconds), or why it is not one.
+fn timeout_of(s: Option<u64>) -> Result<Duration, String> {
     match s {
         None => Ok(DEFAULT_CHANGE_TIMEOUT),
         Some(s) if (1..=MAX_TIMEOUT_S).contains(&s) => Ok(Duration::from_secs(s)),
-        Some(_) => Err(bad_request(&format!(
-            "timeout must be 1..={MAX_TIMEOUT_S} seconds"
-        ))),
+        Some(_) => Err(format!("timeout must be 1..={MAX_TIMEOUT_S} seconds")),
     }
 }
 
@@ -102,7 +101,7 @@ pub async fn join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) -> R
     };
     let timeout = match timeout_of(q.timeout) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return bad_request(&why),
     };
     if b.node.is_fresh_standalone() {
         // A new node that bootstrapped a cluster of its own: it gives up its
@@ -136,7 +135,7 @@ pub async fn leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>) ->
     };
     let timeout = match timeout_of(q.timeout) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(why) => return bad_request(&why),
     };
     let req = ChangeRequest::Leave { id, kill: q.kill };
     match b.node.change(req, timeout).await {

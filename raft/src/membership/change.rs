@@ -58,9 +58,11 @@ impl RaftNode {
         let node = self.clone();
         tokio::spawn(async move {
             let outcome = match req {
-                ChangeRequest::Join { id: n, info, identity } => {
-                    node.run_join(id, n, info, identity).await
-                }
+                ChangeRequest::Join {
+                    id: n,
+                    info,
+                    identity,
+                } => node.run_join(id, n, info, identity).await,
                 ChangeRequest::Leave { id: n, kill } => node.run_leave(id, n, kill).await,
             };
             match &outcome {
@@ -277,7 +279,10 @@ pub(crate) async fn driver(node: RaftNode) {
                 last_error = None;
                 let removed: BTreeSet<NodeId> = first.difference(&last).copied().collect();
                 for gone in &removed {
-                    node.stage(id, format!("node {gone} removed; disconnecting its sessions"));
+                    node.stage(
+                        id,
+                        format!("node {gone} removed; disconnecting its sessions"),
+                    );
                     node.after_removal(*gone, None, false).await;
                 }
                 node.changes

@@ -13,9 +13,8 @@ const FILE: &str = "node_identity";
 /// The identity of `data_dir`, created (durably) if it has none yet.
 pub(crate) fn load_or_create(data_dir: &Path) -> Result<u128, RaftError> {
     let path = data_dir.join(FILE);
-    let io = |what: &str, e: std::io::Error| {
-        RaftError::Raft(format!("{what} {}: {e}", path.display()))
-    };
+    let io =
+        |what: &str, e: std::io::Error| RaftError::Raft(format!("{what} {}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(text) => u128::from_str_radix(text.trim(), 16).map_err(|e| {
             RaftError::Raft(format!(

@@ -128,7 +128,10 @@ impl RaftNode {
                 ))
             })?
             .map_err(admin_err)?;
-        self.stage(change, format!("node {id} caught up; promoting it to voter"));
+        self.stage(
+            change,
+            format!("node {id} caught up; promoting it to voter"),
+        );
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
@@ -154,9 +157,7 @@ impl RaftNode {
     /// its own, is refused with how to rejoin.
     pub async fn join_via(&self, discovery: &str, timeout: Duration) -> Result<String, AdminError> {
         if !self.joined.load(Ordering::Acquire) {
-            return self
-                .ask_to_join(discovery, Instant::now() + timeout)
-                .await;
+            return self.ask_to_join(discovery, Instant::now() + timeout).await;
         }
         let me = self.node_id;
         let removed = || {

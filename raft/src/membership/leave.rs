@@ -105,7 +105,8 @@ impl RaftNode {
             change,
             format!("node {id} removed; disconnecting its sessions"),
         );
-        self.after_removal(id, reachable.then_some(node), kill).await;
+        self.after_removal(id, reachable.then_some(node), kill)
+            .await;
         if !reachable {
             return Ok(format!(
                 "node {id} was unreachable and has been removed; its {clients} sessions are disconnected and can resume on any node"

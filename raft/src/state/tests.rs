@@ -242,6 +242,31 @@ fn reopen_restores_last_applied_and_membership_exactly() {
 }
 
 #[test]
+fn identify_records_the_latest_identity_per_node_and_survives_reopen() {
+    let mut f = Fixture::new();
+    let (r, _) = f.apply(vec![
+        Command::Identify(Identify {
+            node: 2,
+            identity: 7,
+        }),
+        Command::Identify(Identify {
+            node: 3,
+            identity: 9,
+        }),
+        Command::Identify(Identify {
+            node: 2,
+            identity: 8,
+        }),
+    ]);
+    assert!(r.iter().all(|r| *r == CmdResult::Done), "{r:?}");
+    let want = std::collections::BTreeMap::from([(2, 8), (3, 9)]);
+    assert_eq!(f.st.identities, want);
+    assert_eq!(super::read_identities(f.st.store()).unwrap(), want);
+    let reopened = MqttState::open(f.st.store().clone(), Arc::new(Recorder::default())).unwrap();
+    assert_eq!(reopened.identities, want);
+}
+
+#[test]
 fn offline_queue_limit_drops_beyond_max_offline_messages() {
     let mut f = Fixture::new();
     f.apply(vec![Command::Configure(ClusterSettings {
