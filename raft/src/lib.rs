@@ -37,7 +37,9 @@
 //! - [`proposer`]: batches client commands into log entries, on the leader or
 //!   forwarded to it, resends what a leader change left unresolved, and fans
 //!   the results back out.
-//! - [`membership`]: join, leave and the cluster view.
+//! - [`membership`]: join, leave and the cluster view; changes run in tasks
+//!   the leader owns, a driver finishes joint configurations left behind,
+//!   and data-directory identities keep a node id to one directory.
 //! - [`node`]: starts a Raft node on a data directory; its API: proposals,
 //!   addresses, stats, health, membership, read-only views, a clean stop.
 //! - [`view`]: read-only views of the state that never take the apply lock
