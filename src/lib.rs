@@ -23,13 +23,10 @@
 //!   the state connections read to refuse publishes before acknowledging.
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
-//! - [`cluster_cli`]: `cluster join|leave|show`, printing a change's stages
-//!   as they happen.
 //! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
 
 pub mod broker;
 pub mod cli;
-pub mod cluster_cli;
 pub mod codec;
 pub mod config;
 pub mod connection;

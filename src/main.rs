@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use raftmq::cli;
-use raftmq::cli::enc;
 use raftmq::config::Settings;
 
 #[derive(Parser)]

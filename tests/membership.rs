@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `raftmq ARGS --node <node's HTTP address>`, killed after `limit` (as
+/// `raftmq ARGS --admin <node's HTTP address>`, killed after `limit` (as
 /// `timeout 5 raftmq ...` would).
 fn cli_killed_after(b: &Broker, args: &[&str], limit: Duration) -> CmdOutput {
     run_cmd(
         Command::new(broker_bin())
             .args(args)
-            .arg("--node")
+            .arg("--admin")
             .arg(format!("127.0.0.1:{}", b.http_port)),
         limit,
     )

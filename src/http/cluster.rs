@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +15,7 @@ use raftmq_raft::rpc::AdminError;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::query::{error, ApiQuery};
 use crate::broker::Broker;
 use crate::shutdown::LifecycleRequest;
 
@@ -29,11 +30,11 @@ fn admin_error(e: AdminError) -> Response {
         }
         AdminError::InProgress(_) => StatusCode::GATEWAY_TIMEOUT,
     };
-    (code, Json(json!({"error": e.to_string()}))).into_response()
+    error(code, e.to_string())
 }
 
 fn bad_request(msg: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg }))).into_response()
+    error(StatusCode::BAD_REQUEST, msg)
 }
 
 /// The request's `timeout` (seconds), or why it is not one.
@@ -89,13 +90,14 @@ pub async fn show(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinQuery {
     #[serde(rename = "discovery-node")]
     discovery_node: Option<String>,
     timeout: Option<u64>,
 }
 
-pub async fn join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) -> Response {
+pub async fn join(State(b): State<Arc<Broker>>, ApiQuery(q): ApiQuery<JoinQuery>) -> Response {
     let Some(d) = q.discovery_node else {
         return bad_request("discovery-node is required (an inter-node address of a member)");
     };
@@ -122,6 +124,7 @@ pub async fn join(State(b): State<Arc<Broker>>, Query(q): Query<JoinQuery>) -> R
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LeaveQuery {
     node: Option<u64>,
     #[serde(default)]
@@ -129,7 +132,7 @@ pub struct LeaveQuery {
     timeout: Option<u64>,
 }
 
-pub async fn leave(State(b): State<Arc<Broker>>, Query(q): Query<LeaveQuery>) -> Response {
+pub async fn leave(State(b): State<Arc<Broker>>, ApiQuery(q): ApiQuery<LeaveQuery>) -> Response {
     let Some(id) = q.node else {
         return bad_request("node is required (a node id)");
     };
