@@ -36,7 +36,8 @@ pub struct Outbound {
     alias_max: u16,
     /// Client's maximum packet size.
     max_packet: usize,
-    pub dropped: u64,
+    /// What it did since the connection last counted it.
+    pub counts: crate::metrics::OutboundCounts,
 }
 
 /// What the connection must do after an acknowledgement from the client.
@@ -59,7 +60,7 @@ impl Outbound {
             aliases: HashMap::new(),
             alias_max,
             max_packet,
-            dropped: 0,
+            counts: Default::default(),
         }
     }
 
@@ -104,7 +105,9 @@ impl Outbound {
         out: &mut Vec<Packet>,
         commit: &mut Vec<u64>,
     ) {
+        self.counts.offered += 1;
         if d.msg.expired(now_ms) {
+            self.counts.expired += 1;
             commit.extend(d.seq);
             return;
         }
@@ -120,7 +123,7 @@ impl Outbound {
         }
         if d.seq.is_none() && self.max_waiting >= 0 && self.waiting.len() as i64 >= self.max_waiting
         {
-            self.dropped += 1;
+            self.counts.dropped_online_limit += 1;
             return;
         }
         self.waiting.push_back((d, dup));
@@ -186,11 +189,12 @@ impl Outbound {
             && crate::codec::encoded_len(&p, crate::codec::Protocol::V5) > self.max_packet
         {
             // The client said it cannot take a packet this large: drop it.
-            self.dropped += 1;
+            self.counts.dropped_too_large += 1;
             commit.extend(d.seq);
             return;
         }
         out.push(p);
+        self.counts.sent += 1;
         if d.qos > 0 {
             self.inflight.insert(
                 pid,

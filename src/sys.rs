@@ -1,8 +1,11 @@
-//! `$SYS/<node-id>/...`: every `systree_interval` the node publishes its
-//! uptime, connected clients, message and byte counters and the disk alarm
-//! (`alarms/disk_free_limit` 0/1, `disk/free`, `disk/free_limit` in bytes,
-//! `publishes/refused/<limit>`) as QoS 0 messages to local subscribers; a
-//! new `$SYS` subscriber gets the current values at once.
+//! `$SYS/<node-id>/...`: every `systree_interval` the node publishes every
+//! metric `/metrics` has, as QoS 0 messages to local subscribers, under
+//! VerneMQ's mapping of names to topics (see
+//! [`crate::metrics::exposition`]: `raftmq_mqtt_publish_received_total{qos="1"}`
+//! is `$SYS/<node>/mqtt/publish/received/1`), plus the topics earlier
+//! versions published (`uptime`, `alarms/disk_free_limit`, `disk/free`,
+//! `disk/free_limit`, `publishes/refused/<limit>`). A new `$SYS` subscriber
+//! gets the current values at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use raftmq_raft::node::now_ms;
 use raftmq_raft::Message;
 
 use crate::broker::Broker;
+use crate::metrics::{exposition, Snapshot};
 use crate::resources::Limit;
 use crate::shutdown::Shutdown;
 
@@ -35,15 +39,14 @@ pub async fn run(broker: Arc<Broker>, life: Shutdown) {
 
 /// The node's current `$SYS` topics and values.
 pub fn values(broker: &Broker) -> Vec<(String, String)> {
-    let m = &broker.metrics;
     let prefix = broker.sys_prefix();
-    [
+    let text = broker.metrics.render(&Snapshot::of(broker));
+    let metrics = exposition::parse(&text)
+        .into_iter()
+        .filter_map(|s| Some((s.sys_topic()?, s.value)));
+    let m = &broker.metrics;
+    let earlier = [
         ("uptime", broker.started.elapsed().as_secs()),
-        ("clients/connected", broker.registry.connected() as u64),
-        ("messages/received", m.messages_received.get()),
-        ("messages/sent", m.messages_sent.get()),
-        ("bytes/received", m.bytes_received.get()),
-        ("bytes/sent", m.bytes_sent.get()),
         ("alarms/disk_free_limit", broker.disk.raised() as u64),
         ("disk/free", broker.disk.free_bytes().unwrap_or(0)),
         ("disk/free_limit", broker.disk.limit_bytes()),
@@ -57,6 +60,9 @@ pub fn values(broker: &Broker) -> Vec<(String, String)> {
         ),
     ]
     .into_iter()
-    .map(|(name, v)| (format!("{prefix}{name}"), v.to_string()))
-    .collect()
+    .map(|(name, v)| (name.to_string(), v.to_string()));
+    metrics
+        .chain(earlier)
+        .map(|(name, v)| (format!("{prefix}{name}"), v))
+        .collect()
 }

@@ -57,6 +57,7 @@ pub mod dedup;
 pub mod error;
 pub mod log_store;
 pub mod membership;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod proposer;

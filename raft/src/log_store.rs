@@ -15,6 +15,7 @@ use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
 use raftmq_storage::Store;
 
 use crate::error::{decode, encode};
+use crate::metrics::{Timings, TIMINGS};
 use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
 
 #[derive(Clone)]
@@ -60,7 +61,7 @@ fn flusher(store: Store, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
         while let Ok(more) = rx.try_recv() {
             pending.push(more);
         }
-        let res = store.sync_wal();
+        let res = Timings::time(&TIMINGS.fsync, || store.sync_wal());
         if let Err(e) = &res {
             tracing::error!(error = %e, "WAL sync failed; the node cannot make progress");
         }
@@ -123,6 +124,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageErr> {
+        TIMINGS.committed(committed.map(|l| l.index));
         let b = encode(&committed).map_err(io_err)?;
         self.store
             .put_raft_meta("committed", &b, false)

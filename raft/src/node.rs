@@ -269,6 +269,7 @@ impl RaftNode {
         }
         tokio::spawn(crate::membership::driver(node.clone()));
         tokio::spawn(ticker(node.clone()));
+        tokio::spawn(crate::metrics::watch_leader(node.raft.clone()));
         let policy = crate::snapshot_policy::Inputs {
             raft: node.raft.clone(),
             entries: cfg.snapshot_logs,

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 
 use crate::command::{CmdResult, Command, Envelope, Guarded, Request, Response};
 use crate::error::RaftError;
+use crate::metrics::{Timings, TIMINGS};
 use crate::rpc::{Redirect, Reply as RpcReply, Rpc};
 use crate::transport::Transport;
 use crate::types::{NodeId, Raft};
@@ -138,6 +139,8 @@ struct Batch {
     gen: u64,
     /// Where the latest attempt went (None: not sent, no leader).
     target: Option<NodeId>,
+    /// When it was proposed (for the commit latency).
+    proposed: Instant,
 }
 
 enum Outcome {
@@ -237,6 +240,7 @@ impl Loop {
             replies,
             gen: self.gen,
             target: None,
+            proposed: Instant::now(),
         };
         self.inflight.insert(first_seq, b);
         if !self.need_resend {
@@ -250,6 +254,7 @@ impl Loop {
                 let Some(b) = self.inflight.remove(&first) else {
                     return; // an earlier attempt already resolved it
                 };
+                Timings::since(&TIMINGS.commit, b.proposed);
                 let mut results = resp.results.into_iter();
                 for r in b.replies {
                     let res = results
@@ -349,8 +354,13 @@ impl Loop {
                     .await
                 {
                     Ok(rx) => {
+                        let sent = Instant::now();
                         tokio::spawn(async move {
-                            let outcome = match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+                            let reply = tokio::time::timeout(FORWARD_TIMEOUT, rx).await;
+                            if let Ok(Ok(_)) = &reply {
+                                Timings::since(&TIMINGS.forward, sent);
+                            }
+                            let outcome = match reply {
                                 Ok(Ok(RpcReply::Forward(Ok(resp)))) => Outcome::Applied(resp),
                                 Ok(Ok(RpcReply::Forward(Err(Redirect::NotLeader { .. })))) => {
                                     Outcome::Retry(format!("node {l} is no longer the leader"))

@@ -306,6 +306,7 @@ impl StateMachine {
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         let current = self.files.publish(tmp, &meta, false).map_err(io)?;
+        crate::metrics::Timings::since(&crate::metrics::TIMINGS.snapshot_build, started);
         info!(
             snapshot = %meta.snapshot_id,
             rows = written.rows,
@@ -441,6 +442,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let _timer = crate::metrics::TIMINGS.apply(entries.len());
         let mut st = self.state.lock();
         let out = st.apply_entries(entries).map_err(sm_err);
         self.summary.publish(&st);

@@ -6,6 +6,7 @@
 //! reads them: packets a client sends right behind its CONNECT are handled
 //! after the CONNACK exactly as if they had arrived later.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
 use crate::codec::{self, DecodeError, Packet, Protocol};
+use crate::metrics::mqtt::MqttCounters;
 
 /// How long a closing connection keeps reading (and discarding) so the
 /// client reads our last packet instead of a reset.
@@ -35,6 +37,8 @@ pub struct Framed<R, W> {
     queued: Vec<Packet>,
     proto: Protocol,
     max_packet_in: usize,
+    /// Where every packet read and written is counted.
+    counters: Option<Arc<MqttCounters>>,
 }
 
 impl<R, W> Framed<R, W>
@@ -53,7 +57,14 @@ where
             queued: Vec::new(),
             proto: Protocol::V311,
             max_packet_in,
+            counters: None,
         }
+    }
+
+    /// Counts every packet read and written in `counters`.
+    pub fn counted(mut self, counters: Arc<MqttCounters>) -> Framed<R, W> {
+        self.counters = Some(counters);
+        self
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -68,7 +79,11 @@ where
     /// The next complete packet already read, if any. Never touches the
     /// socket.
     pub fn next_buffered(&mut self) -> Result<Option<Packet>, DecodeError> {
-        codec::decode(&mut self.rbuf, self.proto, self.max_packet_in)
+        let p = codec::decode(&mut self.rbuf, self.proto, self.max_packet_in)?;
+        if let (Some(c), Some(p)) = (&self.counters, &p) {
+            c.received(p);
+        }
+        Ok(p)
     }
 
     /// The bytes read and not yet decoded.
@@ -118,8 +133,13 @@ where
             if matches!(p, Packet::Publish(_)) {
                 written.publishes += 1;
             }
-            if let Err(e) = codec::encode(&p, self.proto, &mut self.wbuf) {
-                warn!(error = %e, "packet could not be encoded; dropped");
+            match codec::encode(&p, self.proto, &mut self.wbuf) {
+                Err(e) => warn!(error = %e, "packet could not be encoded; dropped"),
+                Ok(()) => {
+                    if let Some(c) = &self.counters {
+                        c.sent(&p, self.proto);
+                    }
+                }
             }
         }
         if !self.wbuf.is_empty() {

@@ -69,7 +69,8 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
         client_id = tracing::field::Empty
     );
-    let io = Framed::new(rd, wr, broker.settings.max_packet_size);
+    let io =
+        Framed::new(rd, wr, broker.settings.max_packet_size).counted(broker.metrics.mqtt.clone());
     async {
         // Still in its CONNECT handshake when the node stops: it just closes.
         let handshake = tokio::select! {
@@ -210,17 +211,11 @@ impl Conn {
             _ = timers.retry_tick.tick() => {
                 if !self.v5() {
                     let n = self.outbound.retransmit(timers.retry, now_ms(), self.io.queue());
-                    self.broker.metrics.retransmits.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.broker.metrics.retransmits.inc_by(n as u64);
                 }
             }
         }
-        if self.outbound.dropped > 0 {
-            self.broker
-                .metrics
-                .publishes_dropped
-                .inc_by(self.outbound.dropped);
-            self.outbound.dropped = 0;
-        }
+        self.broker.metrics.outbound(&mut self.outbound.counts);
         Ok(())
     }
 

@@ -193,6 +193,23 @@ impl Store {
         }
     }
 
+    /// Bytes RocksDB estimates compaction still has to rewrite
+    /// (`rocksdb.estimate-pending-compaction-bytes`), every column family.
+    pub fn pending_compaction_bytes(&self) -> u64 {
+        all_cfs()
+            .filter_map(|name| self.cf(name).ok())
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(
+                        cf,
+                        rocksdb::properties::ESTIMATE_PENDING_COMPACTION_BYTES,
+                    )
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// SST bytes of one column family.
     fn sst_bytes(&self, cf: &rocksdb::ColumnFamily) -> u64 {
         self.db

@@ -1,0 +1,328 @@
+//! MQTT packet counters, VerneMQ's names: every packet a connection decodes
+//! or writes is counted once, by type, with the reason code (by name) of
+//! CONNACK and DISCONNECT and the QoS of PUBLISH as labels. Fed by the
+//! connection's framing ([`crate::connection`]), rendered by
+//! [`super::render`].
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::codec::{reason, Packet, Protocol, QoS};
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// Counters of MQTT packets in and out of this node's connections.
+#[derive(Default)]
+pub struct MqttCounters {
+    connect_received: Counter,
+    connack_sent: Family<Labels, Counter>,
+    publish_received: Family<Labels, Counter>,
+    publish_sent: Family<Labels, Counter>,
+    puback_received: Counter,
+    puback_sent: Counter,
+    pubrec_received: Counter,
+    pubrec_sent: Counter,
+    pubrel_received: Counter,
+    pubrel_sent: Counter,
+    pubcomp_received: Counter,
+    pubcomp_sent: Counter,
+    subscribe_received: Counter,
+    suback_sent: Counter,
+    unsubscribe_received: Counter,
+    unsuback_sent: Counter,
+    pingreq_received: Counter,
+    pingresp_sent: Counter,
+    disconnect_received: Family<Labels, Counter>,
+    disconnect_sent: Family<Labels, Counter>,
+    auth_received: Counter,
+}
+
+fn qos(q: QoS) -> Labels {
+    [(
+        "qos",
+        match q {
+            QoS::AtMostOnce => "0",
+            QoS::AtLeastOnce => "1",
+            QoS::ExactlyOnce => "2",
+        },
+    )]
+}
+
+fn code(name: &'static str) -> Labels {
+    [("reason_code", name)]
+}
+
+impl MqttCounters {
+    /// Counts a packet decoded from a client.
+    pub fn received(&self, p: &Packet) {
+        match p {
+            Packet::Connect(_) => self.connect_received.inc(),
+            Packet::Publish(p) => self.publish_received.get_or_create(&qos(p.qos)).inc(),
+            Packet::PubAck(_) => self.puback_received.inc(),
+            Packet::PubRec(_) => self.pubrec_received.inc(),
+            Packet::PubRel(_) => self.pubrel_received.inc(),
+            Packet::PubComp(_) => self.pubcomp_received.inc(),
+            Packet::Subscribe(_) => self.subscribe_received.inc(),
+            Packet::Unsubscribe(_) => self.unsubscribe_received.inc(),
+            Packet::PingReq => self.pingreq_received.inc(),
+            Packet::Disconnect(d) => self
+                .disconnect_received
+                .get_or_create(&code(disconnect_name(d.reason)))
+                .inc(),
+            Packet::Auth(_) => self.auth_received.inc(),
+            // Server-to-client packets: a client sending one is a protocol
+            // error, counted there.
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => 0,
+        };
+    }
+
+    /// Counts a packet written to a client speaking `proto`.
+    pub fn sent(&self, p: &Packet, proto: Protocol) {
+        match p {
+            Packet::ConnAck(c) => self
+                .connack_sent
+                .get_or_create(&code(connack_name(c.code, proto)))
+                .inc(),
+            Packet::Publish(p) => self.publish_sent.get_or_create(&qos(p.qos)).inc(),
+            Packet::PubAck(_) => self.puback_sent.inc(),
+            Packet::PubRec(_) => self.pubrec_sent.inc(),
+            Packet::PubRel(_) => self.pubrel_sent.inc(),
+            Packet::PubComp(_) => self.pubcomp_sent.inc(),
+            Packet::SubAck(_) => self.suback_sent.inc(),
+            Packet::UnsubAck(_) => self.unsuback_sent.inc(),
+            Packet::PingResp => self.pingresp_sent.inc(),
+            Packet::Disconnect(d) => self
+                .disconnect_sent
+                .get_or_create(&code(disconnect_name(d.reason)))
+                .inc(),
+            Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Auth(_) => 0,
+        };
+    }
+
+    /// Registers every counter in `r` under VerneMQ's names.
+    pub fn register(&self, r: &mut Registry) {
+        let plain = [
+            (
+                "mqtt_connect_received",
+                "CONNECT packets received",
+                &self.connect_received,
+            ),
+            (
+                "mqtt_puback_received",
+                "PUBACK packets received",
+                &self.puback_received,
+            ),
+            ("mqtt_puback_sent", "PUBACK packets sent", &self.puback_sent),
+            (
+                "mqtt_pubrec_received",
+                "PUBREC packets received",
+                &self.pubrec_received,
+            ),
+            ("mqtt_pubrec_sent", "PUBREC packets sent", &self.pubrec_sent),
+            (
+                "mqtt_pubrel_received",
+                "PUBREL packets received",
+                &self.pubrel_received,
+            ),
+            ("mqtt_pubrel_sent", "PUBREL packets sent", &self.pubrel_sent),
+            (
+                "mqtt_pubcomp_received",
+                "PUBCOMP packets received",
+                &self.pubcomp_received,
+            ),
+            (
+                "mqtt_pubcomp_sent",
+                "PUBCOMP packets sent",
+                &self.pubcomp_sent,
+            ),
+            (
+                "mqtt_subscribe_received",
+                "SUBSCRIBE packets received",
+                &self.subscribe_received,
+            ),
+            ("mqtt_suback_sent", "SUBACK packets sent", &self.suback_sent),
+            (
+                "mqtt_unsubscribe_received",
+                "UNSUBSCRIBE packets received",
+                &self.unsubscribe_received,
+            ),
+            (
+                "mqtt_unsuback_sent",
+                "UNSUBACK packets sent",
+                &self.unsuback_sent,
+            ),
+            (
+                "mqtt_pingreq_received",
+                "PINGREQ packets received",
+                &self.pingreq_received,
+            ),
+            (
+                "mqtt_pingresp_sent",
+                "PINGRESP packets sent",
+                &self.pingresp_sent,
+            ),
+            (
+                "mqtt_auth_received",
+                "AUTH packets received",
+                &self.auth_received,
+            ),
+        ];
+        for (name, help, c) in plain {
+            r.register(name, help, c.clone());
+        }
+        let labelled = [
+            (
+                "mqtt_connack_sent",
+                "CONNACK packets sent, by reason code (MQTT 3 return codes by the name of the MQTT 5 code they stand for)",
+                &self.connack_sent,
+            ),
+            (
+                "mqtt_publish_received",
+                "PUBLISH packets received (resent ones included), by QoS",
+                &self.publish_received,
+            ),
+            (
+                "mqtt_publish_sent",
+                "PUBLISH packets sent (resent ones included), by QoS",
+                &self.publish_sent,
+            ),
+            (
+                "mqtt_disconnect_received",
+                "DISCONNECT packets received, by reason code (MQTT 3: normal_disconnection)",
+                &self.disconnect_received,
+            ),
+            (
+                "mqtt_disconnect_sent",
+                "DISCONNECT packets sent (MQTT 5 only), by reason code",
+                &self.disconnect_sent,
+            ),
+        ];
+        for (name, help, f) in labelled {
+            r.register(name, help, f.clone());
+        }
+    }
+}
+
+/// The name of the CONNACK code a client speaking `proto` reads: MQTT 3
+/// return codes by the MQTT 5 code they stand for (return code 5 is
+/// `not_authorized`, and an MQTT 5 code with no MQTT 3 return code of its
+/// own is sent, and counted, as `server_unavailable`).
+pub fn connack_name(code: u8, proto: Protocol) -> &'static str {
+    let sent = if proto.is_v5() {
+        code
+    } else {
+        let rc = reason::connack_v3_return_code(code);
+        reason::connack_reason_from_v3(rc).unwrap_or(reason::SERVER_UNAVAILABLE)
+    };
+    reason_name(sent)
+}
+
+/// A DISCONNECT's reason code by name (0 is `normal_disconnection` there).
+pub fn disconnect_name(code: u8) -> &'static str {
+    match code {
+        reason::NORMAL_DISCONNECTION => "normal_disconnection",
+        other => reason_name(other),
+    }
+}
+
+/// An MQTT 5 reason code by its name in the specification, snake case (0 is
+/// `success`; see [`disconnect_name`]).
+pub fn reason_name(code: u8) -> &'static str {
+    match code {
+        reason::SUCCESS => "success",
+        reason::GRANTED_QOS_1 => "granted_qos_1",
+        reason::GRANTED_QOS_2 => "granted_qos_2",
+        reason::DISCONNECT_WITH_WILL_MESSAGE => "disconnect_with_will_message",
+        reason::NO_MATCHING_SUBSCRIBERS => "no_matching_subscribers",
+        reason::NO_SUBSCRIPTION_EXISTED => "no_subscription_existed",
+        reason::CONTINUE_AUTHENTICATION => "continue_authentication",
+        reason::RE_AUTHENTICATE => "re_authenticate",
+        reason::UNSPECIFIED_ERROR => "unspecified_error",
+        reason::MALFORMED_PACKET => "malformed_packet",
+        reason::PROTOCOL_ERROR => "protocol_error",
+        reason::IMPLEMENTATION_SPECIFIC_ERROR => "implementation_specific_error",
+        reason::UNSUPPORTED_PROTOCOL_VERSION => "unsupported_protocol_version",
+        reason::CLIENT_IDENTIFIER_NOT_VALID => "client_identifier_not_valid",
+        reason::BAD_USER_NAME_OR_PASSWORD => "bad_user_name_or_password",
+        reason::NOT_AUTHORIZED => "not_authorized",
+        reason::SERVER_UNAVAILABLE => "server_unavailable",
+        reason::SERVER_BUSY => "server_busy",
+        reason::BANNED => "banned",
+        reason::SERVER_SHUTTING_DOWN => "server_shutting_down",
+        reason::BAD_AUTHENTICATION_METHOD => "bad_authentication_method",
+        reason::KEEP_ALIVE_TIMEOUT => "keep_alive_timeout",
+        reason::SESSION_TAKEN_OVER => "session_taken_over",
+        reason::TOPIC_FILTER_INVALID => "topic_filter_invalid",
+        reason::TOPIC_NAME_INVALID => "topic_name_invalid",
+        reason::PACKET_IDENTIFIER_IN_USE => "packet_identifier_in_use",
+        reason::PACKET_IDENTIFIER_NOT_FOUND => "packet_identifier_not_found",
+        reason::RECEIVE_MAXIMUM_EXCEEDED => "receive_maximum_exceeded",
+        reason::TOPIC_ALIAS_INVALID => "topic_alias_invalid",
+        reason::PACKET_TOO_LARGE => "packet_too_large",
+        reason::MESSAGE_RATE_TOO_HIGH => "message_rate_too_high",
+        reason::QUOTA_EXCEEDED => "quota_exceeded",
+        reason::ADMINISTRATIVE_ACTION => "administrative_action",
+        reason::PAYLOAD_FORMAT_INVALID => "payload_format_invalid",
+        reason::RETAIN_NOT_SUPPORTED => "retain_not_supported",
+        reason::QOS_NOT_SUPPORTED => "qos_not_supported",
+        reason::USE_ANOTHER_SERVER => "use_another_server",
+        reason::SERVER_MOVED => "server_moved",
+        reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED => "shared_subscriptions_not_supported",
+        reason::CONNECTION_RATE_EXCEEDED => "connection_rate_exceeded",
+        reason::MAXIMUM_CONNECT_TIME => "maximum_connect_time",
+        reason::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED => "subscription_identifiers_not_supported",
+        reason::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED => "wildcard_subscriptions_not_supported",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v311_wrong_password_is_named_by_the_return_code_the_client_reads() {
+        assert_eq!(
+            connack_name(reason::BAD_USER_NAME_OR_PASSWORD, Protocol::V311),
+            "bad_user_name_or_password"
+        );
+        assert_eq!(
+            connack_name(reason::NOT_AUTHORIZED, Protocol::V311),
+            "not_authorized"
+        );
+    }
+
+    #[test]
+    fn a_v5_code_without_a_v3_return_code_counts_as_server_unavailable_for_v3_clients() {
+        assert_eq!(
+            connack_name(reason::QUOTA_EXCEEDED, Protocol::V5),
+            "quota_exceeded"
+        );
+        assert_eq!(
+            connack_name(reason::QUOTA_EXCEEDED, Protocol::V311),
+            "server_unavailable"
+        );
+    }
+
+    #[test]
+    fn code_zero_is_success_in_a_connack_and_normal_disconnection_in_a_disconnect() {
+        assert_eq!(connack_name(reason::SUCCESS, Protocol::V5), "success");
+        assert_eq!(disconnect_name(0), "normal_disconnection");
+        assert_eq!(
+            disconnect_name(reason::SESSION_TAKEN_OVER),
+            "session_taken_over"
+        );
+    }
+
+    #[test]
+    fn every_connack_and_disconnect_code_has_a_name() {
+        for &c in reason::CONNACK_CODES.iter().chain(reason::DISCONNECT_CODES) {
+            assert_ne!(reason_name(c), "unknown", "code {c:#04x}");
+        }
+    }
+}
