@@ -66,6 +66,11 @@ enum Cmd {
     },
     #[command(flatten)]
     Settings(cli::settings::SettingsCmd),
+    /// Metrics (VerneMQ's `vmq-admin metrics show`).
+    Metrics {
+        #[command(subcommand)]
+        cmd: cli::metrics::MetricsCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Cmd::Session { cmd } => cli::session::run(cmd),
         Cmd::Retain { cmd } => cli::retain::run(cmd),
         Cmd::Settings(cmd) => cli::settings::run(cmd),
+        Cmd::Metrics { cmd } => cli::metrics::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

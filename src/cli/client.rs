@@ -40,6 +40,33 @@ impl Admin {
         self.call("POST", path, query)
     }
 
+    /// GET a text answer (`/metrics`).
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("http://{}{path}", self.addr);
+        let mut resp = self
+            .agent()
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading {url}"))?;
+        if !status.is_success() {
+            bail!("GET {url}: {status}");
+        }
+        Ok(text)
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(self.timeout)
+            .build()
+            .into()
+    }
+
     /// POST with a JSON body.
     pub fn post_json(&self, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Value> {
         self.call_with("POST", path, &[], Some(serde_json::to_value(body)?))
@@ -57,11 +84,7 @@ impl Admin {
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
         let url = format!("http://{}{path}{}", self.addr, query_string(query));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(self.timeout)
-            .build()
-            .into();
+        let agent = self.agent();
         let resp = match (method, body) {
             ("POST", Some(b)) => agent.post(&url).send_json(b),
             ("POST", None) => agent.post(&url).send_empty(),

@@ -6,11 +6,12 @@
 //! Layout:
 //! - `client`: the HTTP call and its errors.
 //! - `output`: tables, records and `--json`.
-//! - `cluster`, `session`, `retain`, `settings` (`set`, `show`), `status`:
-//!   one command group each.
+//! - `cluster`, `metrics`, `session`, `retain`, `settings` (`set`, `show`),
+//!   `status`: one command group each.
 
 pub mod client;
 pub mod cluster;
+pub mod metrics;
 pub mod output;
 pub mod retain;
 pub mod session;

@@ -14,6 +14,7 @@ pub mod exposition;
 pub mod mqtt;
 pub mod process;
 mod render;
+pub mod show;
 
 use std::sync::Arc;
 
