@@ -49,6 +49,14 @@ fn qos(q: QoS) -> Labels {
     )]
 }
 
+fn one(c: &Counter) {
+    c.inc();
+}
+
+fn labelled(f: &Family<Labels, Counter>, labels: Labels) {
+    f.get_or_create(&labels).inc();
+}
+
 fn code(name: &'static str) -> Labels {
     [("reason_code", name)]
 }
@@ -57,51 +65,46 @@ impl MqttCounters {
     /// Counts a packet decoded from a client.
     pub fn received(&self, p: &Packet) {
         match p {
-            Packet::Connect(_) => self.connect_received.inc(),
-            Packet::Publish(p) => self.publish_received.get_or_create(&qos(p.qos)).inc(),
-            Packet::PubAck(_) => self.puback_received.inc(),
-            Packet::PubRec(_) => self.pubrec_received.inc(),
-            Packet::PubRel(_) => self.pubrel_received.inc(),
-            Packet::PubComp(_) => self.pubcomp_received.inc(),
-            Packet::Subscribe(_) => self.subscribe_received.inc(),
-            Packet::Unsubscribe(_) => self.unsubscribe_received.inc(),
-            Packet::PingReq => self.pingreq_received.inc(),
-            Packet::Disconnect(d) => self
-                .disconnect_received
-                .get_or_create(&code(disconnect_name(d.reason)))
-                .inc(),
-            Packet::Auth(_) => self.auth_received.inc(),
+            Packet::Connect(_) => one(&self.connect_received),
+            Packet::Publish(p) => labelled(&self.publish_received, qos(p.qos)),
+            Packet::PubAck(_) => one(&self.puback_received),
+            Packet::PubRec(_) => one(&self.pubrec_received),
+            Packet::PubRel(_) => one(&self.pubrel_received),
+            Packet::PubComp(_) => one(&self.pubcomp_received),
+            Packet::Subscribe(_) => one(&self.subscribe_received),
+            Packet::Unsubscribe(_) => one(&self.unsubscribe_received),
+            Packet::PingReq => one(&self.pingreq_received),
+            Packet::Disconnect(d) => {
+                labelled(&self.disconnect_received, code(disconnect_name(d.reason)))
+            }
+            Packet::Auth(_) => one(&self.auth_received),
             // Server-to-client packets: a client sending one is a protocol
             // error, counted there.
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => 0,
-        };
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {}
+        }
     }
 
     /// Counts a packet written to a client speaking `proto`.
     pub fn sent(&self, p: &Packet, proto: Protocol) {
         match p {
-            Packet::ConnAck(c) => self
-                .connack_sent
-                .get_or_create(&code(connack_name(c.code, proto)))
-                .inc(),
-            Packet::Publish(p) => self.publish_sent.get_or_create(&qos(p.qos)).inc(),
-            Packet::PubAck(_) => self.puback_sent.inc(),
-            Packet::PubRec(_) => self.pubrec_sent.inc(),
-            Packet::PubRel(_) => self.pubrel_sent.inc(),
-            Packet::PubComp(_) => self.pubcomp_sent.inc(),
-            Packet::SubAck(_) => self.suback_sent.inc(),
-            Packet::UnsubAck(_) => self.unsuback_sent.inc(),
-            Packet::PingResp => self.pingresp_sent.inc(),
-            Packet::Disconnect(d) => self
-                .disconnect_sent
-                .get_or_create(&code(disconnect_name(d.reason)))
-                .inc(),
+            Packet::ConnAck(c) => labelled(&self.connack_sent, code(connack_name(c.code, proto))),
+            Packet::Publish(p) => labelled(&self.publish_sent, qos(p.qos)),
+            Packet::PubAck(_) => one(&self.puback_sent),
+            Packet::PubRec(_) => one(&self.pubrec_sent),
+            Packet::PubRel(_) => one(&self.pubrel_sent),
+            Packet::PubComp(_) => one(&self.pubcomp_sent),
+            Packet::SubAck(_) => one(&self.suback_sent),
+            Packet::UnsubAck(_) => one(&self.unsuback_sent),
+            Packet::PingResp => one(&self.pingresp_sent),
+            Packet::Disconnect(d) => {
+                labelled(&self.disconnect_sent, code(disconnect_name(d.reason)))
+            }
             Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Auth(_) => 0,
-        };
+            | Packet::Auth(_) => {}
+        }
     }
 
     /// Registers every counter in `r` under VerneMQ's names.
