@@ -40,6 +40,20 @@ fn roles(c: &mut Cluster) -> (u64, u64, u64) {
     (l, others[0], others[1])
 }
 
+/// Kills the leader's two followers `a` and `b`, then runs `cluster leave
+/// node=b` on the leader `l` and kills the command after `limit`, as
+/// `timeout` would: the leave cannot commit without a quorum.
+fn leave_cancelled_without_quorum(c: &mut Cluster, (l, a, b): (u64, u64, u64), limit: Duration) {
+    c.node_mut(a).kill9();
+    c.node_mut(b).kill9();
+    let out = cli_killed_after(
+        c.node(l),
+        &["cluster", "leave", &format!("node={b}")],
+        limit,
+    );
+    assert!(out.timed_out, "the CLI was still waiting: {out:?}");
+}
+
 /// Waits until `cluster show` (asked of node `via`) says no change is in
 /// progress and `gone` is not a member.
 fn wait_settled_without(c: &Cluster, via: u64, gone: u64, limit: Duration) -> serde_json::Value {
@@ -56,15 +70,7 @@ fn wait_settled_without(c: &Cluster, via: u64, gone: u64, limit: Duration) -> se
 fn a_cancelled_leave_is_finished_by_the_leader_once_the_nodes_restart() {
     let mut c = Cluster::start(3);
     let (l, a, b) = roles(&mut c);
-    c.node_mut(a).kill9();
-    c.node_mut(b).kill9();
-    // The leave cannot commit without a quorum; its CLI is killed.
-    let out = cli_killed_after(
-        c.node(l),
-        &["cluster", "leave", &format!("node={b}")],
-        Duration::from_secs(4),
-    );
-    assert!(out.timed_out, "the CLI was still waiting: {out:?}");
+    leave_cancelled_without_quorum(&mut c, (l, a, b), Duration::from_secs(4));
     c.node_mut(a).start_no_wait();
     c.node_mut(b).start_no_wait();
     c.node_mut(a).wait_ready();
@@ -97,14 +103,7 @@ fn a_cancelled_leave_is_finished_by_the_leader_once_the_nodes_restart() {
 fn an_interrupted_leave_is_finished_by_the_next_leader_after_a_restart() {
     let mut c = Cluster::start(3);
     let (l, a, b) = roles(&mut c);
-    c.node_mut(a).kill9();
-    c.node_mut(b).kill9();
-    let out = cli_killed_after(
-        c.node(l),
-        &["cluster", "leave", &format!("node={b}")],
-        Duration::from_secs(3),
-    );
-    assert!(out.timed_out, "{out:?}");
+    leave_cancelled_without_quorum(&mut c, (l, a, b), Duration::from_secs(3));
     // The joint configuration is in the old leader's log only; the task
     // that ran the change dies with the process.
     c.node_mut(l).kill9();
