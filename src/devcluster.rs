@@ -5,7 +5,8 @@
 //! ports a directory was made with and its cookie are kept in it, and said.
 //! Each node is a child process running `raftmq start`; Ctrl-C or SIGTERM
 //! stops them all, each with SIGTERM (its graceful stop), waiting for them to
-//! exit (a SIGKILLed dev-cluster leaves them running).
+//! exit. If dev-cluster itself dies (SIGKILL), the kernel sends each node
+//! SIGTERM (PR_SET_PDEATHSIG), so no node outlives it.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -109,6 +110,18 @@ pub fn run(p: Ports) -> anyhow::Result<()> {
             .stderr(log);
         if let Some(c) = &p.config {
             cmd.arg("--config").arg(c);
+        }
+        // A dev-cluster that dies without stopping its nodes (SIGKILL, a
+        // crash) takes them down too: each gets SIGTERM, its graceful stop.
+        // SAFETY: prctl(2) between fork and exec, async-signal-safe; it
+        // touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         // Only a new data directory joins; one with data ignores --join.
         if id > 1 {

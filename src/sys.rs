@@ -18,18 +18,26 @@ use crate::metrics::{exposition, Snapshot};
 use crate::resources::Limit;
 use crate::shutdown::Shutdown;
 
-/// Publishes every `systree_interval` until the node stops.
+/// How often the publisher looks at `systree_enabled` and
+/// `systree_interval` (both can change while the node runs).
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Publishes every `systree_interval` while `systree_enabled`, until the
+/// node stops.
 pub async fn run(broker: Arc<Broker>, life: Shutdown) {
-    if !broker.settings.systree_enabled {
-        return;
-    }
-    let mut iv = tokio::time::interval(Duration::from_millis(broker.settings.systree_interval_ms));
+    let mut last: Option<u64> = None;
     loop {
         tokio::select! {
             _ = life.cancelled() => return,
-            _ = iv.tick() => {}
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
         }
+        let live = broker.live.get();
         let now = now_ms();
+        let due = last.is_none_or(|t| now >= t + live.systree_interval_ms);
+        if !live.systree_enabled || !due {
+            continue;
+        }
+        last = Some(now);
         for (topic, value) in values(&broker) {
             let msg = Message::system(topic, value, false, now);
             crate::router::route_qos0(&broker, Arc::new(msg));

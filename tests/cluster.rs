@@ -782,6 +782,20 @@ fn dev_cluster_starts_three_joined_nodes_and_sigterm_stops_them_all() {
 }
 
 #[test]
+fn a_sigkilled_dev_cluster_takes_its_nodes_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = (free_port_run(3), free_port_run(3), free_port_run(3));
+    let mut dc = dev_cluster(dir.path(), ports);
+    wait_dev_cluster_up(&mut dc);
+    dc.signal("-KILL");
+    let http = ports.1;
+    let all_down = wait_until(Duration::from_secs(15), || {
+        (0..3).all(|i| http_get(http + i, "/health", Duration::from_millis(300)).is_err())
+    });
+    assert!(all_down, "a node outlived its dev-cluster");
+}
+
+#[test]
 fn dev_cluster_runs_again_on_its_directory_with_its_data_and_says_its_cookie() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = (free_port_run(3), free_port_run(3), free_port_run(3));

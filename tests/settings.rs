@@ -263,3 +263,26 @@ fn the_bootstrap_nodes_config_file_supplies_the_cluster_wide_values() {
     publish_n(c.node(1), "bs/t", 5);
     assert_eq!(queued_for(c.node(3), "bs-3"), 2);
 }
+
+#[test]
+fn sys_can_be_switched_on_and_its_interval_changed_while_the_node_runs() {
+    let b = Broker::start_with_config("systree_enabled = false\nsystree_interval = 60000\n");
+    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-watch", true);
+    s.subscribe("$SYS/#", QoS::AtMostOnce);
+    s.expect_no_publish(Duration::from_millis(600));
+    b.cli(&["set", "systree_enabled=true", "systree_interval=200"])
+        .assert_success("set systree_enabled=true systree_interval=200");
+    let got = s.collect_publishes(1, Duration::from_secs(3));
+    assert_eq!(got.len(), 1, "$SYS publishes once switched on");
+    // Then every 200 ms, not every 60 s.
+    let more = s.collect_publishes(100_000, Duration::from_millis(1500));
+    let rounds = more
+        .iter()
+        .filter(|p| s.resolved_topic(p).ends_with("/uptime"))
+        .count();
+    assert!(rounds >= 3, "{rounds} rounds of $SYS in 1.5 s");
+    b.cli(&["set", "systree_enabled=false"])
+        .assert_success("set systree_enabled=false");
+    let _ = s.collect_publishes(1000, Duration::from_millis(500));
+    s.expect_no_publish(Duration::from_millis(800));
+}

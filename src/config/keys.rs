@@ -9,11 +9,17 @@ use super::live::LiveValues;
 use super::{DiskFreeLimit, Settings};
 
 /// Per-node keys `set` changes on a running node (see [`super::live`]).
-pub const NODE_LIVE_KEYS: [&str; 3] = ["max_client_id_size", "max_message_size", "retry_interval"];
+pub const NODE_LIVE_KEYS: [&str; 5] = [
+    "max_client_id_size",
+    "max_message_size",
+    "retry_interval",
+    "systree_enabled",
+    "systree_interval",
+];
 
 /// Per-node keys read once at start: only a restart with a new config
 /// file (or flag) changes them.
-pub const NODE_RESTART_KEYS: [&str; 23] = [
+pub const NODE_RESTART_KEYS: [&str; 21] = [
     "node_id",
     "data_dir",
     "listener.tcp.default",
@@ -29,8 +35,6 @@ pub const NODE_RESTART_KEYS: [&str; 23] = [
     "topic_alias_max_client",
     "receive_max_broker",
     "server_keep_alive",
-    "systree_enabled",
-    "systree_interval",
     "snapshot_interval_entries",
     "snapshot_chunk_bytes",
     "commit_timeout",
@@ -81,6 +85,8 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         "max_client_id_size" => live.max_client_id_size.to_string(),
         "max_message_size" => live.max_message_size.to_string(),
         "retry_interval" => live.retry_interval_s.to_string(),
+        "systree_enabled" => live.systree_enabled.to_string(),
+        "systree_interval" => live.systree_interval_ms.to_string(),
         "node_id" => s.node_id.to_string(),
         "data_dir" => s.data_dir.display().to_string(),
         "listener.tcp.default" => s.mqtt_addr.to_string(),
@@ -96,8 +102,6 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         "topic_alias_max_client" => s.topic_alias_max_client.to_string(),
         "receive_max_broker" => s.receive_max_broker.to_string(),
         "server_keep_alive" => s.server_keep_alive.to_string(),
-        "systree_enabled" => s.systree_enabled.to_string(),
-        "systree_interval" => s.systree_interval_ms.to_string(),
         "snapshot_interval_entries" => s.snapshot_interval_entries.to_string(),
         "snapshot_chunk_bytes" => s.snapshot_chunk_bytes.to_string(),
         "commit_timeout" => s.commit_timeout_ms.to_string(),

@@ -2,7 +2,8 @@
 //! ([`super::keys::NODE_LIVE_KEYS`]), held where connections read them: at
 //! CONNECT (`max_client_id_size`) and when a connection starts
 //! (`max_message_size`, `retry_interval`), so a change applies to the
-//! connections that start after it. A change is this node's only and lasts
+//! connections that start after it; `$SYS` reads `systree_enabled` and
+//! `systree_interval` before each publication. A change is this node's only and lasts
 //! until it restarts (the config file is not rewritten).
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ pub struct LiveValues {
     pub max_client_id_size: usize,
     pub max_message_size: usize,
     pub retry_interval_s: u64,
+    pub systree_enabled: bool,
+    pub systree_interval_ms: u64,
 }
 
 impl LiveValues {
@@ -26,6 +29,8 @@ impl LiveValues {
             max_client_id_size: s.max_client_id_size,
             max_message_size: s.max_message_size,
             retry_interval_s: s.retry_interval_s,
+            systree_enabled: s.systree_enabled,
+            systree_interval_ms: s.systree_interval_ms,
         }
     }
 }
@@ -63,6 +68,8 @@ impl Live {
                 "max_client_id_size" => next.max_client_id_size = scratch.max_client_id_size,
                 "max_message_size" => next.max_message_size = scratch.max_message_size,
                 "retry_interval" => next.retry_interval_s = scratch.retry_interval_s,
+                "systree_enabled" => next.systree_enabled = scratch.systree_enabled,
+                "systree_interval" => next.systree_interval_ms = scratch.systree_interval_ms,
                 _ => return Err(format!("`{k}` is not a per-node key `set` changes live")),
             }
         }

@@ -255,7 +255,7 @@ impl Conn {
         for d in retained {
             self.offer(d, now);
         }
-        if !failed && self.broker.settings.systree_enabled {
+        if !failed && self.broker.live.get().systree_enabled {
             self.send_sys(&filters, now);
         }
     }

@@ -150,30 +150,29 @@ async fn live_details(b: &Arc<Broker>, sessions: &[SessionInfo]) -> HashMap<Stri
 
 /// The connections of `clients` on this node.
 async fn local(b: &Broker, clients: &[String]) -> HashMap<String, Live> {
-    let mut out = HashMap::new();
-    for c in clients {
-        let Some((peer, window)) = b.registry.describe(c) else {
-            continue;
-        };
-        let inflight = match window {
-            Some(rx) => tokio::time::timeout(DESCRIBE_TIMEOUT, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|w| w.inflight),
-            None => None,
-        };
-        out.insert(
-            c.clone(),
-            Live {
+    // Every connection is asked at once; one that is slow to answer costs
+    // the listing at most DESCRIBE_TIMEOUT, whatever the number of rows.
+    let asked = clients.iter().filter_map(|c| {
+        let (peer, window) = b.registry.describe(c)?;
+        Some(async move {
+            let inflight = match window {
+                Some(rx) => tokio::time::timeout(DESCRIBE_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|w| w.inflight),
+                None => None,
+            };
+            let live = Live {
                 peer: peer.addr.map(|a| a.to_string()),
                 protocol: peer.protocol_name().into(),
                 clean: peer.clean_start,
                 inflight,
-            },
-        );
-    }
-    out
+            };
+            (c.clone(), live)
+        })
+    });
+    futures::future::join_all(asked).await.into_iter().collect()
 }
 
 /// `POST /api/v1/session/connections` with a JSON list of client ids: the

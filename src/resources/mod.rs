@@ -164,7 +164,7 @@ async fn compact(broker: Arc<Broker>, free: u64) {
 /// `$SYS/<node>/alarms/disk_free_limit` to this node's subscribers as soon
 /// as the alarm changes (the periodic tree follows at its interval).
 fn announce(broker: &Broker, raised: bool) {
-    if !broker.settings.systree_enabled {
+    if !broker.live.get().systree_enabled {
         return;
     }
     let topic = format!(
