@@ -46,6 +46,8 @@
 //!   (a summary published per applied batch; listings from RocksDB).
 //! - [`settings`]: the cluster-wide settings by key: their parser (shared by
 //!   config files, `raftmq set` and apply), values and sources.
+//! - [`metrics`]: what the Raft side measures (commit, fsync, apply, forward
+//!   and snapshot timings; leader changes; per-peer replication lag).
 //! - [`error`]: typed errors.
 
 // openraft's `StorageError` is large and its trait signatures fix it as the
