@@ -18,30 +18,40 @@ use crate::metrics::{exposition, Snapshot};
 use crate::resources::Limit;
 use crate::shutdown::Shutdown;
 
-/// How often the publisher looks at `systree_enabled` and
+/// How often, at most, the publisher looks at `systree_enabled` and
 /// `systree_interval` (both can change while the node runs).
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
-/// Publishes every `systree_interval` while `systree_enabled`, until the
-/// node stops.
+/// Publishes at once, then every `systree_interval` while `systree_enabled`,
+/// until the node stops.
 pub async fn run(broker: Arc<Broker>, life: Shutdown) {
     let mut last: Option<u64> = None;
     loop {
-        tokio::select! {
-            _ = life.cancelled() => return,
-            _ = tokio::time::sleep(LOOK_EVERY) => {}
-        }
         let live = broker.live.get();
         let now = now_ms();
-        let due = last.is_none_or(|t| now >= t + live.systree_interval_ms);
-        if !live.systree_enabled || !due {
+        let due_at = last.map_or(now, |t| t + live.systree_interval_ms);
+        if live.systree_enabled && now >= due_at {
+            last = Some(now);
+            publish(&broker, now);
             continue;
         }
-        last = Some(now);
-        for (topic, value) in values(&broker) {
-            let msg = Message::system(topic, value, false, now);
-            crate::router::route_qos0(&broker, Arc::new(msg));
+        let wait = if live.systree_enabled {
+            Duration::from_millis(due_at - now).min(LOOK_EVERY)
+        } else {
+            LOOK_EVERY
+        };
+        tokio::select! {
+            _ = life.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// One round: every `$SYS` topic to this node's subscribers.
+fn publish(broker: &Arc<Broker>, now: u64) {
+    for (topic, value) in values(broker) {
+        let msg = Message::system(topic, value, false, now);
+        crate::router::route_qos0(broker, Arc::new(msg));
     }
 }
 
