@@ -42,7 +42,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// 200 only when this node accepts MQTT connections and is in a quorum. A
+/// 200 only when this node accepts MQTT connections and is in a quorum (503
+/// on the minority side of a netsplit, with `netsplit_reason`). A
 /// raised resource alarm does not change the code (connections, subscribers
 /// and their acks still work); `alarms` names it and `accepting_publishes`
 /// is false while QoS 1/2 publishes are refused.
@@ -51,9 +52,12 @@ async fn health(State(b): State<Arc<Broker>>) -> Response {
     let stats = b.node.stats();
     let quorum = stats.in_quorum;
     let body = json!({
-        "status": if accepting && quorum { "ok" } else if b.node.removed().borrow().is_some() { "removed from the cluster" } else if b.life.is_stopping() { "stopping" } else if !quorum { "no quorum" } else { "not accepting connections" },
+        "status": if accepting && quorum { "ok" } else if b.node.removed().borrow().is_some() { "removed from the cluster" } else if b.life.is_stopping() { "stopping" } else if stats.in_netsplit { "netsplit" } else if !quorum { "no quorum" } else { "not accepting connections" },
         "accepting": accepting,
         "quorum": quorum,
+        "netsplit": stats.in_netsplit,
+        "netsplit_reason": (stats.in_netsplit).then_some(&stats.netsplit_reason),
+        "netsplit_since_ms": stats.netsplit_since_ms,
         "leader": stats.leader,
         "accepting_publishes": accepting && quorum && !b.disk.raised(),
         "alarms": b.disk.alarms(),
@@ -82,6 +86,7 @@ async fn status(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
         "leader_id": n.leader,
         "term": n.term,
         "in_quorum": n.in_quorum,
+        "netsplit": n.in_netsplit,
         "last_applied": st.last_applied,
         "sessions": st.sessions,
         "subscriptions": st.subscriptions,

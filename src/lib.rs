@@ -15,6 +15,8 @@
 //! - [`connection`]: one connection from CONNECT to close.
 //! - [`session`]: a session's outbound window, packet ids and retransmission.
 //! - [`registry`]: which clients are connected here; routes apply events.
+//! - [`orphans`]: ends registrations that committed after their CONNECT
+//!   gave up (outcome unknown), so no session stays "connected" to nothing.
 //! - [`router`]: best-effort QoS 0 routing outside the log, to subscribers
 //!   on this node and on the others.
 //! - [`http`]: `/health`, `/metrics` and the `/api/v1` admin API.
@@ -34,6 +36,7 @@ pub mod devcluster;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod orphans;
 pub mod registry;
 pub mod resources;
 pub mod router;

@@ -26,6 +26,9 @@ pub enum ConnEvent {
     /// Apply ended the connection of `epoch`: taken over by a newer
     /// connection, or disconnected by an operator.
     Kick(u64, KickReason),
+    /// The registration of `epoch` was applied (sent to connections that
+    /// registered during a netsplit: their session is now the log's).
+    Registered(u64),
     /// An operator disconnected the client.
     Disconnect,
     /// `session show` asks how many deliveries are in flight (sent, not
@@ -69,16 +72,51 @@ struct Slot {
     tx: mpsc::UnboundedSender<ConnEvent>,
 }
 
-#[derive(Default)]
 pub struct Registry {
+    /// This node's id: registrations applied for it with no connection
+    /// holding them are orphans.
+    node_id: u64,
     clients: RwLock<HashMap<Arc<str>, Vec<Slot>>>,
     next_conn: AtomicU64,
     /// Queue sequences a finished connection had sent but not seen acked, so
     /// that the next connection of the session resends them with DUP set.
     sent_unacked: parking_lot::Mutex<HashMap<Arc<str>, std::collections::HashSet<u64>>>,
+    orphans: mpsc::UnboundedSender<Orphan>,
+    orphans_rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Orphan>>>,
+}
+
+/// A registration applied for this node that no connection holds (its
+/// CONNECT gave up with the outcome unknown): its session must be ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub client_id: Arc<str>,
+    pub epoch: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(0)
+    }
 }
 
 impl Registry {
+    pub fn new(node_id: u64) -> Registry {
+        let (orphans, rx) = mpsc::unbounded_channel();
+        Registry {
+            node_id,
+            clients: RwLock::default(),
+            next_conn: AtomicU64::default(),
+            sent_unacked: Default::default(),
+            orphans,
+            orphans_rx: parking_lot::Mutex::new(Some(rx)),
+        }
+    }
+
+    /// The orphaned registrations, for the one task that ends them.
+    pub fn take_orphans(&self) -> Option<mpsc::UnboundedReceiver<Orphan>> {
+        self.orphans_rx.lock().take()
+    }
+
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -197,6 +235,20 @@ impl EventSink for Registry {
                     if let Some(s) = slot {
                         let _ = s.tx.send(ConnEvent::Deliver(Some(epoch), delivery));
                     }
+                }
+            }
+            ApplyEvent::Registered {
+                client_id,
+                epoch,
+                node,
+            } => {
+                let slots = map.get(&client_id);
+                let holder = slots.and_then(|v| v.iter().find(|s| s.epoch == epoch));
+                let waiting = slots.is_some_and(|v| v.iter().any(|s| s.epoch == 0));
+                if let Some(s) = holder {
+                    let _ = s.tx.send(ConnEvent::Registered(epoch));
+                } else if node == self.node_id && !waiting {
+                    let _ = self.orphans.send(Orphan { client_id, epoch });
                 }
             }
             ApplyEvent::Kick {

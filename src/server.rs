@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use raftmq_raft::node::now_ms;
+use raftmq_raft::proposer::Timeouts;
 use raftmq_raft::{
     CmdResult, Command, NodeInfo, NodeRestarted, RaftNode, RaftNodeConfig, SetSettings,
 };
@@ -123,7 +124,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// new data directory and no `join`).
 async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broker>, bool)> {
     let bootstraps = settings.join.is_none() && !settings.data_dir.join("db").exists();
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new(settings.node_id));
     let cluster = TcpListener::bind(settings.cluster_addr)
         .await
         .with_context(|| format!("binding the cluster listener {}", settings.cluster_addr))?;
@@ -146,6 +147,10 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
         store: settings.store_options(),
         snapshot_chunk_bytes: settings.snapshot_chunk_bytes,
         join_timeout: std::time::Duration::from_secs(settings.join_timeout_s),
+        timeouts: Timeouts {
+            commit: Duration::from_millis(settings.commit_timeout_ms),
+            netsplit_wait: Duration::from_millis(settings.netsplit_wait_ms),
+        },
     })
     .await
     .with_context(|| format!("starting raft node in {}", settings.data_dir.display()))?;
@@ -167,6 +172,10 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
     life.spawn(
         "disk monitor",
         crate::resources::run(broker.clone(), life.clone()),
+    );
+    life.spawn(
+        "orphaned registrations",
+        crate::orphans::end_orphans(broker.clone(), life.clone()),
     );
     let app = crate::http::router(broker.clone());
     let stop = life.clone();

@@ -200,11 +200,12 @@ fn cluster_show_lists_every_member_with_role_leader_match_index_and_reachability
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines.len(),
-        5,
-        "header + 3 members + the change line:\n{}",
+        6,
+        "header + 3 members + the change line + the netsplit line:\n{}",
         out.stdout
     );
     assert_eq!(lines[4], "no membership change in progress");
+    assert_eq!(lines[5], "node 2 is not in netsplit");
     for col in [
         "node",
         "role",

@@ -155,6 +155,9 @@ pub enum Command {
     /// The data-directory identity a member presented (docs/design.md §4):
     /// recorded so every leader refuses another directory under its id.
     Identify(Identify),
+    /// A registration accepted during a netsplit, committed when quorum
+    /// returned (`allow_register_during_netsplit`).
+    RegisterHeld(RegisterHeld),
 }
 
 /// `session disconnect`: the client's connection, on whatever node, ends as
@@ -205,6 +208,31 @@ pub struct Register {
     pub expiry_s: u32,
     pub will: Option<Will>,
     pub now_ms: u64,
+}
+
+/// A registration a node accepted while in netsplit
+/// (`allow_register_during_netsplit`), proposed when quorum returned. Its
+/// epoch was chosen by that node (see [`held_epoch`]), so that its
+/// connection could work at once. The newer registration of a client id
+/// wins: if the client id registered later than `reg.now_ms` (on the other
+/// side of the split), this one changes nothing and its connection is
+/// closed as taken over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterHeld {
+    pub reg: Register,
+    pub epoch: u64,
+}
+
+/// The session epoch of a registration held during a netsplit: the top bit
+/// set (a log-derived epoch, `index << 16 | position`, never has it), then
+/// the node and its proposer's sequence number, so no two collide.
+pub fn held_epoch(node: u64, seq: u64) -> u64 {
+    (1 << 63) | ((node & 0x7fff) << 48) | (seq & ((1 << 48) - 1))
+}
+
+/// Was this epoch chosen for a registration held during a netsplit?
+pub fn is_held_epoch(epoch: u64) -> bool {
+    epoch >> 63 == 1
 }
 
 /// The connection of `epoch` ended.

@@ -16,6 +16,16 @@ pub enum RaftError {
     Raft(String),
     #[error("no quorum: {0}")]
     Unavailable(String),
+    /// Not committed, and never will be: the command never left this node
+    /// (it was held while the node was in netsplit) and is discarded. A
+    /// final refusal.
+    #[error("not committed: {0}")]
+    NotCommitted(String),
+    /// The command reached a leader, but its result did not come back by
+    /// its deadline: it may or may not take effect. Clients are not told it
+    /// failed.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
     #[error("proposer stopped")]
     Stopped,
     #[error(

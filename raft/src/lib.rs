@@ -34,9 +34,14 @@
 //!   backoff.
 //! - [`network`]: openraft's network traits over the transport.
 //! - [`service`]: serves peers' requests on this node.
+//! - [`netsplit`]: whether this node is in netsplit (DESIGN §2), assessed
+//!   from the Raft state, published on a watch, logged on change.
+//! - [`election`]: elections with a pre-vote, so that a node returning from
+//!   a partition does not depose the sitting leader.
 //! - [`proposer`]: batches client commands into log entries, on the leader or
 //!   forwarded to it, resends what a leader change left unresolved, and fans
-//!   the results back out.
+//!   the results back out; holds them while in netsplit and gives each
+//!   client command a final answer by its deadline.
 //! - [`membership`]: join, leave and the cluster view; changes run in tasks
 //!   the leader owns, a driver finishes joint configurations left behind,
 //!   and data-directory identities keep a node id to one directory.
@@ -56,10 +61,12 @@
 
 pub mod command;
 pub mod dedup;
+pub mod election;
 pub mod error;
 pub mod log_store;
 pub mod membership;
 pub mod metrics;
+pub mod netsplit;
 pub mod network;
 pub mod node;
 pub mod proposer;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{Config, ServerState, SnapshotPolicy};
+use openraft::{Config, SnapshotPolicy};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use raftmq_storage::{Compaction, MemoryUsage, Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -21,8 +21,9 @@ use tracing::{info, warn};
 use crate::command::{CmdResult, Command, Message, Tick};
 use crate::error::RaftError;
 use crate::log_store::LogStore;
+use crate::netsplit::{Netsplit, Quorum, RaftFacts};
 use crate::network::Network;
-use crate::proposer::{Proposer, ResultRx};
+use crate::proposer::{Deadline, Proposer, ResultRx, Timeouts};
 use crate::rpc::{RemoteTarget, Reply, Rpc};
 use crate::state::{EventSink, MqttState};
 use crate::state_machine::StateMachine;
@@ -78,6 +79,8 @@ pub struct RaftNodeConfig {
     /// How long `join` (and a restarted member's address update) may try
     /// before the node gives up.
     pub join_timeout: Duration,
+    /// A client command's deadlines (see [`crate::proposer`]).
+    pub timeouts: Timeouts,
 }
 
 /// Why this node stopped serving: the cluster removed it.
@@ -115,6 +118,8 @@ pub struct RaftNode {
     pub(crate) removed: Arc<watch::Sender<Option<Removal>>>,
     /// Set once this node is part of a cluster (bootstrapped or joined).
     pub(crate) joined: Arc<AtomicBool>,
+    /// When a leader last reached this node, and the netsplit state.
+    pub(crate) quorum: Arc<Quorum>,
     /// Ends this node's own tasks (the ticker, a `--join` loop).
     pub(crate) stop: CancellationToken,
 }
@@ -125,6 +130,17 @@ pub struct NodeStats {
     pub leader: Option<NodeId>,
     pub is_leader: bool,
     pub in_quorum: bool,
+    /// In netsplit now (DESIGN §2), and since when (wall clock ms), why.
+    pub in_netsplit: bool,
+    pub netsplit_since_ms: Option<u64>,
+    pub netsplit_reason: String,
+    /// Times this node entered and left netsplit.
+    pub netsplit_detected: u64,
+    pub netsplit_resolved: u64,
+    /// Client commands answered `NotCommitted` and `Unknown` at their
+    /// deadline.
+    pub commands_not_committed: u64,
+    pub commands_outcome_unknown: u64,
     pub term: u64,
     /// Entries in the log now (last index - purged index).
     pub log_entries: u64,
@@ -202,6 +218,8 @@ impl RaftNode {
             // SNAPSHOT_INSTALL_TIMEOUT_MS). Earlier chunks get a shorter
             // deadline from the network layer.
             install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
+            // Elections start only after a pre-vote (crate::election).
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -213,7 +231,15 @@ impl RaftNode {
         let raft = Raft::new(cfg.node_id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| RaftError::Raft(e.to_string()))?;
-        let proposer = Proposer::start(raft.clone(), transport.clone(), cfg.node_id);
+        let quorum = Arc::new(Quorum::default());
+        let proposer = Proposer::start(
+            raft.clone(),
+            transport.clone(),
+            cfg.node_id,
+            quorum.watch(),
+            cfg.timeouts,
+            store.clone(),
+        )?;
         let initialized = raft
             .is_initialized()
             .await
@@ -234,6 +260,7 @@ impl RaftNode {
             join_error: Arc::new(watch::channel(None).0),
             removed: Arc::new(watch::channel(None).0),
             joined: Arc::new(AtomicBool::new(initialized)),
+            quorum,
             stop: CancellationToken::new(),
         };
         tokio::spawn(transport.serve(cfg.listener, Arc::new(node.clone())));
@@ -269,6 +296,8 @@ impl RaftNode {
         }
         tokio::spawn(crate::membership::driver(node.clone()));
         tokio::spawn(ticker(node.clone()));
+        tokio::spawn(crate::netsplit::monitor(node.clone()));
+        tokio::spawn(crate::election::driver(node.clone()));
         tokio::spawn(crate::metrics::watch_leader(node.raft.clone()));
         let policy = crate::snapshot_policy::Inputs {
             raft: node.raft.clone(),
@@ -286,14 +315,38 @@ impl RaftNode {
 
     // ----- proposals -------------------------------------------------------
 
-    /// Proposes a command and waits until it is applied.
+    /// Proposes one of the node's own commands and waits until it is
+    /// applied, however long that takes.
     pub async fn propose(&self, cmd: Command) -> Result<CmdResult, RaftError> {
-        self.proposer.propose(cmd).await
+        self.proposer.propose(cmd, Deadline::Never).await
     }
 
-    /// Queues a command; the receiver yields its result once it is applied.
+    /// Proposes an operator's command and waits for its final answer: the
+    /// result, or by its deadline `NotCommitted` (never will be) or
+    /// `Unknown`.
+    pub async fn propose_for_client(&self, cmd: Command) -> Result<CmdResult, RaftError> {
+        self.proposer.propose(cmd, Deadline::Client).await
+    }
+
+    /// Queues a client's command; the receiver yields its result once it is
+    /// applied, or by its deadline `NotCommitted` (final) or `Unknown`.
     pub async fn submit(&self, cmd: Command) -> Result<ResultRx, RaftError> {
-        self.proposer.submit(cmd).await
+        self.proposer.submit(cmd, Deadline::Client).await
+    }
+
+    /// Queues one of the node's own commands, held until it commits however
+    /// long that takes (a connection's disconnect); the receiver yields its
+    /// result.
+    pub async fn submit_own(&self, cmd: Command) -> Result<ResultRx, RaftError> {
+        self.proposer.submit(cmd, Deadline::Never).await
+    }
+
+    /// Accepts a client's command locally while this node is in netsplit
+    /// (its `allow_*_during_netsplit` switch is on): the receiver yields
+    /// `Done` once it is on this node's disk; it is proposed when quorum
+    /// returns, exactly once.
+    pub async fn submit_local(&self, cmd: Command) -> Result<ResultRx, RaftError> {
+        self.proposer.submit(cmd, Deadline::Local).await
     }
 
     /// Queues a command whose result nobody waits for (subscriber acks).
@@ -399,10 +452,19 @@ impl RaftNode {
         };
         let p = self.proposer.stats();
         let t = &self.transport.stats;
+        let split = self.quorum.current();
+        let (detected, resolved) = self.quorum.transitions();
         NodeStats {
             leader,
             is_leader: leader == Some(self.node_id),
             in_quorum: self.in_quorum(),
+            in_netsplit: split.active(),
+            netsplit_since_ms: split.since_ms,
+            netsplit_reason: split.reason,
+            netsplit_detected: detected,
+            netsplit_resolved: resolved,
+            commands_not_committed: p.discarded.load(Ordering::Relaxed),
+            commands_outcome_unknown: p.unknown.load(Ordering::Relaxed),
             term,
             log_entries,
             snapshot_index,
@@ -491,24 +553,41 @@ impl RaftNode {
         self.raft.metrics().borrow().current_leader == Some(self.node_id)
     }
 
-    /// Is this node part of a quorum right now? A leader must have heard from
-    /// a majority within the election timeout; a follower must know a
-    /// leader (it stops knowing one when its election timer fires).
+    /// Is this node part of a quorum right now: serving, and not in
+    /// netsplit (see [`crate::netsplit`])?
     pub fn in_quorum(&self) -> bool {
-        if self.removed.borrow().is_some() || !self.joined.load(Ordering::Acquire) {
-            return false;
-        }
+        self.serving() && !self.quorum.current().active()
+    }
+
+    /// Part of a cluster (bootstrapped or joined) and not removed from it.
+    pub fn serving(&self) -> bool {
+        self.removed.borrow().is_none() && self.joined.load(Ordering::Acquire)
+    }
+
+    /// Is this node in netsplit now? (Cheap: no copy of the state.)
+    pub fn in_netsplit(&self) -> bool {
+        self.quorum.is_active()
+    }
+
+    /// This node's netsplit state now.
+    pub fn netsplit(&self) -> Netsplit {
+        self.quorum.current()
+    }
+
+    /// Follows this node's netsplit state.
+    pub fn netsplit_watch(&self) -> watch::Receiver<Netsplit> {
+        self.quorum.watch()
+    }
+
+    /// The Raft state the netsplit assessment reads.
+    pub(crate) fn raft_facts(&self) -> RaftFacts {
         let m = self.raft.metrics();
         let m = m.borrow();
-        let voters = m.membership_config.membership().voter_ids().count();
-        match m.state {
-            ServerState::Leader => {
-                voters <= 1
-                    || m.millis_since_quorum_ack
-                        .is_some_and(|ms| ms <= ELECTION_TIMEOUT_MAX)
-            }
-            ServerState::Follower | ServerState::Learner => m.current_leader.is_some(),
-            ServerState::Candidate | ServerState::Shutdown => false,
+        RaftFacts {
+            state: m.state,
+            voters: m.membership_config.membership().voter_ids().count(),
+            leader: m.current_leader,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
         }
     }
 
@@ -610,11 +689,7 @@ async fn ticker(node: RaftNode) {
         let now = now_ms();
         let due = node.summary().next_deadline.is_some_and(|d| d <= now);
         if due {
-            if let Err(e) = node
-                .proposer
-                .propose(Command::Tick(Tick { now_ms: now }))
-                .await
-            {
+            if let Err(e) = node.propose(Command::Tick(Tick { now_ms: now })).await {
                 tracing::warn!(error = %e, "tick not applied");
             }
         }

@@ -49,6 +49,9 @@ pub enum Rpc {
     ChangeStatus {
         id: u64,
     },
+    /// Would the receiver vote for this candidate now? (See
+    /// [`crate::election`].)
+    PreVote(crate::election::PreVote),
 }
 
 /// One subscriber of a QoS 0 delivery.
@@ -70,6 +73,7 @@ pub enum Reply {
     Done,
     Change(Result<Started, AdminError>),
     Progress(Option<ChangeProgress>),
+    PreVote { granted: bool },
 }
 
 /// Why a node did not take a request meant for the leader.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use openraft::error::{ClientWriteError, Fatal};
+use openraft::raft::AppendEntriesResponse;
 
 use crate::command::Message;
 use crate::membership::{ChangeRequest, DEFAULT_CHANGE_TIMEOUT};
@@ -43,13 +44,26 @@ impl RaftNode {
         rpc: Rpc,
     ) -> BoxFuture<'static, Option<Reply>> {
         match rpc {
-            Rpc::Append(r) => {
-                async move { Some(Reply::Append(node.raft.append_entries(r).await)) }.boxed()
+            Rpc::Append(r) => async move {
+                let resp = node.raft.append_entries(r).await;
+                if resp
+                    .as_ref()
+                    .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                {
+                    node.quorum.leader_contact();
+                }
+                Some(Reply::Append(resp))
             }
+            .boxed(),
             Rpc::Vote(r) => async move { Some(Reply::Vote(node.raft.vote(r).await)) }.boxed(),
-            Rpc::Snapshot(r) => {
-                async move { Some(Reply::Snapshot(node.raft.install_snapshot(r).await)) }.boxed()
+            Rpc::Snapshot(r) => async move {
+                let resp = node.raft.install_snapshot(r).await;
+                if resp.is_ok() {
+                    node.quorum.leader_contact();
+                }
+                Some(Reply::Snapshot(resp))
             }
+            .boxed(),
             Rpc::Forward(req) => {
                 // Proposed here, in arrival order; the result is awaited
                 // concurrently.
@@ -110,6 +124,10 @@ impl RaftNode {
                 async { Some(Reply::Done) }.boxed()
             }
             Rpc::Status => async move { Some(Reply::Status(Box::new(node.local_view()))) }.boxed(),
+            Rpc::PreVote(ask) => {
+                let granted = node.pre_vote_answer(ask);
+                async move { Some(Reply::PreVote { granted }) }.boxed()
+            }
             Rpc::Deliver { msg, targets } => {
                 let msg: Arc<Message> = Arc::new(msg);
                 node.sink.deliver_remote(msg, targets);

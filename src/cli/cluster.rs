@@ -111,6 +111,7 @@ pub fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
                     .output()
                     .print(&serde_json::json!({ "table": v["table"] }));
                 println!("{}", change_line(&v));
+                println!("{}", netsplit_line(&v));
             }
             Ok(())
         }
@@ -168,6 +169,22 @@ fn change_line(v: &Value) -> String {
         "membership change in progress: a joint configuration the leader is finishing".into()
     } else {
         "no membership change in progress".into()
+    }
+}
+
+/// `cluster show`'s netsplit line, about the node asked.
+fn netsplit_line(v: &Value) -> String {
+    let n = &v["netsplit"];
+    if n["in_netsplit"] == true {
+        let since = n["since_ms"].as_u64().unwrap_or(0);
+        let for_s = raftmq_raft::node::now_ms().saturating_sub(since) as f64 / 1000.0;
+        format!(
+            "node {} is in netsplit (for {for_s:.1} s): {}; this view is its own",
+            n["node"],
+            n["reason"].as_str().unwrap_or("no quorum"),
+        )
+    } else {
+        format!("node {} is not in netsplit", n["node"])
     }
 }
 

@@ -19,7 +19,7 @@ pub const NODE_LIVE_KEYS: [&str; 5] = [
 
 /// Per-node keys read once at start: only a restart with a new config
 /// file (or flag) changes them.
-pub const NODE_RESTART_KEYS: [&str; 21] = [
+pub const NODE_RESTART_KEYS: [&str; 22] = [
     "node_id",
     "data_dir",
     "listener.tcp.default",
@@ -38,6 +38,7 @@ pub const NODE_RESTART_KEYS: [&str; 21] = [
     "snapshot_interval_entries",
     "snapshot_chunk_bytes",
     "commit_timeout",
+    "netsplit_wait",
     "disk_free_limit",
     "rocksdb_block_cache_size",
     "rocksdb_write_buffer_size",
@@ -70,6 +71,8 @@ pub fn kind(key: &str) -> Kind {
     let key = canonical(key);
     if is_cluster_key(key) {
         Kind::Cluster
+    } else if listener_override(key).is_some() {
+        Kind::NodeRestart
     } else if NODE_LIVE_KEYS.contains(&key) {
         Kind::NodeLive
     } else if NODE_RESTART_KEYS.contains(&key) {
@@ -79,8 +82,18 @@ pub fn kind(key: &str) -> Kind {
     }
 }
 
+/// The override name of a `listener.tcp.default.allow_*_during_netsplit`
+/// key.
+fn listener_override(key: &str) -> Option<&str> {
+    key.strip_prefix("listener.tcp.default.")
+        .filter(|k| crate::connection::NETSPLIT_OVERRIDE_KEYS.contains(k))
+}
+
 /// A node key's value as `show` prints it (the cookie is not printed).
 pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> {
+    if let Some(name) = listener_override(canonical(key)) {
+        return s.listener_netsplit.value(name);
+    }
     Some(match canonical(key) {
         "max_client_id_size" => live.max_client_id_size.to_string(),
         "max_message_size" => live.max_message_size.to_string(),
@@ -105,6 +118,7 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         "snapshot_interval_entries" => s.snapshot_interval_entries.to_string(),
         "snapshot_chunk_bytes" => s.snapshot_chunk_bytes.to_string(),
         "commit_timeout" => s.commit_timeout_ms.to_string(),
+        "netsplit_wait" => s.netsplit_wait_ms.to_string(),
         "disk_free_limit" => match s.disk_free_limit {
             DiskFreeLimit::Default => "default".into(),
             DiskFreeLimit::Bytes(b) => b.to_string(),

@@ -84,8 +84,16 @@ pub struct Settings {
     /// A snapshot is sent to a joining or lagging node in chunks of this
     /// many bytes.
     pub snapshot_chunk_bytes: u64,
-    /// How long a client operation waits for its commit before it is refused.
+    /// How long a client operation waits for its commit before it is
+    /// answered (refused if it never left this node, outcome unknown if it
+    /// did).
     pub commit_timeout_ms: u64,
+    /// How long a client operation waits for quorum to return while this
+    /// node is in netsplit before it is refused (see docs/consistency.md).
+    pub netsplit_wait_ms: u64,
+    /// The MQTT listener's overrides of the `allow_*_during_netsplit`
+    /// switches (`listener.tcp.default.allow_publish_during_netsplit` …).
+    pub listener_netsplit: crate::connection::NetsplitOverrides,
     /// Free space of the data directory's filesystem below which new QoS
     /// 1/2 publishes are refused (RabbitMQ's `disk_free_limit`).
     pub disk_free_limit: DiskFreeLimit,
@@ -169,6 +177,8 @@ impl Default for Settings {
             snapshot_interval_entries: 20_000,
             snapshot_chunk_bytes: raftmq_raft::node::DEFAULT_SNAPSHOT_CHUNK,
             commit_timeout_ms: 10_000,
+            netsplit_wait_ms: 2_000,
+            listener_netsplit: Default::default(),
             disk_free_limit: DiskFreeLimit::Default,
             rocksdb_block_cache_bytes: store.block_cache_bytes as u64,
             rocksdb_write_buffer_bytes: store.write_buffer_bytes as u64,
@@ -265,6 +275,13 @@ impl Settings {
             "node_id" => self.node_id = uint(v, 1, u64::MAX)?,
             "data_dir" => self.data_dir = PathBuf::from(string(v)?),
             "mqtt" | "listener.tcp.default" => self.mqtt_addr = addr(v)?,
+            k if k.starts_with("listener.tcp.default.") => {
+                let name = &k["listener.tcp.default.".len()..];
+                let on = boolean(v)?;
+                if !self.listener_netsplit.set(name, on) {
+                    return Err("unknown setting".into());
+                }
+            }
             "http" | "listener.http.default" => self.http_addr = addr(v)?,
             "cluster" | "listener.vmq.clustering" => self.cluster_addr = addr(v)?,
             "distributed_cookie" => {
@@ -304,6 +321,7 @@ impl Settings {
                 self.snapshot_chunk_bytes = uint(v, MIN_SNAPSHOT_CHUNK, MAX_SNAPSHOT_CHUNK)?
             }
             "commit_timeout" => self.commit_timeout_ms = uint(v, 100, 600_000)?,
+            "netsplit_wait" => self.netsplit_wait_ms = uint(v, 0, 600_000)?,
             "disk_free_limit" => self.disk_free_limit = DiskFreeLimit::Bytes(bytes(v, 0)?),
             "rocksdb_block_cache_size" => self.rocksdb_block_cache_bytes = bytes(v, MIB)?,
             "rocksdb_write_buffer_size" => self.rocksdb_write_buffer_bytes = bytes(v, 4 * MIB)?,

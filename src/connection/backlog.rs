@@ -45,6 +45,17 @@ impl Backlog {
         }
     }
 
+    /// A connection whose session is not the log's yet (registered during
+    /// a netsplit): it takes nothing until its registration is applied,
+    /// then resumes from the queue's head.
+    pub fn idle() -> Backlog {
+        Backlog {
+            next: None,
+            reading: false,
+            sent_before: None,
+        }
+    }
+
     /// Whether to read a page now, with `waiting` items waiting beyond the
     /// window; and from which sequence (`None`: the queue's head).
     pub fn wants_read(&self, waiting: usize) -> Option<Option<u64>> {

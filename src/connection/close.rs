@@ -8,7 +8,7 @@ use std::time::Duration;
 use raftmq_raft::command as cmd;
 use raftmq_raft::node::now_ms;
 use raftmq_raft::{Command, NEVER};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Conn;
 use crate::codec::{self, reason, Packet};
@@ -38,6 +38,14 @@ pub enum Exit {
     /// code, so the connection closes instead of acknowledging, and the
     /// client resends after reconnecting. Answers already due go out first.
     Refused(Limit),
+    /// A command could not be committed, and MQTT 3 (or, when the outcome
+    /// is unknown, any version) has no answer that tells the truth: the
+    /// connection closes instead, so that the client resends after
+    /// reconnecting. `unknown`: the command may still take effect.
+    /// Answers already due go out first.
+    Unavailable {
+        unknown: bool,
+    },
 }
 
 impl Exit {
@@ -62,6 +70,7 @@ impl Exit {
             Exit::ServerShutdown => (Some(reason::SERVER_SHUTTING_DOWN), true),
             // Not the client's choice: its will is published.
             Exit::Refused(_) => (Some(reason::QUOTA_EXCEEDED), true),
+            Exit::Unavailable { .. } => (Some(reason::SERVER_BUSY), true),
         }
     }
 }
@@ -82,6 +91,12 @@ impl Conn {
                 limit = limit.name(),
                 "publish refused by a resource limit: closing the MQTT 3 connection instead of acknowledging"
             ),
+            Exit::Unavailable { unknown: true } => info!(
+                "a command's outcome is unknown (no quorum answered in time): closing, so the client resends"
+            ),
+            Exit::Unavailable { unknown: false } => info!(
+                "a command was refused (not committed) and MQTT 3 has no code to say so: closing, so the client resends"
+            ),
             _ => {}
         }
         let (code, publish_will) = exit.reason_and_will();
@@ -92,7 +107,7 @@ impl Conn {
             })),
             // The acknowledgements of the publishes before the refused one
             // were committed: they go out before the close.
-            Some(_) if matches!(exit, Exit::Refused(_)) => {}
+            Some(_) if matches!(exit, Exit::Refused(_) | Exit::Unavailable { .. }) => {}
             // MQTT 3 has no server DISCONNECT: a protocol error just closes.
             // Nor after the client's DISCONNECT (its answers went out) or
             // a closed socket.
@@ -126,8 +141,13 @@ impl Conn {
                     .map(|e| if e == u32::MAX { NEVER } else { e }),
                 now_ms: now_ms(),
             });
-            if let Err(e) = super::commit(&self.broker, disconnect).await {
-                warn!(error = %e, "disconnect not committed; the session stays registered until the node restarts");
+            // The node's own command: held through a netsplit and committed
+            // when quorum returns (its epoch guard makes a late one
+            // harmless), so the session never stays registered to a
+            // connection that is gone. The close waits for it a bounded
+            // time.
+            if let Err(e) = super::commit_held(&self.broker, disconnect).await {
+                info!(error = %e, "disconnect not committed yet; it is held and committed when quorum returns");
             }
         }
         let written = self.io.close_write(Duration::from_secs(1)).await;

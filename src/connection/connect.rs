@@ -55,14 +55,27 @@ pub struct Admission {
 impl Admission {
     /// The registration command this admission commits.
     pub fn register(&self, node: NodeId, now_ms: u64) -> Command {
-        Command::Register(cmd::Register {
+        Command::Register(self.registration(node, now_ms))
+    }
+
+    /// The registration accepted during a netsplit, with the epoch this
+    /// node chose for it.
+    pub fn register_held(&self, node: NodeId, now_ms: u64, epoch: u64) -> Command {
+        Command::RegisterHeld(cmd::RegisterHeld {
+            reg: self.registration(node, now_ms),
+            epoch,
+        })
+    }
+
+    fn registration(&self, node: NodeId, now_ms: u64) -> cmd::Register {
+        cmd::Register {
             client_id: self.client_id.clone(),
             node,
             clean_start: self.clean_start,
             expiry_s: self.expiry_s,
             will: self.will.clone(),
             now_ms,
-        })
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //!   results produce.
 //! - [`backlog`]: the session's queued deliveries: from apply's live events
 //!   while the client keeps up, else in pages from RocksDB.
+//! - [`netsplit`]: each operation's `allow_*_during_netsplit` switch, as
+//!   the cluster, the listener and the request set it.
 //! - [`register`]: from CONNECT to a registered connection (or a refusal).
 //! - [`packets`]: what each packet from the client does.
 //! - [`close`]: why a connection ends, and the teardown that commits it.
@@ -26,6 +28,9 @@ mod connect;
 mod convert;
 mod framed;
 mod inbound;
+mod netsplit;
+
+pub use netsplit::{Overrides as NetsplitOverrides, OVERRIDE_KEYS as NETSPLIT_OVERRIDE_KEYS};
 mod packets;
 mod register;
 mod replies;
@@ -110,6 +115,8 @@ pub struct Conn {
     /// Subscriber acks to commit, as one command per loop turn.
     acks: Vec<u64>,
     backlog: Backlog,
+    /// The listener's overrides of the netsplit switches.
+    netsplit: netsplit::Overrides,
 }
 
 /// The loop's clocks: the keepalive deadline (1.5 × the keepalive after the
@@ -260,6 +267,16 @@ impl Conn {
                 KickReason::Administrative => Exit::Disconnected,
             }),
             ConnEvent::Kick(..) => Ok(()),
+            // A registration held through a netsplit was committed: the
+            // session (resumed, maybe with a queue) is this connection's
+            // now; read its queue from the head.
+            ConnEvent::Registered(epoch)
+                if epoch == self.epoch && raftmq_raft::is_held_epoch(epoch) =>
+            {
+                self.backlog = Backlog::resume(None);
+                Ok(())
+            }
+            ConnEvent::Registered(_) => Ok(()),
             ConnEvent::Disconnect => Err(Exit::Admin),
             ConnEvent::Describe(answer) => {
                 let _ = answer.send(Inflight {
@@ -320,6 +337,31 @@ impl Conn {
         }
     }
 
+    /// Is this operation accepted locally now: is the node in netsplit, and
+    /// its switch on (for this request)?
+    fn accepts_locally(&self, op: netsplit::Op, user_properties: &[(String, String)]) -> bool {
+        self.broker.node.in_netsplit()
+            && netsplit::allowed(
+                op,
+                &self.broker.node.summary().settings,
+                &self.netsplit,
+                user_properties,
+            )
+    }
+
+    /// Accepts a command locally during a netsplit: its reply goes out once
+    /// it is on this node's disk; it commits when quorum returns.
+    async fn submit_local(&mut self, command: Command, reply: replies::Reply) -> Result<(), Exit> {
+        let rx = self
+            .broker
+            .node
+            .submit_local(command)
+            .await
+            .map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
+        self.replies.push(rx, reply);
+        Ok(())
+    }
+
     /// Proposes a command; its reply goes out once it is applied.
     async fn submit(&mut self, command: Command, reply: replies::Reply) -> Result<(), Exit> {
         let rx = self
@@ -345,9 +387,23 @@ impl Conn {
     }
 }
 
-/// Proposes a command and waits for it, bounded by the commit timeout.
+/// Proposes a client's command and waits for its final answer (the
+/// proposer gives one by the command's deadline).
 async fn commit(broker: &Broker, command: Command) -> Result<CmdResult, RaftError> {
     let rx = broker.node.submit(command).await?;
-    let timeout = Duration::from_millis(broker.settings.commit_timeout_ms);
-    replies::wait(rx, timeout).await
+    replies::wait(rx, replies::answer_bound(&broker.settings)).await
+}
+
+/// Proposes one of the connection's own commands (its disconnect), which
+/// is held until it commits however long that takes, and waits for it at
+/// most the commit timeout (`netsplit_wait` while in netsplit).
+async fn commit_held(broker: &Broker, command: Command) -> Result<CmdResult, RaftError> {
+    let rx = broker.node.submit_own(command).await?;
+    let s = &broker.settings;
+    let ms = if broker.node.netsplit().active() {
+        s.netsplit_wait_ms
+    } else {
+        s.commit_timeout_ms
+    };
+    replies::wait(rx, Duration::from_millis(ms)).await
 }

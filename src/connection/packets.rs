@@ -11,6 +11,7 @@ use raftmq_raft::trie::{split_shared, valid_filter};
 use raftmq_raft::{CmdResult, Command, Message};
 use tracing::warn;
 
+use super::netsplit::Op;
 use super::replies::Reply;
 use super::{convert, Conn, Exit};
 use crate::codec::{self, reason, Disconnect, Packet, PubResp, Publish, Subscribe, Unsubscribe};
@@ -40,14 +41,21 @@ impl Conn {
             }
             Packet::PubRel(r) => {
                 self.inbound.qos2_done(r.packet_id);
+                let release = cmd::Release {
+                    client_id: self.client_id.to_string(),
+                    packet_id: r.packet_id,
+                };
+                let reply = Reply::PubComp(r.packet_id);
+                if self.accepts_locally(Op::Publish, &r.properties.user_properties) {
+                    // Not guarded, as the publish it releases is not: both
+                    // apply when quorum returns, whoever holds the session.
+                    return self.submit_local(Command::Release(release), reply).await;
+                }
                 let command = Command::GuardedRelease(cmd::Guarded {
                     epoch: self.epoch,
-                    cmd: cmd::Release {
-                        client_id: self.client_id.to_string(),
-                        packet_id: r.packet_id,
-                    },
+                    cmd: release,
                 });
-                self.submit(command, Reply::PubComp(r.packet_id)).await
+                self.submit(command, reply).await
             }
             Packet::Subscribe(s) => self.on_subscribe(s).await,
             Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
@@ -117,6 +125,9 @@ impl Conn {
             }
             return Ok(());
         }
+        if self.broker.node.in_netsplit() {
+            return self.publish_in_netsplit(msg, packet_id).await;
+        }
         match (msg.qos, msg.retain) {
             (0, false) => {
                 crate::router::route_qos0(&self.broker, Arc::new(msg));
@@ -175,6 +186,48 @@ impl Conn {
             }
         }
         Some(Limit::DiskFreeLimit)
+    }
+
+    /// A publish while this node is in netsplit. With
+    /// `allow_publish_during_netsplit` on it is accepted locally: a QoS 1/2
+    /// (or retained) publish is written to this node's disk, acknowledged,
+    /// and committed when quorum returns, whoever holds the session then
+    /// (not guarded: it was acknowledged); QoS 0 goes to this side's
+    /// subscribers. Off: QoS 0 is dropped and counted; QoS 1/2 waits
+    /// `netsplit_wait` for quorum and is then refused, finally.
+    async fn publish_in_netsplit(&mut self, msg: Message, packet_id: u16) -> Result<(), Exit> {
+        let qos = msg.qos;
+        if !self.accepts_locally(Op::Publish, &msg.props.user_properties) {
+            if qos == 0 {
+                self.broker.metrics.refused(Limit::Netsplit, 0);
+                return Ok(());
+            }
+            let command = self.publish_command(msg, if qos == 2 { packet_id } else { 0 });
+            let reply = if qos == 1 {
+                Reply::PubAck(packet_id)
+            } else {
+                Reply::PubRec(packet_id)
+            };
+            return self.submit(command, reply).await;
+        }
+        if qos == 0 && !msg.retain {
+            crate::router::route_qos0(&self.broker, Arc::new(msg));
+            return Ok(());
+        }
+        let command = Command::Publish(cmd::Publish {
+            client_id: self.client_id.to_string(),
+            packet_id: if qos == 2 { packet_id } else { 0 },
+            msg,
+        });
+        let reply = match qos {
+            0 => {
+                let _ = self.broker.node.submit_local(command).await;
+                return Ok(());
+            }
+            1 => Reply::PubAck(packet_id),
+            _ => Reply::PubRec(packet_id),
+        };
+        self.submit_local(command, reply).await
     }
 
     /// `packet_id` is kept for QoS 2 only: apply recognises a resent PUBLISH
@@ -237,6 +290,9 @@ impl Conn {
             codes,
             filters,
         };
+        if self.accepts_locally(Op::Subscribe, &s.properties.user_properties) {
+            return self.submit_local(command, reply).await;
+        }
         self.submit(command, reply).await
     }
 
@@ -245,11 +301,15 @@ impl Conn {
             pid: u.packet_id,
             codes: vec![None; u.filters.len()],
         };
+        let local = self.accepts_locally(Op::Unsubscribe, &u.user_properties);
         let command = Command::Unsubscribe(cmd::Unsubscribe {
             client_id: self.client_id.to_string(),
             epoch: self.epoch,
             filters: u.filters,
         });
+        if local {
+            return self.submit_local(command, reply).await;
+        }
         self.submit(command, reply).await
     }
 

@@ -107,11 +107,39 @@ impl Conn {
             clean_start: admission.clean_start,
         };
         broker.registry.attach(&client_id, conn_id, peer, tx);
-        let (epoch, session_present) = match commit_registration(broker, &admission, now).await {
+        let overrides = s.listener_netsplit;
+        let held = broker.node.in_netsplit()
+            && super::netsplit::allowed(
+                super::netsplit::Op::Register,
+                cluster,
+                &overrides,
+                &c.properties.user_properties,
+            );
+        let registered = if held {
+            hold_registration(broker, &admission, now).await
+        } else {
+            commit_registration(broker, &admission, now).await
+        };
+        let (epoch, session_present) = match registered {
             Ok(r) => r,
-            Err(e) => {
+            // Refused only when that is final: the registration was never
+            // proposed (this node is in netsplit), so it can never take over
+            // a session later.
+            Err(Some(e @ RaftError::NotCommitted(_))) => {
                 broker.registry.detach(&client_id, conn_id);
-                warn!(result = ?e, "registration not committed");
+                warn!(error = %e, "registration not committed");
+                let why = "this node cannot reach a quorum (netsplit); try another node";
+                return refuse(
+                    io,
+                    Refusal {
+                        code: reason::SERVER_UNAVAILABLE,
+                        why,
+                    },
+                )
+                .await;
+            }
+            Err(None) => {
+                broker.registry.detach(&client_id, conn_id);
                 let why = "registration could not be committed";
                 return refuse(
                     io,
@@ -121,6 +149,17 @@ impl Conn {
                     },
                 )
                 .await;
+            }
+            // The outcome is unknown: the registration may still commit, so
+            // no CONNACK says it failed. The connection closes unanswered
+            // and the client connects again; should the registration commit
+            // after all, this node ends the session it made (the registry
+            // sees no connection holding it).
+            Err(Some(e)) => {
+                broker.registry.detach(&client_id, conn_id);
+                warn!(error = %e, "registration outcome unknown; closing without a CONNACK");
+                io.close_write(Duration::from_secs(1)).await;
+                return None;
             }
         };
         broker.registry.set_epoch(&client_id, conn_id, epoch);
@@ -138,7 +177,11 @@ impl Conn {
         };
         io.push(connack(reason::SUCCESS, session_present, props));
         let limits = admission.outbound;
-        let backlog = Backlog::resume(broker.registry.take_sent(&client_id));
+        let backlog = if held {
+            Backlog::idle()
+        } else {
+            Backlog::resume(broker.registry.take_sent(&client_id))
+        };
         let mut conn = Conn {
             broker: broker.clone(),
             io,
@@ -161,13 +204,18 @@ impl Conn {
                 receive_max: s.receive_max_broker,
                 max_message_size: live.max_message_size,
             }),
-            replies: Replies::new(Duration::from_millis(s.commit_timeout_ms)),
+            replies: Replies::new(super::replies::answer_bound(s)),
             acks: Vec::new(),
             backlog,
+            netsplit: overrides,
         };
         if conn.flush().await.is_err() {
             conn.teardown(Exit::Closed).await;
             return None;
+        }
+        if held {
+            info!("registered during a netsplit: the registration commits when quorum returns");
+            return Some(conn);
         }
         // The session's queue is read from this node's RocksDB, which must
         // first hold the registration (on a follower it may lag the leader
@@ -209,6 +257,30 @@ async fn commit_registration(
             session_present,
         }) => Ok((epoch, session_present)),
         Ok(_) => Err(None),
+        Err(e) => Err(Some(e)),
+    }
+}
+
+/// Accepts the registration locally during a netsplit
+/// (`allow_register_during_netsplit`): it is on this node's disk, with an
+/// epoch this node chose, and commits when quorum returns, where the newer
+/// registration of the client id wins. The session starts empty here
+/// (`session_present` is false): a session it resumes is the connection's
+/// once the registration commits.
+async fn hold_registration(
+    broker: &Broker,
+    a: &Admission,
+    now: u64,
+) -> Result<(u64, bool), Option<RaftError>> {
+    let node = broker.settings.node_id;
+    let epoch = raftmq_raft::held_epoch(node, rand::random());
+    let rx = broker
+        .node
+        .submit_local(a.register_held(node, now, epoch))
+        .await
+        .map_err(Some)?;
+    match super::replies::wait(rx, super::replies::answer_bound(&broker.settings)).await {
+        Ok(_) => Ok((epoch, false)),
         Err(e) => Err(Some(e)),
     }
 }

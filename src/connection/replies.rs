@@ -50,15 +50,19 @@ pub enum Reply {
 pub enum PublishAnswer {
     /// PUBACK (QoS 1) or PUBREC (QoS 2) with this reason code.
     Ack(u8),
-    /// Nothing: MQTT 3 has no failure acknowledgement, and the outcome may
-    /// not be final (not committed in time), so the client resends.
-    Silent,
     /// The connection no longer holds its session: close it unanswered.
     TakenOver,
     /// Refused by a resource limit, and MQTT 3 has no code to say so:
     /// close the connection unanswered; the client resends after
     /// reconnecting.
     Close,
+    /// Not committed, finally (never proposed), and MQTT 3 has no code to
+    /// say so: close the connection unanswered; the client resends after
+    /// reconnecting.
+    NotCommitted,
+    /// The outcome is unknown (it may still take effect): the client is not
+    /// told it failed; the connection closes so that it resends.
+    Unknown,
 }
 
 /// The answer to a client's QoS 1/2 PUBLISH for its command's result.
@@ -72,8 +76,19 @@ pub fn publish_answer(res: &Result<CmdResult, RaftError>, v5: bool) -> PublishAn
             duplicate: false,
         }) if v5 => PublishAnswer::Ack(reason::NO_MATCHING_SUBSCRIBERS),
         Ok(_) => PublishAnswer::Ack(reason::SUCCESS),
-        Err(_) if !v5 => PublishAnswer::Silent,
-        Err(_) => PublishAnswer::Ack(reason::IMPLEMENTATION_SPECIFIC_ERROR),
+        Err(RaftError::NotCommitted(_)) if v5 => {
+            PublishAnswer::Ack(reason::IMPLEMENTATION_SPECIFIC_ERROR)
+        }
+        Err(RaftError::NotCommitted(_)) => PublishAnswer::NotCommitted,
+        Err(_) => PublishAnswer::Unknown,
+    }
+}
+
+/// The exit for a command that got no committed result: refused finally
+/// (`NotCommitted`) or unknown (anything else).
+pub fn unavailable(e: &RaftError) -> Exit {
+    Exit::Unavailable {
+        unknown: !matches!(e, RaftError::NotCommitted(_)),
     }
 }
 
@@ -125,13 +140,21 @@ impl Replies {
     }
 }
 
-/// Waits for a command's result, bounded by `timeout`.
+/// Waits for a command's result, bounded by `timeout`; past it the outcome
+/// is unknown.
 pub async fn wait(rx: ResultRx, timeout: Duration) -> Result<CmdResult, RaftError> {
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(RaftError::Stopped),
-        Err(_) => Err(RaftError::Unavailable("commit timed out".into())),
+        Err(_) => Err(RaftError::Unknown("no answer in time".into())),
     }
+}
+
+/// How long a connection waits for a client command's answer: the proposer
+/// answers every one by its deadline (the commit timeout at most), so this
+/// is only a backstop.
+pub fn answer_bound(s: &crate::config::Settings) -> Duration {
+    Duration::from_millis(s.commit_timeout_ms) + Duration::from_secs(5)
 }
 
 impl Conn {
@@ -151,13 +174,13 @@ impl Conn {
                 self.publish_outcome(pid, qos, limit, &Ok(CmdResult::QuotaExceeded))?
             }
             Reply::PubComp(pid) => {
-                let code = match res {
+                let code = match &res {
                     Ok(CmdResult::Stale) => return Err(Exit::TakenOver),
                     Ok(CmdResult::Released { found: false }) => reason::PACKET_IDENTIFIER_NOT_FOUND,
                     Ok(_) => reason::SUCCESS,
-                    // MQTT 3 has no failure ack: stay silent so the client resends.
-                    Err(_) if !self.v5() => return Ok(()),
-                    Err(_) => reason::SUCCESS,
+                    // PUBCOMP has no failure code: close, and the client
+                    // resends its PUBREL after reconnecting.
+                    Err(e) => return Err(unavailable(e)),
                 };
                 self.io.push(Packet::PubComp(PubResp {
                     packet_id: pid,
@@ -169,11 +192,25 @@ impl Conn {
                 pid,
                 codes,
                 filters,
-            } => self.suback(pid, codes, filters, res),
+            } => {
+                // SUBACK 0x80 is the truth only for a final refusal.
+                match &res {
+                    Err(RaftError::NotCommitted(_)) | Ok(_) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                self.suback(pid, codes, filters, res)
+            }
             Reply::UnsubAck { pid, codes } => {
                 let committed = match res {
                     Ok(CmdResult::Unsubscribed { codes }) => codes,
-                    Ok(CmdResult::Duplicate) => vec![reason::SUCCESS; codes.len()],
+                    // Applied earlier, or accepted locally during a netsplit.
+                    Ok(CmdResult::Duplicate | CmdResult::Done) => {
+                        vec![reason::SUCCESS; codes.len()]
+                    }
+                    // MQTT 5 can say a final refusal (0x80 below); MQTT 3
+                    // cannot, and no version can say "unknown": close.
+                    Err(RaftError::NotCommitted(_)) if self.v5() => Vec::new(),
+                    Err(e) => return Err(unavailable(&e)),
                     _ => Vec::new(),
                 };
                 self.io.push(Packet::UnsubAck(codec::UnsubAck {
@@ -213,9 +250,10 @@ impl Conn {
         }
         let code = match answer {
             PublishAnswer::Ack(code) => code,
-            PublishAnswer::Silent => return Ok(()),
             PublishAnswer::TakenOver => return Err(Exit::TakenOver),
             PublishAnswer::Close => return Err(Exit::Refused(limit)),
+            PublishAnswer::NotCommitted => return Err(Exit::Unavailable { unknown: false }),
+            PublishAnswer::Unknown => return Err(Exit::Unavailable { unknown: true }),
         };
         let r = PubResp {
             packet_id: pid,
@@ -244,6 +282,9 @@ impl Conn {
             // change): granted as asked; its retained messages went with the
             // lost result.
             Ok(CmdResult::Duplicate) => (filters.iter().map(|(_, o)| o.qos).collect(), Vec::new()),
+            // Accepted locally during a netsplit: granted as asked; it takes
+            // effect (and retained messages come) when quorum returns.
+            Ok(CmdResult::Done) => (filters.iter().map(|(_, o)| o.qos).collect(), Vec::new()),
             _ => (vec![reason::UNSPECIFIED_ERROR; filters.len()], Vec::new()),
         };
         self.io.push(Packet::SubAck(codec::SubAck {
@@ -324,13 +365,21 @@ mod tests {
     }
 
     #[test]
-    fn an_uncommitted_publish_is_unanswered_in_mqtt3_and_an_error_in_mqtt5() {
-        let res = Err(RaftError::Unavailable("commit timed out".into()));
-        assert_eq!(publish_answer(&res, false), PublishAnswer::Silent);
+    fn a_publish_refused_finally_is_0x83_in_mqtt5_and_a_closed_connection_in_mqtt3() {
+        let res = Err(RaftError::NotCommitted("in netsplit".into()));
+        assert_eq!(publish_answer(&res, false), PublishAnswer::NotCommitted);
         assert_eq!(
             publish_answer(&res, true),
             PublishAnswer::Ack(reason::IMPLEMENTATION_SPECIFIC_ERROR)
         );
+    }
+
+    #[test]
+    fn a_publish_whose_outcome_is_unknown_is_never_answered_as_failed() {
+        let res = Err(RaftError::Unknown("no result in time".into()));
+        for v5 in [true, false] {
+            assert_eq!(publish_answer(&res, v5), PublishAnswer::Unknown);
+        }
     }
 
     #[test]

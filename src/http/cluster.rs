@@ -62,6 +62,7 @@ fn progress_json(c: &ChangeProgress) -> serde_json::Value {
 
 pub async fn show(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
     let v = b.node.cluster_view().await;
+    let split = b.node.netsplit();
     let table: Vec<_> = v
         .members
         .iter()
@@ -86,6 +87,14 @@ pub async fn show(State(b): State<Arc<Broker>>) -> Json<serde_json::Value> {
         "last_log_index": v.last_log_index,
         "membership_change_in_progress": v.changing,
         "change_in_progress": v.change.as_ref().map(progress_json),
+        // The node asked: on the minority side of a netsplit it answers
+        // with its own view, and says so here.
+        "netsplit": {
+            "node": b.settings.node_id,
+            "in_netsplit": split.active(),
+            "since_ms": split.since_ms,
+            "reason": split.active().then_some(split.reason),
+        },
     }))
 }
 

@@ -229,8 +229,9 @@ pub async fn disconnect(
         cleanup,
         now_ms: now_ms(),
     });
-    let timeout = Duration::from_millis(b.settings.commit_timeout_ms);
-    match tokio::time::timeout(timeout, b.node.propose(cmd)).await {
+    // A backstop: the proposer answers by the command's deadline.
+    let timeout = Duration::from_millis(b.settings.commit_timeout_ms + 5_000);
+    match tokio::time::timeout(timeout, b.node.propose_for_client(cmd)).await {
         Ok(Ok(CmdResult::Done)) => {
             let mut text = match node {
                 Some(n) => format!("client `{c}` disconnected (it was connected to node {n})"),

@@ -139,8 +139,9 @@ pub async fn set(State(b): State<Arc<Broker>>, Query(params): Query<Params>) -> 
             bootstrap_file: None,
             now_ms: now_ms(),
         });
-        let timeout = std::time::Duration::from_millis(b.settings.commit_timeout_ms);
-        match tokio::time::timeout(timeout, b.node.propose(cmd)).await {
+        // A backstop: the proposer answers by the command's deadline.
+        let timeout = std::time::Duration::from_millis(b.settings.commit_timeout_ms + 5_000);
+        match tokio::time::timeout(timeout, b.node.propose_for_client(cmd)).await {
             Ok(Ok(CmdResult::Done)) => {}
             Ok(Ok(CmdResult::SettingsRefused(e))) => return bad_request(e),
             Ok(Ok(other)) => {

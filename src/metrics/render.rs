@@ -125,6 +125,7 @@ fn queues(r: &mut Registry, m: &Metrics, s: &Snapshot) {
         "packet_too_large",
         Limit::DiskFreeLimit.name(),
         Limit::MaxQueueBytes.name(),
+        Limit::Netsplit.name(),
     ] {
         let label = [("reason", reason)];
         let apply = match reason {
@@ -196,6 +197,11 @@ fn raft(r: &mut Registry, s: &Snapshot) {
             n.in_quorum as u64,
         ),
         (
+            "netsplit",
+            "1 while this node is in netsplit: it cannot reach a quorum (see docs/consistency.md)",
+            n.in_netsplit as u64,
+        ),
+        (
             "raft_last_log_index",
             "Index of the last entry in this node's log",
             rd.last_log_index,
@@ -261,6 +267,26 @@ fn raft(r: &mut Registry, s: &Snapshot) {
             "raft_batches_resent",
             "Command batches sent again after a leader change or a lost reply",
             n.resent,
+        ),
+        (
+            "netsplit_detected",
+            "Times this node entered netsplit",
+            n.netsplit_detected,
+        ),
+        (
+            "netsplit_resolved",
+            "Times this node left netsplit",
+            n.netsplit_resolved,
+        ),
+        (
+            "commands_not_committed",
+            "Client commands refused at their deadline without ever leaving this node (final)",
+            n.commands_not_committed,
+        ),
+        (
+            "commands_outcome_unknown",
+            "Client commands sent to a leader whose result did not come back by their deadline",
+            n.commands_outcome_unknown,
         ),
         (
             "peer_connects",

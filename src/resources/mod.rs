@@ -63,6 +63,9 @@ pub enum Limit {
     DiskFreeLimit,
     /// A subscriber's queue byte quota (cluster-wide, decided at apply).
     MaxQueueBytes,
+    /// This node is in netsplit and `allow_publish_during_netsplit` is off
+    /// (QoS 0 only: QoS 1/2 get their final answer from the proposer).
+    Netsplit,
 }
 
 impl Limit {
@@ -70,6 +73,7 @@ impl Limit {
         match self {
             Limit::DiskFreeLimit => "disk_free_limit",
             Limit::MaxQueueBytes => "max_queue_bytes",
+            Limit::Netsplit => "netsplit",
         }
     }
 }

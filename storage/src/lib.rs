@@ -13,6 +13,8 @@
 //!   point in time through a RocksDB snapshot ([`StateReader`]), and replaced
 //!   wholesale, in bounded batches, when a Raft snapshot is installed
 //!   ([`StateReplace`]).
+//! - [`held`]: commands this node accepted during a netsplit and has not
+//!   committed yet, kept locally (synced) until they are.
 //! - [`keys`]: the byte layout of every key (log indexes and the rows of each
 //!   state table) and its inverse. Every key starts with the id of the Raft
 //!   group it belongs to (always 0 today), so that a later split into many
@@ -21,6 +23,7 @@
 
 pub mod db;
 pub mod error;
+pub mod held;
 pub mod keys;
 pub mod log;
 pub mod state;

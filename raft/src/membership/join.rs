@@ -79,13 +79,12 @@ impl RaftNode {
         if let Some(mine) = identity {
             if self.recorded_identity(id)? != Some(mine) {
                 self.stage(change, format!("recording the data directory of node {id}"));
-                self.proposer
-                    .propose(Command::Identify(Identify {
-                        node: id,
-                        identity: mine,
-                    }))
-                    .await
-                    .map_err(|e| AdminError::Unavailable(format!("recording the identity: {e}")))?;
+                self.propose(Command::Identify(Identify {
+                    node: id,
+                    identity: mine,
+                }))
+                .await
+                .map_err(|e| AdminError::Unavailable(format!("recording the identity: {e}")))?;
             }
         }
         let (known, is_voter) = {

@@ -125,7 +125,6 @@ impl RaftNode {
         // Proposed through the proposer: if this leader just removed
         // itself, it forwards.
         let left = self
-            .proposer
             .propose(Command::NodeRestarted(NodeRestarted {
                 node: id,
                 now_ms: now_ms(),

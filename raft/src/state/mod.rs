@@ -70,6 +70,16 @@ pub enum ApplyEvent {
         epoch: u64,
         delivery: Delivery,
     },
+    /// The registration of `epoch` was applied: its session lives on
+    /// `node`. The connection holding it (if one registered during a
+    /// netsplit) reads the session's queue now; if `node` is this node and
+    /// no connection holds it (its CONNECT gave up with the outcome
+    /// unknown), the node ends the session's connection.
+    Registered {
+        client_id: Arc<str>,
+        epoch: u64,
+        node: u64,
+    },
     /// Close the connection of this session epoch: it was taken over (MQTT
     /// 5 DISCONNECT 0x8E) or an operator disconnected it (0x98).
     Kick {
@@ -390,6 +400,7 @@ impl MqttState {
             },
             Command::SetSettings(s) => self.set_settings(id >> 16, s, ctx),
             Command::Identify(c) => self.identify(c, ctx),
+            Command::RegisterHeld(c) => self.register_held(c, ctx),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Session lifecycle: Register (with takeover), Disconnect, AdminDisconnect,
+//! Session lifecycle: Register (with takeover; RegisterHeld, a registration
+//! held through a netsplit), Disconnect, AdminDisconnect,
 //! NodeRestarted and Tick; wills, session expiry and the timers that drive them.
 
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use raftmq_storage::{keys, Table};
 
 use super::records::QueueCounts;
 use super::{ApplyEvent, Ctx, KickReason, MqttState, SessionRec};
-use crate::command::{AdminDisconnect, CmdResult, Disconnect, NodeRestarted, Register, Tick, Will};
+use crate::command::{
+    AdminDisconnect, CmdResult, Disconnect, NodeRestarted, Register, RegisterHeld, Tick, Will,
+};
 use crate::error::{encode, RaftError};
 
 impl MqttState {
@@ -50,10 +53,39 @@ impl MqttState {
         self.trie.write().set_location(&c, Some(cmd.node));
         ctx.dirty.insert(c.clone());
         self.reschedule(&c);
+        ctx.events.push(ApplyEvent::Registered {
+            client_id: c.clone(),
+            epoch: id,
+            node: cmd.node,
+        });
         Ok(CmdResult::Registered {
             epoch: id,
             session_present: resumed_seq.is_some(),
         })
+    }
+
+    /// A registration held during a netsplit: applied as a registration
+    /// with its own epoch, unless the client id registered later meanwhile
+    /// (the newer wins; this one's connection is closed as taken over).
+    pub(super) fn register_held(
+        &mut self,
+        cmd: RegisterHeld,
+        ctx: &mut Ctx,
+    ) -> Result<CmdResult, RaftError> {
+        let newer = self
+            .sessions
+            .get(cmd.reg.client_id.as_str())
+            .is_some_and(|old| old.connected_ms > cmd.reg.now_ms);
+        if newer {
+            let c = self.intern(&cmd.reg.client_id);
+            ctx.events.push(ApplyEvent::Kick {
+                client_id: c,
+                epoch: cmd.epoch,
+                why: KickReason::TakenOver,
+            });
+            return Ok(CmdResult::Stale);
+        }
+        self.register(cmd.epoch, cmd.reg, ctx)
     }
 
     /// Ends the client id's previous connection and settles its will. Keeps
