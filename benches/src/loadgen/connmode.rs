@@ -2,7 +2,7 @@
 //! connect latency (TCP connect + CONNECT→CONNACK), failures, and drops while
 //! the connections are held open.
 
-use super::clock::{mono_ns, Pacer};
+use super::clock::mono_ns;
 use super::codec;
 use super::conn::{self, io_kind, ClientCfg};
 use super::Phase;
@@ -41,10 +41,6 @@ pub async fn one(
         }
     };
     drop(report);
-    let pacer = match Pacer::new() {
-        Ok(p) => p,
-        Err(e) => return Some(format!("timerfd: {e}")),
-    };
     let ka_ns = cfg.keepalive as u64 * 500_000_000;
     loop {
         if let Err(e) = c.flush() {
@@ -75,8 +71,11 @@ pub async fn one(
                     Err(e) => return Some(format!("held connection read: {}", io_kind(&e))),
                 }
             }
-            t = pacer.sleep_until(deadline), if deadline != u64::MAX => {
-                if t.is_ok() && !c.want_write() {
+            // Keepalive needs no sub-millisecond pacing: tokio's timer, not a
+            // timerfd per held connection (which would double the descriptors).
+            _ = tokio::time::sleep(std::time::Duration::from_nanos(deadline.saturating_sub(mono_ns()))),
+                if deadline != u64::MAX => {
+                if !c.want_write() {
                     codec::encode_pingreq(&mut c.wbuf);
                 }
             }
