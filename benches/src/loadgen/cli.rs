@@ -261,6 +261,20 @@ pub struct BenchArgs {
     /// Subscription QoS [default: --qos].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub sub_qos: Option<u8>,
+    /// Who must receive what, for loss accounting: fanout = every subscriber
+    /// every message; p2p = subscriber i the messages of publisher i (use %i
+    /// in --sub-topic); shared = each message once, by any subscriber (a
+    /// $share/ filter).
+    #[arg(long, value_enum, default_value_t = Pattern::Fanout)]
+    pub pattern: Pattern,
+}
+
+/// Which subscribers a message is meant for (`bench --pattern`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    Fanout,
+    P2p,
+    Shared,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,6 +12,7 @@ mod sessions;
 mod stats;
 mod subscriber;
 
+use cli::Pattern;
 use cli::{
     BenchArgs, Cli, Common, ConnArgs, DrainArgs, LoadOpts, Mode, PubArgs, SessionsArgs, SubArgs,
 };
@@ -334,8 +335,10 @@ async fn spawn_subscribers(
         unique: Vec::new(),
     };
     let mut acks = Vec::new();
-    for c in conns {
-        let spec = spec.clone();
+    for (i, c) in conns.into_iter().enumerate() {
+        let mut spec = spec.clone();
+        // A filter with %i: subscriber i's own topic (p2p).
+        spec.filter = spec.filter.replace("%i", &i.to_string());
         let (tx, rx) = oneshot::channel();
         let unique = Arc::new(AtomicU64::new(0));
         fleet.unique.push(unique.clone());
@@ -969,13 +972,34 @@ async fn run_bench(a: BenchArgs) -> i32 {
     let pub_results = join_pubs(pubs).await;
     let pa = agg_pubs(&pub_results);
 
+    // What subscriber `si` must receive: everything (fanout), or its own
+    // publisher's messages (p2p). Shared: the group as a whole, below.
+    let expected = |si: usize| match a.pattern {
+        Pattern::P2p => pub_results
+            .iter()
+            .filter(|p| p.idx as usize == si)
+            .map(|p| p.sent_total)
+            .sum(),
+        _ => pa.sent_total,
+    };
+
     // 4. Let subscribers catch up on everything that was sent, bounded by --drain.
     let catchup_from = mono_ns();
     let catchup_until = catchup_from + secs_ns(o.drain);
     let caught_up = loop {
-        let caught_up = subs.unique.iter().zip(&subs.handles).all(|(u, h)| {
-            h.is_finished() || u.load(std::sync::atomic::Ordering::Relaxed) >= pa.sent_total
-        });
+        let got = |u: &Arc<AtomicU64>| u.load(std::sync::atomic::Ordering::Relaxed);
+        let caught_up = match a.pattern {
+            Pattern::Shared => {
+                subs.handles.iter().all(|h| h.is_finished())
+                    || subs.unique.iter().map(got).sum::<u64>() >= pa.sent_total
+            }
+            _ => subs
+                .unique
+                .iter()
+                .zip(&subs.handles)
+                .enumerate()
+                .all(|(si, (u, h))| h.is_finished() || got(u) >= expected(si)),
+        };
         if caught_up || mono_ns() >= catchup_until {
             break caught_up;
         }
@@ -994,9 +1018,24 @@ async fn run_bench(a: BenchArgs) -> i32 {
     // A few concrete lost messages, to help debug a broker.
     let mut lost_sample: Vec<Value> = Vec::new();
     for (si, s) in sub_results.iter().enumerate() {
+        // Shared: a message is delivered once to the group; counted once,
+        // against every subscriber's trackers.
+        if a.pattern == Pattern::Shared && si > 0 {
+            break;
+        }
         for pr in &pub_results {
+            if a.pattern == Pattern::P2p && pr.idx as usize != si {
+                continue;
+            }
             let t = s.trackers.get(&(rid, pr.idx));
-            let seen = |seq: u64| t.is_some_and(|t| t.seen.contains(seq));
+            let seen = |seq: u64| match a.pattern {
+                Pattern::Shared => sub_results.iter().any(|s| {
+                    s.trackers
+                        .get(&(rid, pr.idx))
+                        .is_some_and(|t| t.seen.contains(seq))
+                }),
+                _ => t.is_some_and(|t| t.seen.contains(seq)),
+            };
             if o.qos > 0 {
                 for q in pr.acked.iter().filter(|&q| !seen(q)) {
                     lost += 1;
