@@ -17,6 +17,7 @@
 //! - [`registry`]: which clients are connected here; routes apply events.
 //! - [`orphans`]: ends registrations that committed after their CONNECT
 //!   gave up (outcome unknown), so no session stays "connected" to nothing.
+//! - [`mailbox`]: the channel each connection receives those events on.
 //! - [`router`]: best-effort QoS 0 routing outside the log, to subscribers
 //!   on this node and on the others.
 //! - [`http`]: `/health`, `/metrics` and the `/api/v1` admin API.
@@ -35,6 +36,7 @@ pub mod connection;
 pub mod devcluster;
 pub mod http;
 pub mod listener;
+pub mod mailbox;
 pub mod metrics;
 pub mod orphans;
 pub mod registry;

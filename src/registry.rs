@@ -13,9 +13,10 @@ use parking_lot::RwLock;
 use raftmq_raft::rpc::RemoteTarget;
 use raftmq_raft::{ApplyEvent, Delivery, EventSink, KickReason, Message};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::codec::Protocol;
+use crate::mailbox;
 
 /// What a connection task receives besides its socket.
 #[derive(Debug)]
@@ -69,7 +70,7 @@ struct Slot {
     /// 0 until the registration is applied.
     epoch: u64,
     peer: Peer,
-    tx: mpsc::UnboundedSender<ConnEvent>,
+    tx: mailbox::Sender<ConnEvent>,
 }
 
 pub struct Registry {
@@ -127,12 +128,13 @@ impl Registry {
         client: &Arc<str>,
         conn_id: u64,
         peer: Peer,
-        tx: mpsc::UnboundedSender<ConnEvent>,
+        tx: mailbox::Sender<ConnEvent>,
     ) {
         self.clients
             .write()
             .entry(client.clone())
-            .or_default()
+            // One connection per client id is the rule; a takeover grows it.
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(Slot {
                 conn_id,
                 epoch: 0,
@@ -291,7 +293,7 @@ mod tests {
     #[test]
     fn a_takeover_applied_before_the_connection_learns_its_epoch_still_reaches_it() {
         let r = Registry::default();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mailbox::channel();
         let c: Arc<str> = "dev".into();
         r.attach(&c, r.next_conn_id(), PEER, tx);
         kick(&r, "dev", 42);
@@ -305,8 +307,8 @@ mod tests {
     fn a_takeover_reaches_only_the_connection_holding_that_epoch() {
         let r = Registry::default();
         let c: Arc<str> = "dev".into();
-        let (old_tx, mut old_rx) = mpsc::unbounded_channel();
-        let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+        let (old_tx, mut old_rx) = mailbox::channel();
+        let (new_tx, mut new_rx) = mailbox::channel();
         let (old, new) = (r.next_conn_id(), r.next_conn_id());
         r.attach(&c, old, PEER, old_tx);
         r.attach(&c, new, PEER, new_tx);

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -116,10 +117,13 @@ impl Shutdown {
         let id = self.running.next.fetch_add(1, Ordering::Relaxed);
         self.running.names.lock().insert(id, name.into());
         let guard = NameGuard(self.running.clone(), id);
-        self.tracker.spawn(async move {
-            let _guard = guard;
-            task.await
-        })
+        // `map`, not `async move { ..; task.await }`: an async block keeps
+        // the captured future and the one it awaits in separate slots,
+        // doubling every connection task's size.
+        self.tracker.spawn(task.map(move |out| {
+            drop(guard);
+            out
+        }))
     }
 
     /// Asks the owner for a stop or a restart; returns at once.

@@ -20,6 +20,14 @@ use crate::metrics::mqtt::MqttCounters;
 /// client reads our last packet instead of a reset.
 const CLOSE_DRAIN: Duration = Duration::from_millis(500);
 
+/// Room a read starts with: enough for a CONNECT and an idle device's
+/// PINGREQs. Each read that fills the room doubles it, up to [`READ_MAX`];
+/// [`Framed::shrink_idle`] starts it over.
+const READ_MIN: usize = 128;
+/// The most room one read asks for (the buffer itself grows to whatever one
+/// packet needs).
+const READ_MAX: usize = 16 * 1024;
+
 /// What one [`Framed::flush`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -29,10 +37,16 @@ pub struct Written {
 
 /// A packet stream over a split socket: the read buffer, the packets queued
 /// for writing and the protocol level both directions use.
+///
+/// Buffers start empty and grow with traffic; an idle connection gives them
+/// back with [`shrink_idle`](Self::shrink_idle), so thousands of idle
+/// devices cost a few hundred bytes of buffer each, not 32 KB.
 pub struct Framed<R, W> {
     rd: R,
     wr: W,
     rbuf: BytesMut,
+    /// Room the next read asks for (see [`READ_MIN`]).
+    read_room: usize,
     wbuf: BytesMut,
     queued: Vec<Packet>,
     proto: Protocol,
@@ -52,8 +66,9 @@ where
         Framed {
             rd,
             wr,
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            rbuf: BytesMut::new(),
+            read_room: READ_MIN,
+            wbuf: BytesMut::new(),
             queued: Vec::new(),
             proto: Protocol::V311,
             max_packet_in,
@@ -94,7 +109,35 @@ where
     /// Reads what the socket has into the buffer. `Ok(0)`: the client closed
     /// its side. Cancel safe: bytes are either buffered or still unread.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
-        self.rd.read_buf(&mut self.rbuf).await
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let room = if room < self.read_room {
+            self.rbuf.reserve(self.read_room);
+            self.rbuf.capacity() - self.rbuf.len()
+        } else {
+            room
+        };
+        let n = self.rd.read_buf(&mut self.rbuf).await?;
+        if n == room && self.read_room < READ_MAX {
+            self.read_room *= 2;
+        }
+        Ok(n)
+    }
+
+    /// Gives back the buffers' memory when nothing is buffered or queued:
+    /// for a connection that has gone idle. The next read starts small again.
+    pub fn shrink_idle(&mut self) {
+        // (A consumed buffer's `capacity()` counts only what is left past its
+        // read position: a grown room is what says a large buffer is held.)
+        if self.rbuf.is_empty() && (self.read_room > READ_MIN || self.rbuf.capacity() > READ_MIN) {
+            self.rbuf = BytesMut::new();
+        }
+        self.read_room = READ_MIN;
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+        if self.queued.is_empty() && self.queued.capacity() > 0 {
+            self.queued = Vec::new();
+        }
     }
 
     /// Reads until one packet is complete. `Ok(None)`: closed first.
@@ -311,6 +354,66 @@ mod tests {
         );
         let first = rt.block_on(f.read_packet()).expect("decode");
         assert_eq!(first, Some(Packet::PingReq));
+        assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
+    }
+
+    #[test]
+    fn a_new_stream_holds_no_buffers_until_it_reads() {
+        let f = Framed::new(Chunks(VecDeque::new()), tokio::io::sink(), usize::MAX);
+        assert_eq!(f.rbuf.capacity(), 0);
+        assert_eq!(f.wbuf.capacity(), 0);
+        assert_eq!(f.queued.capacity(), 0);
+    }
+
+    #[test]
+    fn reads_grow_with_traffic_and_an_idle_stream_gives_its_buffers_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        // A burst: far more bytes than the first read's room, in one chunk.
+        let mut burst = BytesMut::new();
+        while burst.len() < 64 * 1024 {
+            codec::encode(&Packet::PingReq, Protocol::V311, &mut burst).expect("encode");
+        }
+        let mut f = Framed::new(
+            Chunks(VecDeque::from([burst.to_vec()])),
+            tokio::io::sink(),
+            usize::MAX,
+        );
+        let mut reads = 0;
+        while f.buffered().len() < burst.len() {
+            rt.block_on(f.read_more()).expect("read");
+            reads += 1;
+        }
+        assert!(f.read_room > READ_MIN, "the room grew with the burst");
+        assert!(reads < 16, "{reads} reads for 64 KB: the room did not grow");
+        while f.next_buffered().expect("decode").is_some() {}
+        f.push(Packet::PingResp);
+        rt.block_on(f.flush()).expect("flush");
+        assert!(f.wbuf.capacity() > 0);
+        f.shrink_idle();
+        assert_eq!(f.rbuf.capacity(), 0);
+        assert_eq!(f.wbuf.capacity(), 0);
+        assert_eq!(f.queued.capacity(), 0);
+        assert_eq!(f.read_room, READ_MIN);
+    }
+
+    #[test]
+    fn a_partial_packet_survives_an_idle_shrink() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut bytes = BytesMut::new();
+        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
+        let mut f = Framed::new(
+            Chunks(VecDeque::from([bytes[..1].to_vec(), bytes[1..].to_vec()])),
+            tokio::io::sink(),
+            usize::MAX,
+        );
+        rt.block_on(f.read_more()).expect("read");
+        assert_eq!(f.next_buffered().expect("decode"), None);
+        f.shrink_idle();
+        rt.block_on(f.read_more()).expect("read");
         assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
     }
 }

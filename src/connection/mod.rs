@@ -44,7 +44,6 @@ use raftmq_raft::node::now_ms;
 use raftmq_raft::{CmdResult, Command, Delivery, KickReason, Message, RaftError, SubOpts};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
 
@@ -77,17 +76,25 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
     let io =
         Framed::new(rd, wr, broker.settings.max_packet_size).counted(broker.metrics.mqtt.clone());
     async {
+        // The handshake, the registration and the teardown each run once,
+        // and each is a larger future than the loop: boxed, the memory they
+        // need is held only while they run, not by every idle connection.
         // Still in its CONNECT handshake when the node stops: it just closes.
         let handshake = tokio::select! {
-            h = register::handshake(io, &broker) => h,
+            h = Box::pin(register::handshake(io, &broker)) => h,
             _ = shutdown.cancelled() => None,
         };
-        if let Some((io, connect)) = handshake {
-            if let Some(mut conn) = Conn::register(io, &broker, &connect, peer).await {
-                let exit = conn.run(&shutdown).await;
-                conn.teardown(exit).await;
-            }
-        }
+        let Some((io, connect)) = handshake else {
+            return;
+        };
+        // Bound straight from the await (not through an `Option<Conn>`
+        // local, which would keep a second Conn-sized slot in the task).
+        let Some(mut conn) = Box::pin(Conn::register(io, &broker, &connect, peer)).await else {
+            return;
+        };
+        drop(connect);
+        let exit = conn.run(&shutdown).await;
+        Box::pin(conn.teardown(exit)).await;
     }
     .instrument(span)
     .await;
@@ -108,7 +115,7 @@ pub struct Conn {
     new_expiry_s: Option<u32>,
     keep_alive: u16,
     /// Deliveries from the log and this node's router.
-    events: mpsc::UnboundedReceiver<ConnEvent>,
+    events: crate::mailbox::Receiver<ConnEvent>,
     outbound: Outbound,
     inbound: Inbound,
     replies: Replies,
@@ -126,6 +133,12 @@ struct Timers {
     keep_alive: Pin<Box<Sleep>>,
     retry: Duration,
     retry_tick: Interval,
+    /// Something happened since the last retransmission tick; a tick that
+    /// finds nothing did gives the connection's buffers back...
+    busy: bool,
+    /// ...and the tick stops until something happens (or deliveries await
+    /// retransmission): an idle connection is not woken every second.
+    asleep: bool,
 }
 
 impl Timers {
@@ -141,7 +154,15 @@ impl Timers {
             )),
             retry,
             retry_tick,
+            busy: true,
+            asleep: false,
         }
+    }
+
+    /// Something happened: the next quiet tick gives the buffers back.
+    fn activity(&mut self) {
+        self.busy = true;
+        self.asleep = false;
     }
 
     /// Bytes from the client: the keepalive deadline moves.
@@ -164,9 +185,9 @@ impl Conn {
         loop {
             if let Err(exit) = self.turn(&mut timers, shutdown).await {
                 if matches!(exit, Exit::Client { .. }) {
-                    self.answer_all().await;
+                    Box::pin(self.answer_all()).await;
                 }
-                self.commit_acks().await;
+                Box::pin(self.commit_acks()).await;
                 return exit;
             }
         }
@@ -177,15 +198,16 @@ impl Conn {
     async fn turn(&mut self, timers: &mut Timers, shutdown: &Shutdown) -> Result<(), Exit> {
         // Packets read together (the CONNECT's read included) are handled
         // before the socket is read again.
-        while let Some(p) = self
-            .io
-            .next_buffered()
-            .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
-        {
-            self.on_packet(p).await?;
+        if !self.io.buffered().is_empty() {
+            // Boxed: the packet handlers' future is most of the loop's size,
+            // and an idle connection would carry it unused. One allocation
+            // per batch of packets read together.
+            Box::pin(self.on_buffered()).await?;
         }
         self.read_backlog()?;
-        self.commit_acks().await;
+        if !self.acks.is_empty() {
+            Box::pin(self.commit_acks()).await;
+        }
         self.flush().await.map_err(|_| Exit::Closed)?;
         tokio::select! {
             r = self.io.read_more() => {
@@ -196,8 +218,10 @@ impl Conn {
                     }
                 }
                 timers.client_active();
+                timers.activity();
             }
             ev = self.events.recv() => {
+                timers.activity();
                 let now = now_ms();
                 self.on_event(ev.ok_or(Exit::Closed)?, now)?;
                 for _ in 0..1024 {
@@ -208,6 +232,7 @@ impl Conn {
                 }
             }
             Some(outcome) = self.replies.next(), if !self.replies.is_empty() => {
+                timers.activity();
                 self.on_outcome(outcome)?;
                 while let Some(outcome) = self.replies.ready() {
                     self.on_outcome(outcome)?;
@@ -215,7 +240,12 @@ impl Conn {
             }
             _ = timers.keep_alive.as_mut() => return Err(Exit::KeepAlive),
             _ = shutdown.cancelled() => return Err(Exit::ServerShutdown),
-            _ = timers.retry_tick.tick() => {
+            _ = timers.retry_tick.tick(), if !timers.asleep || self.retransmits() => {
+                if !std::mem::replace(&mut timers.busy, false) {
+                    self.io.shrink_idle();
+                    self.events.shrink();
+                    timers.asleep = true;
+                }
                 if !self.v5() {
                     let n = self.outbound.retransmit(timers.retry, now_ms(), self.io.queue());
                     self.broker.metrics.retransmits.inc_by(n as u64);
@@ -223,6 +253,23 @@ impl Conn {
             }
         }
         self.broker.metrics.outbound(&mut self.outbound.counts);
+        Ok(())
+    }
+
+    /// Whether deliveries may be due for retransmission (MQTT 3 only).
+    fn retransmits(&self) -> bool {
+        !self.v5() && self.outbound.inflight() > 0
+    }
+
+    /// Handles every complete packet already read.
+    async fn on_buffered(&mut self) -> Result<(), Exit> {
+        while let Some(p) = self
+            .io
+            .next_buffered()
+            .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
+        {
+            self.on_packet(p).await?;
+        }
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use raftmq_raft::node::now_ms;
 use raftmq_raft::{CmdResult, RaftError};
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::backlog::Backlog;
@@ -100,7 +99,7 @@ impl Conn {
         tracing::Span::current().record("client_id", admission.client_id.as_str());
         let client_id: Arc<str> = Arc::from(admission.client_id.as_str());
         let conn_id = broker.registry.next_conn_id();
-        let (tx, events) = mpsc::unbounded_channel();
+        let (tx, events) = crate::mailbox::channel();
         let peer = Peer {
             addr,
             protocol: io.protocol(),
