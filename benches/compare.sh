@@ -6,7 +6,24 @@
 # free loopback ports and run two `loadgen bench` scenarios against it:
 #   saturation: --qos 1 --size 64 --clients 16 --inflight 64 --rate 0 --subs 1
 #   steady:     the same at --rate $STEADY_RATE (default 20000 msg/s)
-# then print every run, the per-broker medians, and raftmq/mosquitto ratios.
+# then print every run, the per-broker medians, and raftmq/peer ratios.
+#
+# Scenarios (SCENARIOS), named as emqtt-bench / mqttbs name them; each bench
+# scenario prints delivered msg/s and p50/p99 end-to-end latency:
+#   saturation      QoS 1, 16 publishers x 64 inflight -> 1 subscriber
+#   steady          the same at --rate $STEADY_RATE
+#   fanout-1-1k-q0  1 publisher at 1,000 msg/s -> 1,000 subscribers, QoS 0
+#                   (1 M deliveries/s offered; at --rate 0 a QoS 0 publisher
+#                   just fills its socket)
+#   fanout-1-1k-q1  the same at QoS 1 (64 inflight)
+#   fanin-1k-1      1,000 publishers (QoS 1, 4 inflight each) -> 1 subscriber
+#   p2p-1k-1k       1,000 publishers, each to its own subscriber (QoS 1)
+#   sharedsub-1k-5  1,000 publishers -> a shared subscription of 5 (QoS 1)
+#   conn-15k        15,000 idle MQTT 3.1.1 connections: the broker's RSS
+#                   before and with them, per connection, its descriptors,
+#                   and connect p50/p99
+#   storm-10k       10,000 new persistent sessions (clean session false) at
+#                   STORM_RATE/s: connects/s achieved, CONNACK p50/p99
 #
 # Environment (all optional):
 #   BROKERS         brokers to run, in order          [mosquitto raftmq]
@@ -19,6 +36,12 @@
 #   CARGO_TARGET_DIR                                  [$HOME/.cache/raftmq-target]
 #   RAFTMQ_BIN      raftmq binary                     [$CARGO_TARGET_DIR/release/raftmq]
 #   MOSQUITTO_BIN   mosquitto binary                  [/usr/sbin/mosquitto]
+#   RUMQTTD_BIN     rumqttd 0.20 (broker "rumqttd")   [rumqttd on PATH]
+#                   (cargo install rumqttd --version 0.20.0)
+#   RMQTT_BIN       RMQTT's rmqttd (broker "rmqtt")   [rmqttd on PATH]
+#                   (apt protobuf-compiler cmake; cargo install rmqttd)
+#                   A peer that is not installed is skipped, saying so.
+#   STORM_RATE      offered connects/s for storm-10k  [10000]
 #   NO_BUILD=1      do not run cargo build for loadgen
 #   OUT             keep JSON results and broker logs here [a temp dir, removed]
 #
@@ -42,6 +65,9 @@ LOADGEN_ARGS=${LOADGEN_ARGS:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/raftmq-target}
 RAFTMQ_BIN=${RAFTMQ_BIN:-$CARGO_TARGET_DIR/release/raftmq}
 MOSQUITTO_BIN=${MOSQUITTO_BIN:-/usr/sbin/mosquitto}
+RUMQTTD_BIN=${RUMQTTD_BIN:-$(command -v rumqttd || true)}
+RMQTT_BIN=${RMQTT_BIN:-$(command -v rmqttd || true)}
+STORM_RATE=${STORM_RATE:-10000}
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -167,10 +193,60 @@ start_raftmq3() {
     CLUSTER_HTTP=${http[0]}
 }
 
+# rumqttd 0.20: a v4 and a v5 listener, no delay between accepts, and room
+# for the connection scenarios.
+start_rumqttd() {
+    local port=$1 port2=$2 dir=$3
+    cat >"$dir/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 20000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:$port2"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+EOF
+    "$RUMQTTD_BIN" --config "$dir/rumqttd.toml" >"$WORK/rumqttd.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+# RMQTT: its defaults, on our port.
+start_rmqtt() {
+    local port=$1
+    "$RMQTT_BIN" --node-id 1 -p "$port" >"$WORK/rmqtt.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+# Whether broker $1 can run here; a peer that is not installed is skipped.
 check_broker() {
     case $1 in
         mosquitto) [[ -x "$MOSQUITTO_BIN" ]] || die "mosquitto not found at $MOSQUITTO_BIN (apt-get install mosquitto)" ;;
         raftmq|raftmq3) [[ -x "$RAFTMQ_BIN" ]] || die "raftmq binary not found at $RAFTMQ_BIN (cargo build --release --bin raftmq, set RAFTMQ_BIN, or BROKERS=mosquitto)" ;;
+        rumqttd) [[ -n "$RUMQTTD_BIN" && -x "$RUMQTTD_BIN" ]] || {
+            log "skipping rumqttd: not installed (cargo install rumqttd --version 0.20.0, or set RUMQTTD_BIN)"
+            return 1
+        } ;;
+        rmqtt) [[ -n "$RMQTT_BIN" && -x "$RMQTT_BIN" ]] || {
+            log "skipping rmqtt: not installed (apt-get install protobuf-compiler cmake; cargo install rmqttd; or set RMQTT_BIN)"
+            return 1
+        } ;;
         *) declare -F "start_$1" >/dev/null || die "unknown broker '$1' (no start_$1 function)" ;;
     esac
 }
@@ -178,17 +254,82 @@ check_broker() {
 scenario_args() {
     local common=(--qos 1 --size 64 --clients 16 --inflight 64 --subs 1
         --duration "$DURATION" --warmup "$WARMUP")
+    local t=(--size 64 --duration "$DURATION" --warmup "$WARMUP")
     case $1 in
         saturation) echo "${common[*]} --rate 0" ;;
         steady) echo "${common[*]} --rate $STEADY_RATE" ;;
+        fanout-1-1k-q0) echo "${t[*]} --qos 0 --clients 1 --subs 1000 --rate 1000 --topic fan/1 --sub-topic fan/1" ;;
+        fanout-1-1k-q1) echo "${t[*]} --qos 1 --clients 1 --inflight 64 --subs 1000 --rate 0 --topic fan/1 --sub-topic fan/1" ;;
+        fanin-1k-1) echo "${t[*]} --qos 1 --clients 1000 --inflight 4 --subs 1 --rate 0 --topic in/%i --sub-topic in/+" ;;
+        p2p-1k-1k) echo "${t[*]} --qos 1 --clients 1000 --inflight 4 --subs 1000 --rate 0 --topic p2p/%i --sub-topic p2p/%i --pattern p2p" ;;
+        sharedsub-1k-5) echo "${t[*]} --qos 1 --clients 1000 --inflight 4 --subs 5 --rate 0 --topic sh/%i --sub-topic \$share/bench/sh/+ --pattern shared" ;;
         *) die "unknown scenario '$1'" ;;
     esac
+}
+
+# The resident set of the broker's processes, in KB.
+broker_rss_kb() {
+    local pid total=0 kb
+    for pid in "$BROKER_PID" "${EXTRA_PIDS[@]}"; do
+        kb=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+# The broker's open descriptors.
+broker_fds() {
+    local pid total=0 n
+    for pid in "$BROKER_PID" "${EXTRA_PIDS[@]}"; do
+        n=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        total=$((total + n))
+    done
+    echo "$total"
+}
+
+# conn-15k: the broker's RSS with no clients, then while 15,000 idle
+# connections are held, and its descriptors then; $2 gets loadgen's conn
+# JSON with those figures added.
+run_conn_scenario() {
+    local port=$1 out=$2 n=15000 rss0 rss1 fds lg rc
+    sleep 2
+    rss0=$(broker_rss_kb)
+    "$LOADGEN" conn --host "127.0.0.1:$port" -c "$n" --rate 5000 -d 20 \
+        --client-prefix "idle$RANDOM" --json --quiet $LOADGEN_ARGS >"$out.conn" 2>"${out%.json}.txt" &
+    lg=$!
+    # Connecting takes n/5000 s; sample once they are all held.
+    sleep $((n / 5000 + 10))
+    rss1=$(broker_rss_kb)
+    fds=$(broker_fds)
+    wait "$lg"
+    rc=$?
+    python3 - "$out.conn" "$rss0" "$rss1" "$fds" >"$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+rss0, rss1, fds = map(int, sys.argv[2:5])
+d.update(rss_before_kb=rss0, rss_with_kb=rss1, fds=fds,
+         per_conn_b=round((rss1 - rss0) * 1024 / max(d.get("connected", 0), 1)))
+print(json.dumps(d))
+PY
+    return $rc
+}
+
+# storm-10k: 10,000 new persistent sessions, offered at STORM_RATE/s.
+run_storm_scenario() {
+    local port=$1 out=$2
+    "$LOADGEN" conn --host "127.0.0.1:$port" -c 10000 --rate "$STORM_RATE" --clean-session false \
+        --client-prefix "storm$RANDOM" --json --quiet $LOADGEN_ARGS >"$out" 2>"${out%.json}.txt"
 }
 
 # ---------------------------------------------------------------- main
 
 command -v python3 >/dev/null || die "python3 is required (free ports, result parsing)"
-for b in $BROKERS; do check_broker "$b"; done
+ACTIVE=""
+for b in $BROKERS; do
+    if check_broker "$b"; then ACTIVE="$ACTIVE $b"; fi
+done
+BROKERS=${ACTIVE# }
+[[ -n "$BROKERS" ]] || die "no broker to run"
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     log "building loadgen (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -216,9 +357,13 @@ for round in $(seq "$ROUNDS"); do
             fi
             # shellcheck disable=SC2046 # word splitting of the argument lists is intended
             set +e
-            "$LOADGEN" bench --host "127.0.0.1:$port" "${sub_args[@]}" $(scenario_args "$scen") \
-                --client-prefix "cmp${round}_${broker}" --json --quiet $LOADGEN_ARGS \
-                >"$dir/result.json" 2>"$dir/loadgen.txt"
+            case $scen in
+                conn-15k) run_conn_scenario "$port" "$dir/result.json" ;;
+                storm-10k) run_storm_scenario "$port" "$dir/result.json" ;;
+                *) "$LOADGEN" bench --host "127.0.0.1:$port" "${sub_args[@]}" $(scenario_args "$scen") \
+                    --client-prefix "cmp${round}_${broker}" --json --quiet $LOADGEN_ARGS \
+                    >"$dir/result.json" 2>"$dir/loadgen.txt" ;;
+            esac
             rc=$?
             set -e
             stop_broker
@@ -237,8 +382,18 @@ EOF
             python3 - "$RESULTS" <<'EOF'
 import json, sys
 d = [json.loads(l) for l in open(sys.argv[1])][-1]
+if d.get("mode") == "conn":
+    c = d["connect_latency_ms"]
+    extra = ""
+    if "rss_with_kb" in d:
+        extra = (f"RSS {d['rss_before_kb']/1024:.1f} -> {d['rss_with_kb']/1024:.1f} MB  "
+                 f"per conn {d['per_conn_b']} B  fds {d['fds']}  ")
+    print(f"round {d['round']}  {d['broker']:<10} {d['scenario']:<14} connected {d['connected']}  "
+          f"failed {d['failed']}  dropped {d['dropped']}  {d['connect_rate']:.0f} connects/s  {extra}"
+          f"connect p50/p99 {c.get('p50', 0):.3f}/{c.get('p99', 0):.3f} ms", flush=True)
+    sys.exit(0)
 a, e = d["ack_latency_ms"], d["e2e_latency_ms"]
-print(f"round {d['round']}  {d['broker']:<10} {d['scenario']:<10} "
+print(f"round {d['round']}  {d['broker']:<10} {d['scenario']:<14} "
       f"pub {d['published_rate']:>9.0f}/s  ack {d['acked_rate']:>9.0f}/s  recv {d['received_rate']:>9.0f}/s  "
       f"ack p50/p99 {a.get('p50', 0):.3f}/{a.get('p99', 0):.3f} ms  "
       f"e2e p50/p99 {e.get('p50', 0):.3f}/{e.get('p99', 0):.3f} ms  "
@@ -264,39 +419,50 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 def metric(r, key):
+    if key.startswith("connect_p"):
+        return r["connect_latency_ms"].get(key.split("_", 1)[1])
     if key.startswith("ack_") or key.startswith("e2e_"):
         h, q = key.split("_", 1)
         return r[h + "_latency_ms"].get(q)
     return r.get(key)
 
-keys = ["published_rate", "acked_rate", "received_rate",
-        "ack_p50", "ack_p99", "e2e_p50", "e2e_p99", "e2e_p999", "lost", "errors"]
+bench_keys = ["published_rate", "acked_rate", "received_rate",
+              "ack_p50", "ack_p99", "e2e_p50", "e2e_p99", "e2e_p999", "lost", "errors"]
+conn_keys = ["connected", "failed", "dropped", "connect_rate", "connect_p50", "connect_p99",
+             "rss_before_kb", "rss_with_kb", "per_conn_b", "fds"]
 meds = {}
 print()
 print("medians per broker (n = runs)")
-hdr = f"{'scenario':<11}{'broker':<11}{'n':>3}" + "".join(f"{k:>15}" for k in keys)
-print(hdr)
 for s in scens:
+    srows = [r for r in rows if r["scenario"] == s]
+    keys = conn_keys if srows and srows[0].get("mode") == "conn" else bench_keys
+    print(f"{'scenario':<15}{'broker':<11}{'n':>3}" + "".join(f"{k:>15}" for k in keys))
     for b in brokers:
-        rs = [r for r in rows if r["broker"] == b and r["scenario"] == s]
+        rs = [r for r in srows if r["broker"] == b]
         if not rs:
             continue
         m = {k: med([metric(r, k) for r in rs]) for k in keys}
         meds[(s, b)] = m
         cells = "".join(f"{'-' if m[k] is None else round(m[k], 3):>15}" for k in keys)
-        print(f"{s:<11}{b:<11}{len(rs):>3}{cells}")
+        print(f"{s:<15}{b:<11}{len(rs):>3}{cells}")
+
+def ratio(r, m, k):
+    return f"{r[k] / m[k]:.3f}" if r.get(k) and m.get(k) else "-"
 
 for name in ("raftmq", "raftmq3"):
-    if name not in brokers or "mosquitto" not in brokers:
-        continue
-    print()
-    print(f"{name} / mosquitto (medians)")
-    for s in scens:
-        r, m = meds.get((s, name)), meds.get((s, "mosquitto"))
-        if not r or not m:
+    for peer in ("mosquitto", "rumqttd", "rmqtt"):
+        if name not in brokers or peer not in brokers:
             continue
-        def ratio(k):
-            return f"{r[k] / m[k]:.3f}" if r[k] and m[k] else "-"
-        print(f"  {s:<11} throughput: acked {ratio('acked_rate')}  received {ratio('received_rate')}"
-              f"   latency: ack p99 {ratio('ack_p99')}  e2e p50 {ratio('e2e_p50')}  e2e p99 {ratio('e2e_p99')}")
+        print()
+        print(f"{name} / {peer} (medians)")
+        for s in scens:
+            r, m = meds.get((s, name)), meds.get((s, peer))
+            if not r or not m:
+                continue
+            if "connect_rate" in r:
+                print(f"  {s:<15} connects/s {ratio(r, m, 'connect_rate')}  connect p99 {ratio(r, m, 'connect_p99')}"
+                      f"  RSS per conn {ratio(r, m, 'per_conn_b')}")
+            else:
+                print(f"  {s:<15} throughput: acked {ratio(r, m, 'acked_rate')}  received {ratio(r, m, 'received_rate')}"
+                      f"   latency: ack p99 {ratio(r, m, 'ack_p99')}  e2e p50 {ratio(r, m, 'e2e_p50')}  e2e p99 {ratio(r, m, 'e2e_p99')}")
 EOF
