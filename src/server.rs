@@ -221,8 +221,7 @@ async fn serve(
         or_request!(warn_file_differs(broker));
     }
 
-    let mqtt = TcpListener::bind(broker.settings.mqtt_addr)
-        .await
+    let mqtt = bind_mqtt(broker.settings.mqtt_addr)
         .with_context(|| format!("binding MQTT {}", broker.settings.mqtt_addr))?;
     broker.accepting.store(true, Ordering::Release);
     info!(node_id = broker.settings.node_id, mqtt = %broker.settings.mqtt_addr, http = %broker.settings.http_addr, cluster = %broker.settings.cluster_addr, "raftmq node started");
@@ -339,4 +338,24 @@ async fn stop(broker: &Arc<Broker>, life: &Shutdown) -> bool {
     };
     info!(elapsed_ms = began.elapsed().as_millis() as u64, "stopped");
     drained && node
+}
+
+/// The MQTT listener's accept queue (the kernel caps it at
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1,024, which a
+/// storm of a few thousand CONNECTs a second overflows while the accept loop
+/// waits for a worker; each SYN dropped then costs its client a 1 s
+/// retransmission.
+const MQTT_BACKLOG: u32 = 8192;
+
+/// Binds the MQTT listener as `TcpListener::bind` does (SO_REUSEADDR), with
+/// [`MQTT_BACKLOG`].
+fn bind_mqtt(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(MQTT_BACKLOG)
 }
