@@ -158,6 +158,54 @@ pub enum Command {
     /// A registration accepted during a netsplit, committed when quorum
     /// returned (`allow_register_during_netsplit`).
     RegisterHeld(RegisterHeld),
+    /// An MQTT user added, or its password changed (`raftmq user add`).
+    SetUser(SetUser),
+    /// An MQTT user deleted (`raftmq user delete`).
+    DeleteUser(DeleteUser),
+    /// The ACL replaced as a whole (`raftmq acl load`).
+    SetAcl(SetAcl),
+    /// An admin API key added (`raftmq api-key create|add`).
+    AddApiKey(AddApiKey),
+    /// An admin API key deleted (`raftmq api-key delete`).
+    DeleteApiKey(DeleteApiKey),
+}
+
+/// An MQTT user and the argon2 PHC string of its password (salt and
+/// parameters inside). The password itself never enters the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetUser {
+    pub name: String,
+    pub hash: String,
+    pub now_ms: u64,
+}
+
+/// Deletes an MQTT user; [`CmdResult::Missing`] if there was none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUser {
+    pub name: String,
+}
+
+/// The ACL's rule lines, as text (the broker parses and checks them before
+/// proposing; apply stores them as they are). Empty: no rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAcl {
+    pub rules: String,
+    pub now_ms: u64,
+}
+
+/// An admin API key, as the hex SHA-256 digest of the key (the key itself
+/// never enters the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddApiKey {
+    pub digest: String,
+    pub now_ms: u64,
+}
+
+/// Deletes an admin API key by digest; [`CmdResult::Missing`] if there was
+/// none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteApiKey {
+    pub digest: String,
 }
 
 /// `session disconnect`: the client's connection, on whatever node, ends as
@@ -406,6 +454,8 @@ pub enum CmdResult {
     /// A [`Command::SetSettings`] that apply could not read (unknown key or
     /// bad value); nothing changed.
     SettingsRefused(String),
+    /// A delete (user, API key) found nothing to delete.
+    Missing,
 }
 
 /// The result of one log entry: one result per command, in order.

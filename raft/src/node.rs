@@ -120,6 +120,8 @@ pub struct RaftNode {
     pub(crate) joined: Arc<AtomicBool>,
     /// When a leader last reached this node, and the netsplit state.
     pub(crate) quorum: Arc<Quorum>,
+    /// Users, ACL and API keys as of the last applied batch.
+    pub(crate) auth: crate::state::AuthHandle,
     /// Ends this node's own tasks (the ticker, a `--join` loop).
     pub(crate) stop: CancellationToken,
 }
@@ -189,6 +191,7 @@ impl RaftNode {
         crate::state_machine::recover_install(&store, &cfg.data_dir)?;
         let state = MqttState::open(store.clone(), cfg.sink.clone())?;
         let trie = state.trie();
+        let auth = state.auth();
         let summary = Published::default();
         summary.publish(&state);
         let state = Arc::new(Mutex::new(state));
@@ -251,6 +254,7 @@ impl RaftNode {
             proposer,
             transport: transport.clone(),
             trie,
+            auth,
             view: StateView::new(store.clone()),
             store,
             summary,
@@ -396,6 +400,12 @@ impl RaftNode {
     }
 
     // ----- read-only views (none takes the apply lock) ---------------------
+
+    /// Users, ACL and API keys as of the last applied batch (never waits
+    /// for apply).
+    pub fn auth(&self) -> Arc<crate::state::AuthTable> {
+        self.auth.get()
+    }
 
     /// Counts and settings as of the last applied batch.
     pub fn summary(&self) -> Arc<StateSummary> {

@@ -35,6 +35,7 @@ impl MqttState {
         self.load_subscriptions()?;
         self.load_retained()?;
         self.load_reclaim()?;
+        self.load_auth()?;
         self.load_qos2_in()
     }
 

@@ -24,8 +24,13 @@
 //! - `meta`: Configure and SetSettings (the cluster settings by key),
 //!   Identify, membership, last applied and the dedup sets.
 //! - `snapshot`: state rows out of and into a snapshot.
+//! - `auth`: users, the ACL and admin API keys (SetUser, DeleteUser,
+//!   SetAcl, AddApiKey, DeleteApiKey), published as an [`AuthTable`].
 
 mod acks;
+mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod guard;
 mod load;
 mod meta;
@@ -59,6 +64,7 @@ use crate::types::{Entry, LogId, Membership, NodeId};
 pub(crate) use meta::read_identities;
 pub(crate) use records::QueueRec;
 pub use records::{QueueCounts, SessionRec};
+pub use auth::{AclRec, ApiKeyRec, AuthHandle, AuthTable, UserRec};
 pub use snapshot::Row;
 
 /// What apply tells the connections of this node.
@@ -185,6 +191,8 @@ pub struct MqttState {
     pub stats: ApplyStats,
     /// Per origin node: the command ids applied (duplicate guard).
     dedup: Dedup,
+    /// Users, ACL and API keys; shared with the broker.
+    auth: AuthHandle,
 }
 
 /// The per-batch scratch of apply: the one RocksDB batch every command of
@@ -223,6 +231,7 @@ impl MqttState {
             identities: BTreeMap::new(),
             stats: ApplyStats::default(),
             dedup: Dedup::new(),
+            auth: AuthHandle::default(),
         };
         st.load()?;
         Ok(st)
@@ -401,6 +410,11 @@ impl MqttState {
             Command::SetSettings(s) => self.set_settings(id >> 16, s, ctx),
             Command::Identify(c) => self.identify(c, ctx),
             Command::RegisterHeld(c) => self.register_held(c, ctx),
+            Command::SetUser(c) => self.set_user(c, ctx),
+            Command::DeleteUser(c) => self.delete_user(c, ctx),
+            Command::SetAcl(c) => self.set_acl(c, ctx),
+            Command::AddApiKey(c) => self.add_api_key(c, ctx),
+            Command::DeleteApiKey(c) => self.delete_api_key(c, ctx),
         }
     }
 }
