@@ -26,8 +26,10 @@
 //!   the state connections read to refuse publishes before acknowledging.
 //! - [`sys`]: the `$SYS` tree.
 //! - [`cli`]: the admin commands, clients of the HTTP API.
+//! - [`auth`]: users and logins, the ACL, admin API keys, the message rate.
 //! - [`devcluster`]: `raftmq dev-cluster`, three local nodes in one cluster.
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod codec;

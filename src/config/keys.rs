@@ -75,7 +75,7 @@ pub fn kind(key: &str) -> Kind {
         Kind::NodeRestart
     } else if NODE_LIVE_KEYS.contains(&key) {
         Kind::NodeLive
-    } else if NODE_RESTART_KEYS.contains(&key) {
+    } else if NODE_RESTART_KEYS.contains(&key) || super::auth::AUTH_KEYS.contains(&key) {
         Kind::NodeRestart
     } else {
         Kind::Unknown
@@ -125,7 +125,7 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         },
         "rocksdb_block_cache_size" => s.rocksdb_block_cache_bytes.to_string(),
         "rocksdb_write_buffer_size" => s.rocksdb_write_buffer_bytes.to_string(),
-        _ => return None,
+        k => return s.auth.value(k),
     })
 }
 
@@ -137,7 +137,11 @@ mod tests {
     fn every_node_key_is_accepted_by_the_config_file_and_shown() {
         let s = Settings::default();
         let live = LiveValues::of(&s);
-        for k in NODE_LIVE_KEYS.iter().chain(&NODE_RESTART_KEYS) {
+        for k in NODE_LIVE_KEYS
+            .iter()
+            .chain(&NODE_RESTART_KEYS)
+            .chain(&super::super::auth::AUTH_KEYS)
+        {
             assert!(node_value(&s, &live, k).is_some(), "{k}");
             let mut scratch = Settings::default();
             if let Err(e) = scratch.set(k, &toml::Value::Boolean(true)) {

@@ -21,6 +21,7 @@ use raftmq_raft::settings::is_cluster_key;
 use raftmq_raft::ClusterConfig;
 use raftmq_storage::StoreOptions;
 
+pub mod auth;
 mod file;
 pub mod keys;
 pub mod live;
@@ -111,6 +112,9 @@ pub struct Settings {
     pub from_file: BTreeMap<String, String>,
     /// Keys a command-line flag set (over the file).
     pub from_flags: BTreeSet<String>,
+    /// Access control: password file, ACL behaviour, `$SYS` readers, admin
+    /// API authentication, message rate.
+    pub auth: auth::AuthSettings,
 }
 
 /// `disk_free_limit`: below this much free space on the data directory's
@@ -186,6 +190,7 @@ impl Default for Settings {
             cluster: ClusterConfig::default(),
             from_file: BTreeMap::new(),
             from_flags: BTreeSet::new(),
+            auth: auth::AuthSettings::default(),
         }
     }
 }
@@ -325,6 +330,7 @@ impl Settings {
             "disk_free_limit" => self.disk_free_limit = DiskFreeLimit::Bytes(bytes(v, 0)?),
             "rocksdb_block_cache_size" => self.rocksdb_block_cache_bytes = bytes(v, MIB)?,
             "rocksdb_write_buffer_size" => self.rocksdb_write_buffer_bytes = bytes(v, 4 * MIB)?,
+            k if auth::AUTH_KEYS.contains(&k) => self.auth.set(k, v)?,
             _ => return Err("unknown setting".into()),
         }
         Ok(())

@@ -249,6 +249,7 @@ fn rows(b: &Broker, wanted: &[String]) -> Vec<Value> {
         .iter()
         .chain(&NODE_LIVE_KEYS)
         .chain(&NODE_RESTART_KEYS)
+        .chain(&crate::config::auth::AUTH_KEYS)
         .map(|k| k.to_string())
         .collect();
     let keys = if wanted.is_empty() { &all[..] } else { wanted };
