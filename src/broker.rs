@@ -35,6 +35,8 @@ pub struct Broker {
     pub life: Shutdown,
     /// The per-node keys `raftmq set` changes while the node runs.
     pub live: Live,
+    /// Logins, the ACL and admin API keys.
+    pub auth: crate::auth::Auth,
 }
 
 impl Broker {

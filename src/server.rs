@@ -158,6 +158,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
     // The data directory exists now (the node created it).
     let disk = DiskAlarm::new(settings.disk_free_limit, &settings.data_dir);
     let live = crate::config::live::Live::new(&settings);
+    let auth = crate::auth::Auth::new(&settings).context("reading the node's users")?;
     let broker = Arc::new(Broker {
         settings,
         live,
@@ -168,6 +169,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
         started: Instant::now(),
         accepting: AtomicBool::new(false),
         life: life.clone(),
+        auth,
     });
     life.spawn(
         "disk monitor",

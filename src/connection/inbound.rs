@@ -127,7 +127,7 @@ impl Inbound {
         Ok(())
     }
 
-    fn close_flow(&mut self, qos: u8, packet_id: u16) {
+    pub(super) fn close_flow(&mut self, qos: u8, packet_id: u16) {
         match qos {
             1 => self.qos1_done(),
             2 => self.qos2_done(packet_id),

@@ -17,11 +17,14 @@
 //! - [`register`]: from CONNECT to a registered connection (or a refusal).
 //! - [`packets`]: what each packet from the client does.
 //! - [`close`]: why a connection ends, and the teardown that commits it.
+//! - [`access`]: the login, the ACL's word on publishes and subscriptions,
+//!   `max_message_rate`.
 //! - this file: [`serve`], the per-connection state ([`Conn`]) and its loop.
 //!
 //! The loop waits on the socket (client to log) and on the log and timers
 //! (log to client), handles whatever is ready, then flushes once.
 
+mod access;
 mod backlog;
 mod close;
 mod connect;
@@ -124,6 +127,10 @@ pub struct Conn {
     backlog: Backlog,
     /// The listener's overrides of the netsplit switches.
     netsplit: netsplit::Overrides,
+    /// Who the client is, for the ACL.
+    identity: crate::auth::Identity,
+    /// `max_message_rate` (None: unlimited).
+    rate: Option<crate::auth::rate::RateLimit>,
 }
 
 /// The loop's clocks: the keepalive deadline (1.5 × the keepalive after the

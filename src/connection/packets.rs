@@ -1,5 +1,6 @@
-//! What each packet from the client does: publishes are checked and
-//! proposed (or refused before proposing, while the disk alarm is raised),
+//! What each packet from the client does: publishes are checked (message
+//! rate, ACL) and proposed (or refused before proposing, while the disk
+//! alarm is raised),
 //! subscriber acks advance the outbound window (and are committed in
 //! batches), subscriptions are proposed, DISCONNECT ends the loop.
 
@@ -96,6 +97,7 @@ impl Conn {
 
     async fn on_publish(&mut self, p: Publish, now: u64) -> Result<(), Exit> {
         self.broker.metrics.messages_received.inc();
+        self.within_rate()?;
         let (qos, packet_id) = (p.qos as u8, p.packet_id);
         let continuing = qos == 2 && self.inbound.qos2_open(packet_id);
         let Some(msg) = self.inbound.accept(p, &self.client_id, now)? else {
@@ -111,6 +113,9 @@ impl Conn {
             }
             return Ok(());
         };
+        if !self.may_publish(&msg.topic) {
+            return self.publish_denied(&msg.topic, qos, packet_id);
+        }
         if let Some(limit) = self.refusal(&msg, packet_id, continuing) {
             if qos == 0 {
                 // No acknowledgement to withhold: dropped, and counted.
@@ -260,6 +265,15 @@ impl Conn {
             if !valid_filter(&f.filter) {
                 codes.push(Some(if v5 {
                     reason::TOPIC_FILTER_INVALID
+                } else {
+                    reason::UNSPECIFIED_ERROR
+                }));
+                continue;
+            }
+            if !self.may_subscribe(&f.filter) {
+                self.broker.metrics.acl_denied.inc();
+                codes.push(Some(if v5 {
+                    reason::NOT_AUTHORIZED
                 } else {
                     reason::UNSPECIFIED_ERROR
                 }));

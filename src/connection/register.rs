@@ -96,8 +96,19 @@ impl Conn {
             Ok(a) => a,
             Err(r) => return refuse(io, r).await,
         };
+        // The listener supplies a client certificate's identity once TLS
+        // listeners exist; until then there is none.
+        let user = match super::access::login(broker, c, None).await {
+            Ok(u) => u,
+            Err(r) => return refuse(io, r).await,
+        };
         tracing::Span::current().record("client_id", admission.client_id.as_str());
         let client_id: Arc<str> = Arc::from(admission.client_id.as_str());
+        let identity = crate::auth::Identity {
+            user,
+            client_id: admission.client_id.clone(),
+            addr: addr.map(|a| a.ip()),
+        };
         let conn_id = broker.registry.next_conn_id();
         let (tx, events) = crate::mailbox::channel();
         let peer = Peer {
@@ -207,6 +218,8 @@ impl Conn {
             acks: Vec::new(),
             backlog,
             netsplit: overrides,
+            identity,
+            rate: crate::auth::rate::RateLimit::new(s.auth.max_message_rate),
         };
         if conn.flush().await.is_err() {
             conn.teardown(Exit::Closed).await;

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// PUBLISH/PUBREL resent (MQTT 3 retransmission).
     pub retransmits: Counter,
+    /// PUBLISH packets and SUBSCRIBE filters the ACL denied.
+    pub acl_denied: Counter,
     /// MQTT packets in and out, by type (the connection's framing feeds
     /// them).
     pub mqtt: Arc<MqttCounters>,

@@ -92,6 +92,11 @@ fn connections(r: &mut Registry, m: &Metrics, s: &Snapshot) {
             "PUBLISH/PUBREL resent (MQTT 3)",
             &m.retransmits,
         ),
+        (
+            "acl_denied",
+            "PUBLISH packets and SUBSCRIBE filters the ACL denied",
+            &m.acl_denied,
+        ),
     ];
     for (name, help, c) in counters {
         r.register(name, help, c.clone());
