@@ -3,7 +3,8 @@
 //! vmq-admin. This file routes and answers health and status; `cluster`
 //! serves membership, `query` parses query strings (unknown parameters are errors) and shapes
 //! errors, `sessions` and `retained` answer their listings, `settings` the
-//! live settings (`set`, `show`).
+//! live settings (`set`, `show`), `access` the users, ACL and API keys;
+//! `auth` is the API-key check in front of every route.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+mod access;
+mod auth;
 mod cluster;
 mod peers;
 mod query;
@@ -26,6 +29,7 @@ use crate::broker::Broker;
 use crate::metrics;
 
 pub fn router(broker: Arc<Broker>) -> Router {
+    peers::set_internal_key(&broker.settings.distributed_cookie);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
@@ -39,6 +43,19 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/cluster/leave", post(cluster::leave))
         .route("/api/v1/set", post(settings::set))
         .route("/api/v1/show", get(settings::show))
+        .route("/api/v1/user/add", post(access::user_add))
+        .route("/api/v1/user/delete", post(access::user_delete))
+        .route("/api/v1/user/list", get(access::user_list))
+        .route("/api/v1/acl/show", get(access::acl_show))
+        .route("/api/v1/acl/load", post(access::acl_load))
+        .route("/api/v1/api-key/create", post(access::key_create))
+        .route("/api/v1/api-key/add", post(access::key_add))
+        .route("/api/v1/api-key/delete", post(access::key_delete))
+        .route("/api/v1/api-key/show", get(access::key_show))
+        .layer(axum::middleware::from_fn_with_state(
+            broker.clone(),
+            auth::require_key,
+        ))
         .with_state(broker)
 }
 

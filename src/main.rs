@@ -71,6 +71,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::metrics::MetricsCmd,
     },
+    /// MQTT users (replicated; passwords stored as argon2 hashes).
+    User {
+        #[command(subcommand)]
+        cmd: cli::access::UserCmd,
+    },
+    /// The ACL (replicated rule lines).
+    Acl {
+        #[command(subcommand)]
+        cmd: cli::access::AclCmd,
+    },
+    /// Admin API keys (replicated; stored as digests).
+    ApiKey {
+        #[command(subcommand)]
+        cmd: cli::access::ApiKeyCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +111,9 @@ fn main() -> ExitCode {
         Cmd::Retain { cmd } => cli::retain::run(cmd),
         Cmd::Settings(cmd) => cli::settings::run(cmd),
         Cmd::Metrics { cmd } => cli::metrics::run(cmd),
+        Cmd::User { cmd } => cli::access::run_user(cmd),
+        Cmd::Acl { cmd } => cli::access::run_acl(cmd),
+        Cmd::ApiKey { cmd } => cli::access::run_api_key(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

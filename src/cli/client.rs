@@ -1,6 +1,7 @@
 //! The admin commands' HTTP client: one call to a node's `/api/v1`, with its
-//! query string encoded here, and a non-2xx answer turned into an error that
-//! carries the node's own message.
+//! query string encoded here and its API key (if any) as HTTP basic auth,
+//! and a non-2xx answer turned into an error that carries the node's own
+//! message.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ pub struct Admin {
     addr: String,
     /// Bound on a whole call (None: as long as the node takes).
     timeout: Option<Duration>,
+    /// Sent with every call when set.
+    api_key: Option<String>,
 }
 
 impl Admin {
@@ -19,7 +22,14 @@ impl Admin {
         Admin {
             addr: addr.into(),
             timeout: None,
+            api_key: None,
         }
+    }
+
+    /// Sends `key` (as HTTP basic auth) with every call.
+    pub fn with_api_key(mut self, key: Option<String>) -> Admin {
+        self.api_key = key;
+        self
     }
 
     /// Bounds every call to `t`.
@@ -43,9 +53,11 @@ impl Admin {
     /// GET a text answer (`/metrics`).
     pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("http://{}{path}", self.addr);
-        let mut resp = self
-            .agent()
-            .get(&url)
+        let mut get = self.agent().get(&url);
+        if let Some(k) = &self.api_key {
+            get = get.header("authorization", crate::auth::api_key::header(k));
+        }
+        let mut resp = get
             .call()
             .with_context(|| format!("GET {url}"))?;
         let status = resp.status();
@@ -85,10 +97,25 @@ impl Admin {
     ) -> anyhow::Result<Value> {
         let url = format!("http://{}{path}{}", self.addr, query_string(query));
         let agent = self.agent();
+        let auth = self.api_key.as_deref().map(crate::auth::api_key::header);
         let resp = match (method, body) {
-            ("POST", Some(b)) => agent.post(&url).send_json(b),
-            ("POST", None) => agent.post(&url).send_empty(),
-            _ => agent.get(&url).call(),
+            ("POST", b) => {
+                let mut req = agent.post(&url);
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                match b {
+                    Some(b) => req.send_json(b),
+                    None => req.send_empty(),
+                }
+            }
+            _ => {
+                let mut req = agent.get(&url);
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                req.call()
+            }
         };
         let mut resp = resp.with_context(|| format!("{method} {url}"))?;
         let status = resp.status();

@@ -7,8 +7,12 @@
 //! - `client`: the HTTP call and its errors.
 //! - `output`: tables, records and `--json`.
 //! - `cluster`, `metrics`, `session`, `retain`, `settings` (`set`, `show`),
-//!   `status`: one command group each.
+//!   `status`, `access` (`user`, `acl`, `api-key`): one command group each.
+//!
+//! Every command sends an admin API key when given one: `--api-key KEY`,
+//! `RAFTMQ_API_KEY`, or `--api-key-file PATH` / `RAFTMQ_API_KEY_FILE`.
 
+pub mod access;
 pub mod client;
 pub mod cluster;
 pub mod metrics;
@@ -37,11 +41,29 @@ pub struct Target {
     /// Print the API's answer as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The admin API key to send (needed once the cluster has one).
+    #[arg(long, env = "RAFTMQ_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A file holding the admin API key (its first line), used when no
+    /// `--api-key` is given.
+    #[arg(long, env = "RAFTMQ_API_KEY_FILE", value_parser = read_key_file)]
+    pub api_key_file: Option<String>,
+}
+
+/// The key in a key file: its first line, trimmed.
+fn read_key_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let key = text.lines().next().unwrap_or("").trim().to_string();
+    if key.is_empty() {
+        return Err(format!("{path} holds no key"));
+    }
+    Ok(key)
 }
 
 impl Target {
     pub fn admin(&self) -> Admin {
-        Admin::new(self.admin.clone())
+        let key = self.api_key.clone().or_else(|| self.api_key_file.clone());
+        Admin::new(self.admin.clone()).with_api_key(key)
     }
 
     pub fn output(&self) -> Output {

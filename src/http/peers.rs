@@ -1,6 +1,9 @@
 //! Calls from this node to another member's admin API (listings and settings
-//! that live on that node), bounded in time and off the async runtime.
+//! that live on that node), bounded in time and off the async runtime, with
+//! the cluster-internal API key (derived from the cookie) that every member
+//! accepts.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,10 +20,21 @@ pub enum Ask {
     PostJson(String, Value),
 }
 
+/// The key calls to other members carry; set once, when the node's router
+/// is built (one node per process).
+static INTERNAL_KEY: OnceLock<String> = OnceLock::new();
+
+/// Sets the key from the cluster cookie.
+pub fn set_internal_key(cookie: &str) {
+    let _ = INTERNAL_KEY.set(crate::auth::api_key::internal_key(cookie));
+}
+
 /// Asks the member whose HTTP address is `addr`; the error says why not.
 pub async fn ask(addr: String, what: Ask) -> Result<Value, String> {
     tokio::task::spawn_blocking(move || {
-        let admin = Admin::new(addr).with_timeout(PEER_TIMEOUT);
+        let admin = Admin::new(addr)
+            .with_timeout(PEER_TIMEOUT)
+            .with_api_key(INTERNAL_KEY.get().cloned());
         let r = match &what {
             Ask::Get(path, q) => admin.get(path, &pairs(q)),
             Ask::Post(path, q) => admin.post(path, &pairs(q)),
