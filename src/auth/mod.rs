@@ -63,6 +63,26 @@ pub enum AuthError {
     Users(#[from] users::UsersError),
     #[error("hashing the dummy password: {0}")]
     Hash(#[from] password::HashError),
+    #[error("api_key_file {path}: {message}")]
+    KeyFile { path: String, message: String },
+}
+
+/// The digests of the keys in an `api_key_file` (one key per line, `#`
+/// comments).
+fn key_file_digests(path: &std::path::Path) -> Result<Vec<String>, AuthError> {
+    let err = |message: String| AuthError::KeyFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|k| {
+            api_key::check_format(k).map_err(|e| err(e.to_string()))?;
+            Ok(api_key::digest(k))
+        })
+        .collect()
 }
 
 /// The node's access-control decisions.
@@ -77,6 +97,8 @@ pub struct Auth {
     dummy: String,
     /// Digest of the cluster-internal API key.
     internal_digest: String,
+    /// Digests of the keys of this node's `api_key_file`.
+    file_key_digests: Vec<String>,
     /// The last rule text parsed, and its rules.
     acl: Mutex<(String, Arc<Acl>)>,
 }
@@ -89,12 +111,17 @@ impl Auth {
             local_users.extend(users::from_file(path)?);
         }
         let dummy = password::hash(&rand::random::<[u8; 16]>())?;
+        let file_key_digests = match &s.auth.api_key_file {
+            Some(p) => key_file_digests(p)?,
+            None => Vec::new(),
+        };
         Ok(Auth {
             settings: s.auth.clone(),
             allow_anonymous: s.allow_anonymous,
             local_users,
             dummy,
             internal_digest: api_key::digest(&api_key::internal_key(&s.distributed_cookie)),
+            file_key_digests,
             acl: Mutex::new((String::new(), Arc::new(Acl::default()))),
         })
     }
@@ -186,10 +213,13 @@ impl Auth {
             }
     }
 
-    /// Is `key` one of the cluster's API keys or the internal key?
+    /// Is `key` one of the cluster's API keys, one of this node's
+    /// `api_key_file`, or the internal key?
     pub fn api_key_ok(&self, table: &AuthTable, key: &str) -> bool {
         let d = api_key::digest(key);
-        d == self.internal_digest || table.api_keys.contains_key(&d)
+        d == self.internal_digest
+            || table.api_keys.contains_key(&d)
+            || self.file_key_digests.contains(&d)
     }
 
     /// Users of this node's config and password file, by name.

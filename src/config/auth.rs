@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use super::values::{boolean, string, uint};
 
 /// Every key of this file, as `show` and the config file name them.
-pub const AUTH_KEYS: [&str; 8] = [
+pub const AUTH_KEYS: [&str; 9] = [
     "password_file",
     "acl_nomatch",
     "acl_deny_action",
     "sys_users",
     "api_auth",
+    "api_key_file",
     "health_auth",
     "metrics_auth",
     "max_message_rate",
@@ -52,6 +53,9 @@ pub struct AuthSettings {
     /// Users who may subscribe to `$SYS` (besides an ACL rule allowing it).
     pub sys_users: Vec<String>,
     pub api_auth: ApiAuth,
+    /// API keys this node accepts besides the cluster's (one per line),
+    /// read at start: how an operator gets in with `api_auth = on`.
+    pub api_key_file: Option<PathBuf>,
     /// `/health` and `/metrics` want a key too (when the API does).
     pub health_auth: bool,
     pub metrics_auth: bool,
@@ -67,6 +71,7 @@ impl Default for AuthSettings {
             acl_deny_action: DenyAction::Ignore,
             sys_users: Vec::new(),
             api_auth: ApiAuth::Auto,
+            api_key_file: None,
             health_auth: false,
             metrics_auth: false,
             max_message_rate: 0,
@@ -125,6 +130,7 @@ impl AuthSettings {
                     }
                 }
             }
+            "api_key_file" => self.api_key_file = Some(PathBuf::from(string(v)?)),
             "health_auth" => self.health_auth = boolean(v)?,
             "metrics_auth" => self.metrics_auth = boolean(v)?,
             "max_message_rate" => self.max_message_rate = uint(v, 0, 1_000_000)? as u32,
@@ -151,6 +157,10 @@ impl AuthSettings {
                 ApiAuth::On => "on".into(),
                 ApiAuth::Off => "off".into(),
             },
+            "api_key_file" => self
+                .api_key_file
+                .as_ref()
+                .map_or_else(|| "none".into(), |p| p.display().to_string()),
             "health_auth" => self.health_auth.to_string(),
             "metrics_auth" => self.metrics_auth.to_string(),
             "max_message_rate" => self.max_message_rate.to_string(),
@@ -172,6 +182,7 @@ acl_nomatch = "deny"
 acl_deny_action = "disconnect"
 sys_users = ["admin", "ops"]
 api_auth = "on"
+api_key_file = "/etc/raftmq/api_key"
 health_auth = true
 metrics_auth = "on"
 max_message_rate = 50
