@@ -246,8 +246,8 @@ fn sys_topic_of(line: &str, types: &BTreeMap<String, String>) -> Option<String> 
 
 #[test]
 fn sys_carries_a_topic_for_every_series_in_metrics() {
-    let b = Broker::start_with_config("systree_interval = 200\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-every", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 200\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-every");
     s.subscribe("$SYS/#", QoS::AtMostOnce);
     // Some traffic, so labelled series exist.
     let (mut p, _) = RawClient::v3(b.mqtt_port, "sys-every-pub", true);

@@ -388,12 +388,14 @@ fn hash_wildcard_matches_the_parent_and_all_descendants() {
 
 #[test]
 fn wildcard_filters_do_not_match_dollar_topics() {
-    let b = Broker::start_with_config("systree_enabled = true\nsystree_interval = 100\n");
+    let b = Broker::start_with_config(&format!(
+        "systree_enabled = true\nsystree_interval = 100\n{SYS_READER}"
+    ));
     let (mut all, _) = RawClient::v3(b.mqtt_port, "dollar-all", true);
     all.subscribe("#", QoS::AtMostOnce);
     let (mut plus, _) = RawClient::v3(b.mqtt_port, "dollar-plus", true);
     plus.subscribe("+/1/uptime", QoS::AtMostOnce);
-    let (mut sys, _) = RawClient::v3(b.mqtt_port, "dollar-sys", true);
+    let (mut sys, _) = RawClient::v3_sys(b.mqtt_port, "dollar-sys");
     sys.subscribe("$SYS/#", QoS::AtMostOnce);
     // $SYS messages are flowing ...
     let m = sys.expect_publish(WAIT);

@@ -645,8 +645,8 @@ fn sys_values(
 
 #[test]
 fn systree_publishes_every_metric_for_the_node() {
-    let b = Broker::start_with_config("systree_interval = 200\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-all", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 200\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-all");
     s.subscribe("$SYS/1/#", QoS::AtMostOnce);
     // Values may be a snapshot from before this client connected; a later
     // one must count it.
@@ -658,8 +658,8 @@ fn systree_publishes_every_metric_for_the_node() {
 
 #[test]
 fn systree_clients_connected_counts_connected_clients() {
-    let b = Broker::start_with_config("systree_interval = 200\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-cc", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 200\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-cc");
     s.subscribe("$SYS/1/clients/connected", QoS::AtMostOnce);
     let _a = RawClient::v3(b.mqtt_port, "sys-cc-a", true);
     let _b = RawClient::v5(b.mqtt_port, "sys-cc-b", true, None);
@@ -668,8 +668,8 @@ fn systree_clients_connected_counts_connected_clients() {
 
 #[test]
 fn systree_messages_received_counts_published_messages() {
-    let b = Broker::start_with_config("systree_interval = 200\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-mr", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 200\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-mr");
     s.subscribe("$SYS/1/messages/received", QoS::AtMostOnce);
     publish_n(&b, "sys/traffic", 7);
     sys_values(&mut s, WAIT, |m| {
@@ -679,8 +679,8 @@ fn systree_messages_received_counts_published_messages() {
 
 #[test]
 fn systree_bytes_received_grows_with_traffic() {
-    let b = Broker::start_with_config("systree_interval = 200\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-br", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 200\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-br");
     s.subscribe("$SYS/1/bytes/received", QoS::AtMostOnce);
     let before = sys_values(&mut s, WAIT, |m| m.contains_key("bytes/received"))["bytes/received"];
     let (mut p, _) = RawClient::v3(b.mqtt_port, "sys-br-pub", true);
@@ -692,8 +692,8 @@ fn systree_bytes_received_grows_with_traffic() {
 
 #[test]
 fn systree_interval_sets_the_publish_period() {
-    let b = Broker::start_with_config("systree_interval = 300\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-period", true);
+    let b = Broker::start_with_config(&format!("systree_interval = 300\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-period");
     s.subscribe("$SYS/1/uptime", QoS::AtMostOnce);
     let mut at = Vec::new();
     for _ in 0..4 {
@@ -711,8 +711,8 @@ fn systree_interval_sets_the_publish_period() {
 
 #[test]
 fn systree_disabled_publishes_nothing() {
-    let b = Broker::start_with_config("systree_enabled = false\nsystree_interval = 100\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-off", true);
+    let b = Broker::start_with_config(&format!("systree_enabled = false\nsystree_interval = 100\n{SYS_READER}"));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-off");
     s.subscribe("$SYS/#", QoS::AtMostOnce);
     s.expect_no_publish(Duration::from_millis(1000));
 }

@@ -341,12 +341,12 @@ fn mqtt3_publish_past_disk_free_limit_closes_the_connection_instead_of_acknowled
 
 #[test]
 fn publishing_resumes_by_itself_once_the_subscriber_has_drained_its_queue() {
-    let Some(b) = TmpfsBroker::start(TMPFS_MIB, CONFIG) else {
+    let Some(b) = TmpfsBroker::start(TMPFS_MIB, &format!("{CONFIG}{SYS_READER}")) else {
         return;
     };
     offline_subscriber(&b, "disk-subr");
     // $SYS subscribers hear of each change at once.
-    let (mut sys, _) = RawClient::v5(b.mqtt_port, "disk-sys", true, None);
+    let (mut sys, _) = RawClient::v5_sys(b.mqtt_port, "disk-sys");
     sys.subscribe("$SYS/1/alarms/disk_free_limit", QoS::AtMostOnce);
     assert_eq!(&sys.expect_publish(WAIT).payload[..], b"0");
     let (mut p, _) = RawClient::v5(b.mqtt_port, "disk-pubr", true, None);

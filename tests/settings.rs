@@ -266,8 +266,10 @@ fn the_bootstrap_nodes_config_file_supplies_the_cluster_wide_values() {
 
 #[test]
 fn sys_can_be_switched_on_and_its_interval_changed_while_the_node_runs() {
-    let b = Broker::start_with_config("systree_enabled = false\nsystree_interval = 60000\n");
-    let (mut s, _) = RawClient::v3(b.mqtt_port, "sys-watch", true);
+    let b = Broker::start_with_config(&format!(
+        "systree_enabled = false\nsystree_interval = 60000\n{SYS_READER}"
+    ));
+    let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-watch");
     s.subscribe("$SYS/#", QoS::AtMostOnce);
     s.expect_no_publish(Duration::from_millis(600));
     b.cli(&["set", "systree_enabled=true", "systree_interval=200"])

@@ -15,6 +15,11 @@ use raftmq::codec::{
 use super::packets::{publish_packet, pubresp, subscribe_packet, v3_connect, v5_connect};
 use super::wait::WAIT;
 
+/// Config lines that make user `sys` (password `sys`) a `$SYS` reader
+/// (`sys_users`; `$SYS` is denied to everyone else). Append them last: they
+/// end with the `[users]` table.
+pub const SYS_READER: &str = "sys_users = [\"sys\"]\n[users]\nsys = \"sys\"\n";
+
 /// The largest packet the raw client accepts (the MQTT maximum).
 pub const MAX_PACKET: usize = 268_435_455;
 
@@ -103,6 +108,22 @@ impl RawClient {
         let (c, ack) = RawClient::connect(port, proto, connect);
         assert_eq!(ack.code, 0, "CONNACK refused: {ack:?}");
         (c, ack)
+    }
+
+    /// MQTT 3.1.1 client logged in as the `$SYS` reader of [`SYS_READER`].
+    pub fn v3_sys(port: u16, client_id: &str) -> (RawClient, ConnAck) {
+        let mut c = v3_connect(client_id, true);
+        c.username = Some("sys".into());
+        c.password = Some(bytes::Bytes::from_static(b"sys"));
+        RawClient::connect_ok(port, Protocol::V311, c)
+    }
+
+    /// MQTT 5 client logged in as the `$SYS` reader of [`SYS_READER`].
+    pub fn v5_sys(port: u16, client_id: &str) -> (RawClient, ConnAck) {
+        let mut c = v5_connect(client_id, true, None);
+        c.username = Some("sys".into());
+        c.password = Some(bytes::Bytes::from_static(b"sys"));
+        RawClient::connect_ok(port, Protocol::V5, c)
     }
 
     /// MQTT 3.1.1 client, keepalive 60 s.
