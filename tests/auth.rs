@@ -198,10 +198,15 @@ fn sys_is_denied_to_an_anonymous_subscriber_and_allowed_to_a_sys_user() {
 #[test]
 fn a_user_added_on_one_node_logs_in_on_another_and_once_deleted_cannot() {
     let c = Cluster::start_with_config(3, Some("allow_anonymous = false\n"));
-    cli_ok(c.node(1), &["user", "add", "carol", "--password", "pw-carol"]);
+    cli_ok(
+        c.node(1),
+        &["user", "add", "carol", "--password", "pw-carol"],
+    );
     let login = |node: &Broker, pass: &str| {
         let connect = with_login(v5_connect("carol-c", true, None), "carol", pass);
-        RawClient::connect(node.mqtt_port, Protocol::V5, connect).1.code
+        RawClient::connect(node.mqtt_port, Protocol::V5, connect)
+            .1
+            .code
     };
     assert!(
         wait_until(WAIT, || login(c.node(3), "pw-carol") == reason::SUCCESS),
@@ -295,8 +300,8 @@ fn raftmq(b: &Broker, args: &[&str], env: &[(&str, &str)]) -> CmdOutput {
 }
 
 #[test]
-fn once_a_key_exists_an_api_call_without_it_is_refused_and_the_cli_sends_it_from_flag_env_or_file(
-) {
+fn once_a_key_exists_an_api_call_without_it_is_refused_and_the_cli_sends_it_from_flag_env_or_file()
+{
     let b = Broker::start();
     assert_eq!(b.api("/api/v1/status").0, 200, "no key yet: open");
     let key = cli_ok(&b, &["api-key", "create"]).trim().to_string();
@@ -310,7 +315,12 @@ fn once_a_key_exists_an_api_call_without_it_is_refused_and_the_cli_sends_it_from
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("key");
     std::fs::write(&file, format!("{key}\n")).unwrap();
-    assert!(raftmq(&b, &["status", "--api-key-file", file.to_str().unwrap()], &[]).success());
+    assert!(raftmq(
+        &b,
+        &["status", "--api-key-file", file.to_str().unwrap()],
+        &[]
+    )
+    .success());
     assert!(!raftmq(&b, &["status", "--api-key", "0123456789abcdef-wrong"], &[]).success());
     // The store holds a digest: `show` never prints the key.
     let show = raftmq(&b, &["api-key", "show", "--api-key", &key], &[]);
@@ -329,7 +339,11 @@ fn api_auth_on_closes_the_api_from_the_start_and_api_key_file_opens_it() {
     let b = Broker::start_with_config(&format!(
         "api_auth = \"on\"\nmetrics_auth = true\napi_key_file = {file:?}\n"
     ));
-    assert_eq!(b.api("/api/v1/status").0, 401, "no cluster key yet, still closed");
+    assert_eq!(
+        b.api("/api/v1/status").0,
+        401,
+        "no cluster key yet, still closed"
+    );
     assert_eq!(b.api("/metrics").0, 401);
     assert_eq!(b.api("/health").0, 200, "health_auth is off");
     assert!(!b.cli(&["status"]).success());

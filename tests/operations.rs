@@ -711,7 +711,9 @@ fn systree_interval_sets_the_publish_period() {
 
 #[test]
 fn systree_disabled_publishes_nothing() {
-    let b = Broker::start_with_config(&format!("systree_enabled = false\nsystree_interval = 100\n{SYS_READER}"));
+    let b = Broker::start_with_config(&format!(
+        "systree_enabled = false\nsystree_interval = 100\n{SYS_READER}"
+    ));
     let (mut s, _) = RawClient::v3_sys(b.mqtt_port, "sys-off");
     s.subscribe("$SYS/#", QoS::AtMostOnce);
     s.expect_no_publish(Duration::from_millis(1000));

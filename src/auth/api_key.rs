@@ -126,7 +126,10 @@ mod tests {
             let b: Vec<u8> = (0..n).map(|i| i * 37).collect();
             assert_eq!(base64_decode(&base64_encode(&b)).unwrap(), b);
         }
-        assert_eq!(base64_encode(b"any carnal pleas"), "YW55IGNhcm5hbCBwbGVhcw==");
+        assert_eq!(
+            base64_encode(b"any carnal pleas"),
+            "YW55IGNhcm5hbCBwbGVhcw=="
+        );
     }
 
     #[test]

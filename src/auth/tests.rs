@@ -94,7 +94,10 @@ fn anonymous_clients_are_admitted_only_with_allow_anonymous() {
 
 #[test]
 fn the_config_files_users_log_in_and_a_certificate_identity_is_the_user() {
-    let a = Auth::new(&settings("allow_anonymous = false\n[users]\nbob = \"pw\"\n")).unwrap();
+    let a = Auth::new(&settings(
+        "allow_anonymous = false\n[users]\nbob = \"pw\"\n",
+    ))
+    .unwrap();
     let t = AuthTable::default();
     assert_eq!(
         a.login(&t, &creds(Some("bob"), Some("pw"))),
@@ -115,7 +118,11 @@ fn acl_nomatch_decides_what_no_rule_matches() {
     assert!(!open.may_publish(&t, &who(None), "locked/a"));
     let closed = Auth::new(&settings("acl_nomatch = \"deny\"\n")).unwrap();
     assert!(!closed.may_publish(&t, &who(None), "free"));
-    assert!(closed.may_subscribe(&table(&[], "allow all subscribe free\n"), &who(None), "free"));
+    assert!(closed.may_subscribe(
+        &table(&[], "allow all subscribe free\n"),
+        &who(None),
+        "free"
+    ));
 }
 
 #[test]

@@ -48,7 +48,9 @@ fn stored(user: &str, text: &str) -> Result<String, UsersError> {
 }
 
 /// The `[users]` table's users, hashed.
-pub fn from_table(users: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, UsersError> {
+pub fn from_table(
+    users: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, UsersError> {
     users
         .iter()
         .map(|(u, p)| Ok((u.clone(), stored(u, p)?)))
@@ -72,7 +74,9 @@ fn parse(text: &str, path: &str) -> Result<BTreeMap<String, String>, UsersError>
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        let Some((user, pass)) = l.split_once(':').filter(|(u, p)| !u.is_empty() && !p.is_empty())
+        let Some((user, pass)) = l
+            .split_once(':')
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
         else {
             return Err(UsersError::Line {
                 path: path.to_string(),

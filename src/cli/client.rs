@@ -57,9 +57,7 @@ impl Admin {
         if let Some(k) = &self.api_key {
             get = get.header("authorization", crate::auth::api_key::header(k));
         }
-        let mut resp = get
-            .call()
-            .with_context(|| format!("GET {url}"))?;
+        let mut resp = get.call().with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         let text = resp
             .body_mut()

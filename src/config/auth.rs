@@ -95,11 +95,7 @@ impl AuthSettings {
                 self.acl_deny_action = match string(v)?.as_str() {
                     "ignore" => DenyAction::Ignore,
                     "disconnect" => DenyAction::Disconnect,
-                    o => {
-                        return Err(format!(
-                            "expected \"ignore\" or \"disconnect\", got `{o}`"
-                        ))
-                    }
+                    o => return Err(format!("expected \"ignore\" or \"disconnect\", got `{o}`")),
                 }
             }
             "sys_users" => {
@@ -146,7 +142,12 @@ impl AuthSettings {
                 .password_file
                 .as_ref()
                 .map_or_else(|| "none".into(), |p| p.display().to_string()),
-            "acl_nomatch" => if self.acl_nomatch_allow { "allow" } else { "deny" }.into(),
+            "acl_nomatch" => if self.acl_nomatch_allow {
+                "allow"
+            } else {
+                "deny"
+            }
+            .into(),
             "acl_deny_action" => match self.acl_deny_action {
                 DenyAction::Ignore => "ignore".into(),
                 DenyAction::Disconnect => "disconnect".into(),

@@ -30,8 +30,7 @@ pub(super) async fn login(
         cert_identity,
     };
     let b = broker.clone();
-    let verdict =
-        tokio::task::spawn_blocking(move || b.auth.login(&b.node.auth(), &creds)).await;
+    let verdict = tokio::task::spawn_blocking(move || b.auth.login(&b.node.auth(), &creds)).await;
     match verdict {
         Ok(Ok(user)) => Ok(user),
         Ok(Err(e)) => Err(refusal(e)),
@@ -73,7 +72,12 @@ impl Conn {
     /// A PUBLISH the ACL denied: `disconnect` ends the connection (MQTT 5
     /// DISCONNECT 0x87); `ignore` drops the message and acknowledges it,
     /// MQTT 5 with 0x87, MQTT 3 positively (it has no negative ack).
-    pub(super) fn publish_denied(&mut self, topic: &str, qos: u8, packet_id: u16) -> Result<(), Exit> {
+    pub(super) fn publish_denied(
+        &mut self,
+        topic: &str,
+        qos: u8,
+        packet_id: u16,
+    ) -> Result<(), Exit> {
         self.broker.metrics.acl_denied.inc();
         if self.broker.auth.settings().acl_deny_action == DenyAction::Disconnect {
             return Err(Exit::error(

@@ -60,7 +60,10 @@ pub struct UserAdd {
 /// A user name: not empty, no control characters, no `:` (the password
 /// file's separator).
 fn check_name(name: &str) -> Result<(), Response> {
-    if name.is_empty() || name.len() > 256 || name.contains(':') || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.len() > 256
+        || name.contains(':')
+        || name.chars().any(char::is_control)
     {
         return Err(error(
             StatusCode::BAD_REQUEST,

@@ -96,7 +96,8 @@ impl MqttState {
             if let Some(name) = k.strip_prefix(user_prefix.as_slice()) {
                 match decode::<UserRec>(v) {
                     Ok(u) => {
-                        t.users.insert(String::from_utf8_lossy(name).into_owned(), u);
+                        t.users
+                            .insert(String::from_utf8_lossy(name).into_owned(), u);
                     }
                     Err(_) => bad += 1,
                 }
@@ -172,9 +173,7 @@ impl MqttState {
         c: AddApiKey,
         ctx: &mut Ctx,
     ) -> Result<CmdResult, RaftError> {
-        let rec = ApiKeyRec {
-            added_ms: c.now_ms,
-        };
+        let rec = ApiKeyRec { added_ms: c.now_ms };
         ctx.batch
             .put(Table::Meta, row(API_KEY_PREFIX, &c.digest), encode(&rec)?);
         self.auth.change(|t| {
@@ -191,7 +190,8 @@ impl MqttState {
         if !self.auth.get().api_keys.contains_key(&c.digest) {
             return Ok(CmdResult::Missing);
         }
-        ctx.batch.delete(Table::Meta, row(API_KEY_PREFIX, &c.digest));
+        ctx.batch
+            .delete(Table::Meta, row(API_KEY_PREFIX, &c.digest));
         self.auth.change(|t| {
             t.api_keys.remove(&c.digest);
         });

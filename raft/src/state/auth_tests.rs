@@ -81,14 +81,20 @@ fn deleting_what_does_not_exist_answers_missing_and_changes_nothing() {
     let mut f = Fixture::new();
     populate(&mut f);
     let before = f.st.auth().get();
-    let r = f.apply(Command::DeleteUser(DeleteUser { name: "carol".into() }));
+    let r = f.apply(Command::DeleteUser(DeleteUser {
+        name: "carol".into(),
+    }));
     assert_eq!(r, CmdResult::Missing);
-    let r = f.apply(Command::DeleteApiKey(DeleteApiKey { digest: "zz".into() }));
+    let r = f.apply(Command::DeleteApiKey(DeleteApiKey {
+        digest: "zz".into(),
+    }));
     assert_eq!(r, CmdResult::Missing);
     assert_eq!(f.st.auth().get(), before);
     let r = f.apply(Command::DeleteUser(DeleteUser { name: "bob".into() }));
     assert_eq!(r, CmdResult::Done);
-    let r = f.apply(Command::DeleteApiKey(DeleteApiKey { digest: "d1".into() }));
+    let r = f.apply(Command::DeleteApiKey(DeleteApiKey {
+        digest: "d1".into(),
+    }));
     assert_eq!(r, CmdResult::Done);
     let t = f.st.auth().get();
     assert!(!t.users.contains_key("bob") && t.api_keys.is_empty());

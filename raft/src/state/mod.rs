@@ -61,10 +61,10 @@ use crate::settings::ClusterConfig;
 use crate::trie::Trie;
 use crate::types::{Entry, LogId, Membership, NodeId};
 
+pub use auth::{AclRec, ApiKeyRec, AuthHandle, AuthTable, UserRec};
 pub(crate) use meta::read_identities;
 pub(crate) use records::QueueRec;
 pub use records::{QueueCounts, SessionRec};
-pub use auth::{AclRec, ApiKeyRec, AuthHandle, AuthTable, UserRec};
 pub use snapshot::Row;
 
 /// What apply tells the connections of this node.
