@@ -8,7 +8,7 @@
 //! - [`users`]: the node's own users (`[users]`, `password_file`).
 //! - [`acl`]: rule lines and the publish/subscribe decision.
 //! - [`api_key`]: API keys, their digests, the `Authorization` header.
-//! - [`rate`]: `max_message_rate`.
+//! - [`rate`]: the per-connection message rate (`max_message_rate`).
 //! - this file: [`Auth`], the node's decisions, and [`Identity`].
 
 pub mod acl;

@@ -57,25 +57,21 @@ pub struct UserAdd {
     hash: String,
 }
 
-/// A user name: not empty, no control characters, no `:` (the password
-/// file's separator).
-fn check_name(name: &str) -> Result<(), Response> {
-    if name.is_empty()
-        || name.len() > 256
-        || name.contains(':')
-        || name.chars().any(char::is_control)
-    {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "a user name is 1 to 256 characters, without `:` or control characters",
-        ));
-    }
-    Ok(())
+/// A user name is 1 to 256 characters, without `:` (the password file's
+/// separator) or control characters.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.contains(':')
+        && !name.chars().any(char::is_control)
 }
 
 pub async fn user_add(State(b): State<Arc<Broker>>, ApiQuery(q): ApiQuery<UserAdd>) -> Response {
-    if let Err(r) = check_name(&q.name) {
-        return r;
+    if !valid_name(&q.name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a user name is 1 to 256 characters, without `:` or control characters",
+        );
     }
     if let Err(e) = password::check_phc(&q.hash) {
         return error(StatusCode::BAD_REQUEST, e.to_string());
