@@ -173,6 +173,69 @@ fn a_bad_acl_line_is_refused_and_changes_nothing() {
     assert_eq!(show, "deny all publish a\n");
 }
 
+#[test]
+fn mosquitto_clients_are_allowed_and_denied_by_the_acl_over_mqtt_3_and_5() {
+    let b = Broker::start();
+    cli_ok(&b, &["user", "add", "alice", "--password", "wonder"]);
+    load_acl(&b, ACL, &[]);
+    let alice = ["-u", "alice", "-P", "wonder"];
+    let mut sub = MosqSub::start(
+        b.mqtt_port,
+        &[&["-V", "5", "-q", "1", "-t", "users/alice/#"][..], &alice].concat(),
+    );
+    // An anonymous mosquitto_pub: MQTT 5 PUBACK 0x87 (135), MQTT 3 a plain
+    // PUBACK; neither is delivered.
+    let denied = mosquitto_pub(
+        b.mqtt_port,
+        &[
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-d",
+            "-t",
+            "users/alice/x",
+            "-m",
+            "forged",
+        ],
+    );
+    assert!(denied.stdout.contains("RC:135"), "{denied:?}");
+    mosquitto_pub(
+        b.mqtt_port,
+        &[
+            "-V",
+            "311",
+            "-q",
+            "1",
+            "-t",
+            "users/alice/x",
+            "-m",
+            "forged3",
+        ],
+    )
+    .assert_success("anonymous MQTT 3 publish (acknowledged, dropped)");
+    mosquitto_pub(
+        b.mqtt_port,
+        &[
+            &["-V", "311", "-q", "1", "-t", "users/alice/x", "-m", "real"][..],
+            &alice,
+        ]
+        .concat(),
+    )
+    .assert_success("alice's publish");
+    let got = sub.messages(2, Duration::from_millis(1500));
+    let payloads: Vec<&str> = got.iter().map(|m| m.payload.as_str()).collect();
+    assert_eq!(payloads, ["real"], "{}", sub.proc.describe());
+    // An anonymous mosquitto_sub to alice's tree: SUBACK 0x87 (135).
+    let out = run_cmd(
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &b.mqtt_port.to_string()])
+            .args(["-V", "5", "-d", "-W", "2", "-t", "users/alice/#"]),
+        Duration::from_secs(10),
+    );
+    assert!(out.stdout.contains("Subscribed (mid: 1): 135"), "{out:?}");
+}
+
 // ---------------------------------------------------------------------------
 // $SYS
 // ---------------------------------------------------------------------------
