@@ -111,11 +111,12 @@ fn a_denied_publish_gets_puback_not_authorized_in_mqtt5_and_is_not_delivered() {
 #[test]
 fn a_denied_publish_is_acknowledged_and_dropped_in_mqtt3_with_acl_deny_action_ignore() {
     let b = Broker::start();
+    cli_ok(&b, &["user", "add", "alice", "--password", "wonder"]);
     load_acl(&b, ACL, &[]);
-    let (mut sub, _) = RawClient::v3(b.mqtt_port, "watcher", true);
-    // The watcher may not read users/..., so watch through a second rule-free
-    // topic that proves the connection still works.
-    sub.subscribe("open/#", QoS::AtLeastOnce);
+    let mut alice = v3_as(&b, "alice-sub3", "alice", "wonder");
+    alice.subscribe("users/alice/#", QoS::AtLeastOnce);
+    let (mut watcher, _) = RawClient::v3(b.mqtt_port, "watcher", true);
+    watcher.subscribe("open/#", QoS::AtLeastOnce);
     let (mut p, _) = RawClient::v3(b.mqtt_port, "intruder3", true);
     let ack = p
         .publish_with(publish_packet("users/alice/x", QoS::AtLeastOnce, b"forged"))
@@ -123,7 +124,8 @@ fn a_denied_publish_is_acknowledged_and_dropped_in_mqtt3_with_acl_deny_action_ig
     assert_eq!(ack.reason, reason::SUCCESS, "MQTT 3 has no negative PUBACK");
     // Still connected, and allowed topics still pass.
     p.publish("open/1", b"ok", QoS::AtLeastOnce, false);
-    assert_eq!(&sub.expect_publish(WAIT).payload[..], b"ok");
+    assert_eq!(&watcher.expect_publish(WAIT).payload[..], b"ok");
+    alice.expect_no_publish(Duration::from_millis(500));
 }
 
 #[test]
