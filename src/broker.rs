@@ -10,6 +10,7 @@ use raftmq_raft::RaftNode;
 
 use crate::config::live::Live;
 use crate::config::Settings;
+use crate::listener::ListenerSet;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::resources::DiskAlarm;
@@ -37,6 +38,8 @@ pub struct Broker {
     pub live: Live,
     /// Logins, the ACL and admin API keys.
     pub auth: crate::auth::Auth,
+    /// The MQTT listeners (`listener show|start|stop`).
+    pub listeners: ListenerSet,
 }
 
 impl Broker {

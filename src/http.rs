@@ -19,6 +19,7 @@ use serde_json::json;
 mod access;
 mod auth;
 mod cluster;
+mod listeners;
 mod peers;
 mod query;
 mod retained;
@@ -43,6 +44,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/v1/cluster/leave", post(cluster::leave))
         .route("/api/v1/set", post(settings::set))
         .route("/api/v1/show", get(settings::show))
+        .route("/api/v1/listener/show", get(listeners::show))
+        .route("/api/v1/listener/start", post(listeners::start))
+        .route("/api/v1/listener/stop", post(listeners::stop))
+        .route("/api/v1/listener/reload", post(listeners::reload))
         .route("/api/v1/user/add", post(access::user_add))
         .route("/api/v1/user/delete", post(access::user_delete))
         .route("/api/v1/user/list", get(access::user_list))

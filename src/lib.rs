@@ -11,7 +11,8 @@
 //! - [`shutdown`]: the lifecycle handle every task selects on, lifecycle
 //!   requests, and the node's one signal handler.
 //! - [`broker`]: the context shared by a node's tasks.
-//! - [`listener`]: the MQTT TCP accept loop.
+//! - [`listener`]: the MQTT listeners (tcp, ssl, ws, wss, PROXY protocol),
+//!   their limits, and the transport handshakes before CONNECT.
 //! - [`connection`]: one connection from CONNECT to close.
 //! - [`session`]: a session's outbound window, packet ids and retransmission.
 //! - [`registry`]: which clients are connected here; routes apply events.

@@ -86,6 +86,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cli::access::ApiKeyCmd,
     },
+    /// MQTT listeners of a node (show, start, stop, certificate reload).
+    Listener {
+        #[command(subcommand)]
+        cmd: cli::listener::ListenerCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Cmd::User { cmd } => cli::access::run_user(cmd),
         Cmd::Acl { cmd } => cli::access::run_acl(cmd),
         Cmd::ApiKey { cmd } => cli::access::run_api_key(cmd),
+        Cmd::Listener { cmd } => cli::listener::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -124,6 +124,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// new data directory and no `join`).
 async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broker>, bool)> {
     let bootstraps = settings.join.is_none() && !settings.data_dir.join("db").exists();
+    // Bad listener options or unreadable TLS files stop the start here.
+    let listeners = crate::listener::ListenerSet::new(&settings)?;
     let registry = Arc::new(Registry::new(settings.node_id));
     let cluster = TcpListener::bind(settings.cluster_addr)
         .await
@@ -170,6 +172,7 @@ async fn start(settings: Settings, life: &Shutdown) -> anyhow::Result<(Arc<Broke
         accepting: AtomicBool::new(false),
         life: life.clone(),
         auth,
+        listeners,
     });
     life.spawn(
         "disk monitor",
@@ -223,14 +226,9 @@ async fn serve(
         or_request!(warn_file_differs(broker));
     }
 
-    let mqtt = bind_mqtt(broker.settings.mqtt_addr)
-        .with_context(|| format!("binding MQTT {}", broker.settings.mqtt_addr))?;
+    broker.listeners.start_all(broker).await?;
     broker.accepting.store(true, Ordering::Release);
     info!(node_id = broker.settings.node_id, mqtt = %broker.settings.mqtt_addr, http = %broker.settings.http_addr, cluster = %broker.settings.cluster_addr, "raftmq node started");
-    life.spawn(
-        "MQTT listener",
-        crate::listener::run(mqtt, broker.clone(), life.clone()),
-    );
     life.spawn(
         "$SYS publisher",
         crate::sys::run(broker.clone(), life.clone()),
@@ -342,22 +340,3 @@ async fn stop(broker: &Arc<Broker>, life: &Shutdown) -> bool {
     drained && node
 }
 
-/// The MQTT listener's accept queue (the kernel caps it at
-/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1,024, which a
-/// storm of a few thousand CONNECTs a second overflows while the accept loop
-/// waits for a worker; each SYN dropped then costs its client a 1 s
-/// retransmission.
-const MQTT_BACKLOG: u32 = 8192;
-
-/// Binds the MQTT listener as `TcpListener::bind` does (SO_REUSEADDR), with
-/// [`MQTT_BACKLOG`].
-fn bind_mqtt(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(MQTT_BACKLOG)
-}

@@ -6,8 +6,9 @@
 //! Layout:
 //! - `client`: the HTTP call and its errors.
 //! - `output`: tables, records and `--json`.
-//! - `cluster`, `metrics`, `session`, `retain`, `settings` (`set`, `show`),
-//!   `status`, `access` (`user`, `acl`, `api-key`): one command group each.
+//! - `cluster`, `listener`, `metrics`, `session`, `retain`, `settings`
+//!   (`set`, `show`), `status`, `access` (`user`, `acl`, `api-key`): one
+//!   command group each.
 //!
 //! Every command sends an admin API key when given one: `--api-key KEY`,
 //! `RAFTMQ_API_KEY`, or `--api-key-file PATH` / `RAFTMQ_API_KEY_FILE`.
@@ -15,6 +16,7 @@
 pub mod access;
 pub mod client;
 pub mod cluster;
+pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod retain;

@@ -42,6 +42,7 @@ pub const NODE_RESTART_KEYS: [&str; 22] = [
     "disk_free_limit",
     "rocksdb_block_cache_size",
     "rocksdb_write_buffer_size",
+    "connect_timeout",
 ];
 
 /// What `set` may do with a key.
@@ -75,7 +76,10 @@ pub fn kind(key: &str) -> Kind {
         Kind::NodeRestart
     } else if NODE_LIVE_KEYS.contains(&key) {
         Kind::NodeLive
-    } else if NODE_RESTART_KEYS.contains(&key) || super::auth::AUTH_KEYS.contains(&key) {
+    } else if NODE_RESTART_KEYS.contains(&key)
+        || super::auth::AUTH_KEYS.contains(&key)
+        || super::listeners::is_listener_key(key)
+    {
         Kind::NodeRestart
     } else {
         Kind::Unknown
@@ -125,6 +129,7 @@ pub fn node_value(s: &Settings, live: &LiveValues, key: &str) -> Option<String> 
         },
         "rocksdb_block_cache_size" => s.rocksdb_block_cache_bytes.to_string(),
         "rocksdb_write_buffer_size" => s.rocksdb_write_buffer_bytes.to_string(),
+        "connect_timeout" => s.connect_timeout_ms.to_string(),
         k => return s.auth.value(k),
     })
 }

@@ -7,6 +7,7 @@
 //! - [`live`]: the per-node keys `set` changes while the node runs.
 //! - `values`: the value parsers (sizes, addresses, integers).
 //! - `file`: TOML to keys (dotted names, real line numbers).
+//! - [`listeners`]: the MQTT listener keys (`listener.ssl.NAME…`).
 //!
 //! The cluster-wide keys ([`raftmq_raft::settings::CLUSTER_KEYS`]) are read
 //! by the raft crate's parser, the same one apply uses; a config file's
@@ -24,6 +25,7 @@ use raftmq_storage::StoreOptions;
 pub mod auth;
 mod file;
 pub mod keys;
+pub mod listeners;
 pub mod live;
 mod values;
 
@@ -107,6 +109,12 @@ pub struct Settings {
     /// it; afterwards the replicated values (the state summary's) are the
     /// ones in effect, and a difference is logged at start.
     pub cluster: ClusterConfig,
+    /// The MQTT listeners besides `listener.tcp.default`'s address (which
+    /// is `mqtt_addr`), by `KIND.NAME`; see [`Settings::mqtt_listeners`].
+    pub listeners: BTreeMap<String, listeners::ListenerConfig>,
+    /// How long a new connection has to complete its transport handshakes
+    /// (PROXY header, TLS, WebSocket) and send its CONNECT (ms).
+    pub connect_timeout_ms: u64,
     /// Keys the config file set (by their canonical name), with the file's
     /// path: where `show` says a value came from.
     pub from_file: BTreeMap<String, String>,
@@ -188,6 +196,8 @@ impl Default for Settings {
             rocksdb_write_buffer_bytes: store.write_buffer_bytes as u64,
             // The cluster-wide values have one default, the log's own.
             cluster: ClusterConfig::default(),
+            listeners: BTreeMap::new(),
+            connect_timeout_ms: 10_000,
             from_file: BTreeMap::new(),
             from_flags: BTreeSet::new(),
             auth: auth::AuthSettings::default(),
@@ -211,6 +221,30 @@ impl Settings {
         let key = keys::canonical(key);
         self.from_file.remove(key);
         self.from_flags.insert(key.to_string());
+    }
+
+    /// Every MQTT listener, checked: `tcp.default` on `mqtt_addr` first,
+    /// then the others by `KIND.NAME`. The error names the listener.
+    pub fn mqtt_listeners(&self) -> Result<Vec<listeners::ListenerConfig>, String> {
+        use listeners::{ListenerConfig, ListenerKind};
+        let mut default = self
+            .listeners
+            .get("tcp.default")
+            .cloned()
+            .unwrap_or_else(|| ListenerConfig::new(ListenerKind::Tcp, "default"));
+        default.addr = Some(self.mqtt_addr);
+        let mut all = vec![default];
+        all.extend(
+            self.listeners
+                .iter()
+                .filter(|(id, _)| *id != "tcp.default")
+                .map(|(_, l)| l.clone()),
+        );
+        for l in &all {
+            l.check()
+                .map_err(|e| format!("listener.{}: {e}", l.id()))?;
+        }
+        Ok(all)
     }
 
     /// RocksDB's memory budget.
@@ -279,11 +313,15 @@ impl Settings {
         match key {
             "node_id" => self.node_id = uint(v, 1, u64::MAX)?,
             "data_dir" => self.data_dir = PathBuf::from(string(v)?),
-            "mqtt" | "listener.tcp.default" => self.mqtt_addr = addr(v)?,
-            k if k.starts_with("listener.tcp.default.") => {
+            "mqtt" | "listener.tcp.default" | "listener.tcp.default.address" => {
+                self.mqtt_addr = addr(v)?
+            }
+            k if k
+                .strip_prefix("listener.tcp.default.")
+                .is_some_and(|n| crate::connection::NETSPLIT_OVERRIDE_KEYS.contains(&n)) =>
+            {
                 let name = &k["listener.tcp.default.".len()..];
-                let on = boolean(v)?;
-                if !self.listener_netsplit.set(name, on) {
+                if !self.listener_netsplit.set(name, boolean(v)?) {
                     return Err("unknown setting".into());
                 }
             }
@@ -331,6 +369,8 @@ impl Settings {
             "rocksdb_block_cache_size" => self.rocksdb_block_cache_bytes = bytes(v, MIB)?,
             "rocksdb_write_buffer_size" => self.rocksdb_write_buffer_bytes = bytes(v, 4 * MIB)?,
             k if auth::AUTH_KEYS.contains(&k) => self.auth.set(k, v)?,
+            "connect_timeout" => self.connect_timeout_ms = uint(v, 100, 3_600_000)?,
+            k if listeners::is_listener_key(k) => listeners::set(&mut self.listeners, k, v)?,
             _ => return Err("unknown setting".into()),
         }
         Ok(())

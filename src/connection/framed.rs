@@ -188,6 +188,8 @@ where
         if !self.wbuf.is_empty() {
             written.bytes = self.wbuf.len() as u64;
             self.wr.write_all(&self.wbuf).await?;
+            // A no-op on plain TCP; TLS and WebSocket send here.
+            self.wr.flush().await?;
             self.wbuf.clear();
         }
         Ok(written)

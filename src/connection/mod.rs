@@ -6,6 +6,7 @@
 //!   lets the client read our last packet.
 //! - [`connect`]: a CONNECT and the settings decide the registration or the
 //!   refusal (pure, no I/O).
+//! - [`listener_rules`]: what the accepting listener allows of a CONNECT.
 //! - [`convert`]: wire values to log values, in one place.
 //! - [`inbound`]: a client's PUBLISH: aliases, receive maximum, checks.
 //! - [`replies`]: commands awaiting their results, and the packets those
@@ -31,6 +32,7 @@ mod connect;
 mod convert;
 mod framed;
 mod inbound;
+mod listener_rules;
 mod netsplit;
 
 pub use netsplit::{Overrides as NetsplitOverrides, OVERRIDE_KEYS as NETSPLIT_OVERRIDE_KEYS};
@@ -47,11 +49,14 @@ use raftmq_raft::node::now_ms;
 use raftmq_raft::{CmdResult, Command, Delivery, KickReason, Message, RaftError, SubOpts};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::codec::reason;
+use crate::listener::transport::{Reader, Stream, Writer};
+use crate::listener::TransportInfo;
 use crate::registry::{ConnEvent, Inflight};
 use crate::session::Outbound;
 use crate::shutdown::Shutdown;
@@ -62,18 +67,25 @@ use framed::{Framed, Written};
 use inbound::Inbound;
 use replies::Replies;
 
-type Io = Framed<OwnedReadHalf, OwnedWriteHalf>;
+type Io = Framed<Reader, Writer>;
 
-/// Serves one accepted TCP connection until it closes or the node stops.
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+/// Serves one accepted connection, its transport established, until it
+/// closes or the node stops. Its CONNECT must arrive by `connect_by`.
+pub async fn serve(
+    stream: Stream,
+    info: TransportInfo,
+    broker: Arc<Broker>,
+    shutdown: Shutdown,
+    connect_by: Instant,
+) {
+    let peer = info.peer;
+    let (rd, wr) = stream.split();
     broker.metrics.connections_total.inc();
     broker.metrics.connections_current.inc();
     let span = tracing::info_span!(
         "conn",
         peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
+        listener = %info.listener.id(),
         client_id = tracing::field::Empty
     );
     let io =
@@ -84,12 +96,16 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Shutdown) {
         // need is held only while they run, not by every idle connection.
         // Still in its CONNECT handshake when the node stops: it just closes.
         let handshake = tokio::select! {
-            h = Box::pin(register::handshake(io, &broker)) => h,
+            h = Box::pin(register::handshake(io, &broker, connect_by)) => h,
             _ = shutdown.cancelled() => None,
         };
-        let Some((io, connect)) = handshake else {
+        let Some((io, mut connect)) = handshake else {
             return;
         };
+        if let Err(r) = listener_rules::apply(&info, &mut connect) {
+            register::refuse(io, r).await;
+            return;
+        }
         // Bound straight from the await (not through an `Option<Conn>`
         // local, which would keep a second Conn-sized slot in the task).
         let Some(mut conn) = Box::pin(Conn::register(io, &broker, &connect, peer)).await else {

@@ -22,13 +22,15 @@ use crate::codec::{reason, ConnAck, ConnAckProperties, Connect, DecodeError, Pac
 use crate::registry::Peer;
 use crate::session::Outbound;
 
-/// How long a client has to send its CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads the CONNECT. Answers what cannot be served (an unsupported
-/// protocol version) and returns the stream only for a CONNECT.
-pub(super) async fn handshake(mut io: Io, broker: &Broker) -> Option<(Io, Box<Connect>)> {
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+/// Reads the CONNECT, which must have arrived by `deadline` (the
+/// listener's accept plus `connect_timeout`). Answers what cannot be served
+/// (an unsupported protocol version) and returns the stream only for a
+/// CONNECT.
+pub(super) async fn handshake(
+    mut io: Io,
+    broker: &Broker,
+    deadline: tokio::time::Instant,
+) -> Option<(Io, Box<Connect>)> {
     match tokio::time::timeout_at(deadline, io.read_more()).await {
         Ok(Ok(n)) if n > 0 => {}
         _ => return None,
@@ -298,7 +300,7 @@ async fn hold_registration(
 }
 
 /// Answers a refused CONNECT and closes.
-async fn refuse(mut io: Io, r: Refusal) -> Option<Conn> {
+pub(super) async fn refuse(mut io: Io, r: Refusal) -> Option<Conn> {
     info!(code = r.code, why = r.why, "connection refused");
     let props = ConnAckProperties {
         reason_string: io.protocol().is_v5().then(|| r.why.to_string()),

@@ -64,6 +64,21 @@ pub struct Metrics {
     /// Messages dropped on this node's connections, by reason; apply's
     /// queue-limit drops are added at render time.
     queue_drop: Family<DropLabels, Counter>,
+    /// Connections a listener closed before MQTT, by listener and reason
+    /// (see [`crate::listener::Refused`]).
+    listener_refused: Family<Vec<(String, String)>, Counter>,
+}
+
+impl Metrics {
+    /// Counts a connection `listener` closed before MQTT for `reason`.
+    pub fn listener_refused(&self, listener: &str, reason: &str) {
+        self.listener_refused
+            .get_or_create(&vec![
+                ("listener".to_string(), listener.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .inc();
+    }
 }
 
 /// What one connection's outbound window did since it was last counted

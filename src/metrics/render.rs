@@ -101,6 +101,11 @@ fn connections(r: &mut Registry, m: &Metrics, s: &Snapshot) {
     for (name, help, c) in counters {
         r.register(name, help, c.clone());
     }
+    r.register(
+        "listener_connections_refused",
+        "Connections a listener closed before MQTT, by listener and reason",
+        m.listener_refused.clone(),
+    );
 }
 
 fn queues(r: &mut Registry, m: &Metrics, s: &Snapshot) {

@@ -58,7 +58,7 @@ class Conn:
 
     def __init__(self, host, port, client_id="", protocol="311", clean=True,
                  session_expiry=None, keepalive=30, will=None,
-                 connect_properties=None):
+                 connect_properties=None, tls=None):
         self.protocol = protocol
         self.v5 = protocol == "5"
         kwargs = {"client_id": client_id, "protocol": PROTOCOLS[protocol]}
@@ -77,6 +77,10 @@ class Conn:
         self.c.on_subscribe = self._on_subscribe
         if will is not None:
             self.c.will_set(**will)
+        if tls is not None:
+            # tls: keyword arguments of paho's tls_set (ca_certs, certfile,
+            # keyfile).
+            self.c.tls_set(**tls)
         cp = connect_properties
         if self.v5 and session_expiry is not None:
             if cp is None:

@@ -1,0 +1,135 @@
+//! A listener's accept loop, until it is stopped or the node closes its
+//! listeners, and what each accepted connection goes through before MQTT:
+//! the listener's limits (refused at once, counted), then within the
+//! connect timeout the PROXY header, the TLS handshake and the WebSocket
+//! upgrade, as the listener has them; then [`crate::connection::serve`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use super::transport::{Stream, TransportInfo};
+use super::{proxy, tls, ws, Listener, Refused};
+use crate::broker::Broker;
+use crate::config::listeners::ListenerKind;
+
+/// Accepts connections until `stop` or the node's end of accepting.
+pub(super) async fn run(
+    socket: TcpListener,
+    l: Arc<Listener>,
+    broker: Arc<Broker>,
+    stop: CancellationToken,
+    generation: u64,
+) {
+    let id = l.config.id();
+    loop {
+        let accepted = tokio::select! {
+            _ = broker.life.accept_ended() => break,
+            _ = stop.cancelled() => break,
+            r = socket.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let guard = match l.admit() {
+                    Ok(g) => g,
+                    Err(why) => {
+                        // Closed at once: the client sees the connection end
+                        // before any byte.
+                        drop(stream);
+                        refused(&broker, &id, why);
+                        continue;
+                    }
+                };
+                let (l, b) = (l.clone(), broker.clone());
+                broker
+                    .life
+                    .spawn(format!("MQTT connection from {peer}"), async move {
+                        serve(stream, peer, l, b).await;
+                        drop(guard);
+                    });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                error!(listener = %id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    l.ended(generation);
+    info!(listener = %id, "MQTT listener closed");
+}
+
+/// Counts (and logs at debug) a connection closed before MQTT.
+fn refused(broker: &Broker, listener: &str, why: Refused) {
+    debug!(%listener, reason = why.label(), "connection closed before MQTT");
+    broker.metrics.listener_refused(listener, why.label());
+}
+
+/// One accepted connection: its transport handshakes, then MQTT.
+async fn serve(tcp: TcpStream, peer: SocketAddr, l: Arc<Listener>, broker: Arc<Broker>) {
+    let _ = tcp.set_nodelay(true);
+    let connect_by = Instant::now() + Duration::from_millis(broker.settings.connect_timeout_ms);
+    let established = tokio::select! {
+        r = tokio::time::timeout_at(connect_by, establish(tcp, peer, &l, &broker)) => r,
+        _ = broker.life.cancelled() => return,
+    };
+    let (stream, info) = match established {
+        Ok(Ok(s)) => s,
+        Ok(Err((why, detail))) => {
+            debug!(%peer, error = %detail, "transport handshake failed");
+            return refused(&broker, &l.config.id(), why);
+        }
+        Err(_) => return refused(&broker, &l.config.id(), Refused::ConnectTimeout),
+    };
+    crate::connection::serve(stream, info, broker.clone(), broker.life.clone(), connect_by).await;
+}
+
+/// The listener's handshakes in order: PROXY header, TLS, WebSocket.
+async fn establish(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    l: &Listener,
+    broker: &Broker,
+) -> Result<(Stream, TransportInfo), (Refused, String)> {
+    let mut info = TransportInfo {
+        listener: l.config.clone(),
+        peer: Some(peer),
+        identity: None,
+    };
+    if l.config.proxy_protocol {
+        let from = proxy::read_header(&mut tcp)
+            .await
+            .map_err(|e| (Refused::ProxyHeader, e.to_string()))?;
+        if let Some(from) = from {
+            info.peer = Some(from);
+        }
+    }
+    let ws_max = broker.settings.max_packet_size.max(64 * 1024);
+    let ws_err = |e: std::io::Error| (Refused::WebSocketUpgrade, e.to_string());
+    let stream = match (l.config.kind, &l.tls) {
+        (ListenerKind::Tcp, _) => Stream::Tcp(tcp),
+        (ListenerKind::Ws, _) => Stream::Layered(Box::new(ws::accept(tcp, ws_max).await.map_err(ws_err)?)),
+        (ListenerKind::Ssl | ListenerKind::Wss, Some(source)) => {
+            let tls = source
+                .acceptor()
+                .accept(tcp)
+                .await
+                .map_err(|e| (Refused::TlsHandshake, e.to_string()))?;
+            info.identity = tls::identity(tls.get_ref().1);
+            if l.config.kind == ListenerKind::Wss {
+                Stream::Layered(Box::new(ws::accept(tls, ws_max).await.map_err(ws_err)?))
+            } else {
+                Stream::Layered(Box::new(tls))
+            }
+        }
+        (ListenerKind::Ssl | ListenerKind::Wss, None) => {
+            return Err((Refused::TlsHandshake, "no TLS configuration".into()))
+        }
+    };
+    Ok((stream, info))
+}
