@@ -154,7 +154,9 @@ impl ListenerConfig {
         if !self.kind.tls()
             && (self.certfile.is_some() || self.cafile.is_some() || self.require_certificate)
         {
-            return Err("certfile, cafile and require_certificate need an ssl or wss listener".into());
+            return Err(
+                "certfile, cafile and require_certificate need an ssl or wss listener".into(),
+            );
         }
         if self.require_certificate && self.cafile.is_none() {
             return Err("require_certificate needs a cafile to check client certificates".into());
@@ -327,10 +329,13 @@ proxy_protocol = true
     #[test]
     fn a_listener_without_an_address_stops_the_start_naming_it() {
         let mut st = crate::config::Settings::default();
-        st.apply_toml("[listener.ws.web]
+        st.apply_toml(
+            "[listener.ws.web]
 max_connections = 5
-", "t.toml")
-            .unwrap();
+",
+            "t.toml",
+        )
+        .unwrap();
         assert_eq!(
             st.mqtt_listeners().unwrap_err(),
             "listener.ws.web: the listener has no address"

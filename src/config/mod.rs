@@ -241,8 +241,7 @@ impl Settings {
                 .map(|(_, l)| l.clone()),
         );
         for l in &all {
-            l.check()
-                .map_err(|e| format!("listener.{}: {e}", l.id()))?;
+            l.check().map_err(|e| format!("listener.{}: {e}", l.id()))?;
         }
         Ok(all)
     }

@@ -86,7 +86,14 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, l: Arc<Listener>, broker: Arc<B
         }
         Err(_) => return refused(&broker, &l.config.id(), Refused::ConnectTimeout),
     };
-    crate::connection::serve(stream, info, broker.clone(), broker.life.clone(), connect_by).await;
+    crate::connection::serve(
+        stream,
+        info,
+        broker.clone(),
+        broker.life.clone(),
+        connect_by,
+    )
+    .await;
 }
 
 /// The listener's handshakes in order: PROXY header, TLS, WebSocket.
@@ -113,7 +120,9 @@ async fn establish(
     let ws_err = |e: std::io::Error| (Refused::WebSocketUpgrade, e.to_string());
     let stream = match (l.config.kind, &l.tls) {
         (ListenerKind::Tcp, _) => Stream::Tcp(tcp),
-        (ListenerKind::Ws, _) => Stream::Layered(Box::new(ws::accept(tcp, ws_max).await.map_err(ws_err)?)),
+        (ListenerKind::Ws, _) => {
+            Stream::Layered(Box::new(ws::accept(tcp, ws_max).await.map_err(ws_err)?))
+        }
         (ListenerKind::Ssl | ListenerKind::Wss, Some(source)) => {
             let tls = source
                 .acceptor()

@@ -26,17 +26,25 @@ pub enum ProxyError {
 /// Reads the header from `s`. `Ok(None)`: a header without a client
 /// address (v1 `UNKNOWN`, v2 `LOCAL` or a non-IP family): the socket's own
 /// peer stands.
-pub async fn read_header<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<SocketAddr>, ProxyError> {
+pub async fn read_header<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> Result<Option<SocketAddr>, ProxyError> {
     // Every header is at least 15 bytes long (`PROXY UNKNOWN\r\n`, or v2's
     // 16): 12 can be read without reading past it.
     let mut head = [0u8; 12];
-    s.read_exact(&mut head).await.map_err(|_| ProxyError::Closed)?;
+    s.read_exact(&mut head)
+        .await
+        .map_err(|_| ProxyError::Closed)?;
     if head == V2_SIGNATURE {
         let mut fixed = [0u8; 4];
-        s.read_exact(&mut fixed).await.map_err(|_| ProxyError::Closed)?;
+        s.read_exact(&mut fixed)
+            .await
+            .map_err(|_| ProxyError::Closed)?;
         let len = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
         let mut body = vec![0u8; len];
-        s.read_exact(&mut body).await.map_err(|_| ProxyError::Closed)?;
+        s.read_exact(&mut body)
+            .await
+            .map_err(|_| ProxyError::Closed)?;
         return parse_v2(fixed[0], fixed[1], &body);
     }
     if !head.starts_with(b"PROXY ") {
@@ -79,7 +87,9 @@ pub fn parse_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
         .map_err(|_| ProxyError::Malformed("v1 source port"))?;
     match (family, ip) {
         ("TCP4", IpAddr::V4(_)) | ("TCP6", IpAddr::V6(_)) => Ok(Some(SocketAddr::new(ip, port))),
-        _ => Err(ProxyError::Malformed("v1 family does not match the address")),
+        _ => Err(ProxyError::Malformed(
+            "v1 family does not match the address",
+        )),
     }
 }
 
@@ -154,10 +164,16 @@ mod tests {
 
     #[test]
     fn mqtt_without_a_header_and_bad_headers_are_refused() {
-        assert_eq!(read(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c").0, Err(ProxyError::Missing));
+        assert_eq!(
+            read(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c").0,
+            Err(ProxyError::Missing)
+        );
         assert!(read(b"PROXY TCP4 1.2.3.4 5.6.7.8 x 1\r\n").0.is_err());
         assert!(read(b"PROXY TCP4 ::1 ::1 1 1\r\n").0.is_err());
         let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat();
-        assert_eq!(read(&long).0, Err(ProxyError::Malformed("v1 line too long")));
+        assert_eq!(
+            read(&long).0,
+            Err(ProxyError::Malformed("v1 line too long"))
+        );
     }
 }

@@ -53,7 +53,8 @@ fn a_stopped_listener_refuses_new_connections_and_keeps_open_ones_until_started(
     // The connection made before the stop still works.
     open.send(&Packet::PingReq);
     assert_eq!(open.recv(WAIT), Some(Packet::PingResp));
-    b.cli(&["listener", "start", "tcp.extra"]).assert_success("start");
+    b.cli(&["listener", "start", "tcp.extra"])
+        .assert_success("start");
     assert_eq!(row(&b, "tcp", "extra")["status"], "running");
     assert!(v3_ok(port, "after-start").is_ok());
 }
@@ -63,5 +64,9 @@ fn an_unknown_listener_name_is_an_error() {
     let b = Broker::start();
     let out = b.cli(&["listener", "stop", "nope"]);
     assert!(!out.success());
-    assert!(out.stderr.contains("no listener named `nope`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no listener named `nope`"),
+        "{}",
+        out.stderr
+    );
 }

@@ -25,7 +25,11 @@ const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v
 
 /// A self-signed CA `name` (name.pem, name.key).
 fn ca(dir: &Path, name: &str) {
-    let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={name}"),
+    );
     let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
     args.extend(EC);
     args.extend(["-keyout", &key, "-out", &pem, "-subj", &subj]);
@@ -35,7 +39,11 @@ fn ca(dir: &Path, name: &str) {
 /// A certificate `name` with subject CN `cn` signed by CA `ca`, with the
 /// extensions in `ext`.
 fn leaf(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
-    let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
     let extfile = format!("{name}.ext");
     std::fs::write(dir.join(&extfile), ext).expect("write ext");
     let subj = format!("/CN={cn}");
@@ -47,8 +55,21 @@ fn leaf(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial",
-            "-out", &pem, "-days", "2", "-extfile", &extfile,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
         ],
     );
 }

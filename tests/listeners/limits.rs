@@ -66,7 +66,10 @@ fn max_connection_rate_closes_the_connections_beyond_the_rate() {
     let mut conns: Vec<Plain> = (0..12)
         .map(|i| {
             let mut c = Plain::open(port, Protocol::V311);
-            c.send(&Packet::Connect(Box::new(v3_connect(&format!("r{i}"), true))));
+            c.send(&Packet::Connect(Box::new(v3_connect(
+                &format!("r{i}"),
+                true,
+            ))));
             c
         })
         .collect();
@@ -82,9 +85,15 @@ fn max_connection_rate_closes_the_connections_beyond_the_rate() {
     }
     // 12 connections within `opened_in`: at most 3 per started second.
     let windows = opened_in.as_secs() as usize + 2;
-    assert!(accepted >= 3 && accepted <= 3 * windows, "accepted {accepted}");
+    assert!(
+        accepted >= 3 && accepted <= 3 * windows,
+        "accepted {accepted}"
+    );
     assert_eq!(accepted + closed, 12);
-    assert_eq!(refused(&b, "tcp.rated", "max_connection_rate"), closed as u64);
+    assert_eq!(
+        refused(&b, "tcp.rated", "max_connection_rate"),
+        closed as u64
+    );
     // The next second admits again.
     std::thread::sleep(Duration::from_millis(1100));
     assert!(v3_ok(port, "later").is_ok());
@@ -104,7 +113,12 @@ fn mqtt_3_1_1_on_a_listener_for_mqtt_5_only_gets_unacceptable_protocol_version()
     std::io::Read::read_exact(&mut c.stream, &mut ack).expect("CONNACK");
     assert_eq!(
         ack,
-        [0x20, 0x02, 0x00, raftmq::codec::reason::V3_UNACCEPTABLE_PROTOCOL_VERSION]
+        [
+            0x20,
+            0x02,
+            0x00,
+            raftmq::codec::reason::V3_UNACCEPTABLE_PROTOCOL_VERSION
+        ]
     );
     // MQTT 5 is served there.
     let mut v5 = Plain::open(port, Protocol::V5);
@@ -124,10 +138,9 @@ fn mqtt_5_on_a_listener_for_mqtt_3_only_gets_unsupported_protocol_version() {
     ));
     let mut c = Plain::open(port, Protocol::V5);
     match c.connect(v5_connect("new", true, None)) {
-        Answer::ConnAck(a) => assert_eq!(
-            a.code,
-            raftmq::codec::reason::UNSUPPORTED_PROTOCOL_VERSION
-        ),
+        Answer::ConnAck(a) => {
+            assert_eq!(a.code, raftmq::codec::reason::UNSUPPORTED_PROTOCOL_VERSION)
+        }
         Answer::Closed => panic!("closed without a CONNACK"),
     }
     assert!(v3_ok(port, "old").is_ok(), "MQTT 3.1.1 is served there");

@@ -61,6 +61,7 @@ pub fn refused(b: &Broker, listener: &str, reason: &str) -> u64 {
 
 /// What came back on a connection after its CONNECT.
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a test value, one at a time
 pub enum Answer {
     ConnAck(ConnAck),
     /// Closed without an answer.
@@ -134,9 +135,7 @@ impl Plain {
     pub fn until_closed(&mut self, limit: Duration) -> (Duration, usize) {
         let start = Instant::now();
         let mut n = 0;
-        self.stream
-            .set_read_timeout(Some(limit))
-            .expect("timeout");
+        self.stream.set_read_timeout(Some(limit)).expect("timeout");
         let mut chunk = [0u8; 4096];
         loop {
             match self.stream.read(&mut chunk) {
@@ -230,7 +229,9 @@ pub fn npm_dir() -> PathBuf {
 
 /// Runs `node tests/js/SCRIPT ARGS…` with the npm packages on its path.
 pub fn node(script: &str, args: &[&str], timeout: Duration) -> CmdOutput {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js").join(script);
+    let js = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js")
+        .join(script);
     run_cmd(
         std::process::Command::new("node")
             .env("NODE_PATH", npm_dir().join("node_modules"))

@@ -27,7 +27,10 @@ fn peer_after(b: &Broker, port: u16, header: &[u8], client_id: &str) -> String {
     let out = b.cli(&["session", "show", "--client_id", client_id, "--json"]);
     out.assert_success("session show");
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-    v["table"][0]["peer"].as_str().unwrap_or_default().to_string()
+    v["table"][0]["peer"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -61,11 +64,18 @@ fn a_connection_without_the_header_is_closed_on_a_proxy_listener() {
     let (b, port) = proxied_broker();
     let mut c = Plain::open(port, Protocol::V311);
     assert_eq!(c.connect(v3_connect("direct", true)), Answer::Closed);
-    assert!(wait_until(WAIT, || refused(&b, "tcp.behind_lb", "proxy_protocol") == 1));
+    assert!(wait_until(WAIT, || refused(
+        &b,
+        "tcp.behind_lb",
+        "proxy_protocol"
+    ) == 1));
     // The plain listener next to it shows the socket's own address.
     let mut d = Plain::open(b.mqtt_port, Protocol::V311);
     let local = d.stream.local_addr().unwrap().to_string();
-    assert!(matches!(d.connect(v3_connect("plain", true)), Answer::ConnAck(_)));
+    assert!(matches!(
+        d.connect(v3_connect("plain", true)),
+        Answer::ConnAck(_)
+    ));
     let out = b.cli(&["session", "show", "--client_id", "plain", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(v["table"][0]["peer"], serde_json::json!(local));

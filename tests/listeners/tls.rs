@@ -126,7 +126,11 @@ fn an_untrusted_client_certificate_is_refused() {
     let t = tls_broker();
     let out = mosquitto_tls(t.mutual, &t.certs, Some("rogue"), "t/rogue");
     assert!(!out.success(), "a certificate from another CA was accepted");
-    assert!(wait_until(WAIT, || refused(&t.b, "ssl.mutual", "tls_handshake") >= 1));
+    assert!(wait_until(WAIT, || refused(
+        &t.b,
+        "ssl.mutual",
+        "tls_handshake"
+    ) >= 1));
     // The trusted one on the same listener works (the refusal is the
     // certificate's, not the listener's).
     mosquitto_tls(t.mutual, &t.certs, Some("client"), "t/ok").assert_success("trusted");
@@ -136,7 +140,10 @@ fn an_untrusted_client_certificate_is_refused() {
 fn a_client_without_a_certificate_is_refused_where_one_is_required() {
     let t = tls_broker();
     let out = mosquitto_tls(t.mutual, &t.certs, None, "t/none");
-    assert!(!out.success(), "a client without a certificate was accepted");
+    assert!(
+        !out.success(),
+        "a client without a certificate was accepted"
+    );
     // Without require_certificate the same client is served.
     mosquitto_tls(t.secure, &t.certs, None, "t/none").assert_success("server-only TLS");
 }
@@ -170,7 +177,10 @@ fn listener_reload_rereads_the_certificates_and_names_the_listeners() {
     let out = t.b.cli(&["listener", "reload", "--json"]);
     out.assert_success("listener reload");
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-    assert_eq!(v["reloaded"], serde_json::json!(["ssl.secure", "ssl.mutual"]));
+    assert_eq!(
+        v["reloaded"],
+        serde_json::json!(["ssl.mutual", "ssl.secure"])
+    );
     // A broken key file: the reload fails, names the file, and the
     // certificate in use stays.
     std::fs::write(t.certs.path("server.key"), "not a key").expect("write");
@@ -195,9 +205,15 @@ fn fds_and_rss(pid: u32) -> (usize, u64) {
     (fds, rss_kb * 1024)
 }
 
-/// `n` TLS connections, `parallel` at a time: each completes the TLS
-/// handshake, sends a CONNECT, reads the CONNACK and drops the socket.
-fn churn(port: u16, config: std::sync::Arc<rustls::ClientConfig>, n: usize, tag: &str) -> usize {
+/// `n` TLS connections, 32 at a time: each completes the TLS handshake,
+/// sends a CONNECT, reads the CONNACK and drops the socket. Returns how
+/// many got an accepting CONNACK, and the failures' errors.
+fn churn(
+    port: u16,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    n: usize,
+    tag: &str,
+) -> (usize, Vec<String>) {
     use futures::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -211,25 +227,41 @@ fn churn(port: u16, config: std::sync::Arc<rustls::ClientConfig>, n: usize, tag:
             let connector = connector.clone();
             let id = format!("{tag}-{i}");
             async move {
-                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-                let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
-                let mut s = connector.connect(name, tcp).await.ok()?;
+                let e = |what: &str, e: std::io::Error| format!("{what}: {e}");
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .map_err(|x| e("connect", x))?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                let mut s = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|x| e("handshake", x))?;
                 let mut out = bytes::BytesMut::new();
                 let c = Packet::Connect(Box::new(v3_connect(&id, true)));
-                encode(&c, Protocol::V311, &mut out).ok()?;
-                s.write_all(&out).await.ok()?;
+                encode(&c, Protocol::V311, &mut out).expect("encode");
+                s.write_all(&out).await.map_err(|x| e("write", x))?;
+                // rustls buffers what the socket did not take at once.
+                s.flush().await.map_err(|x| e("flush", x))?;
                 let mut ack = [0u8; 4];
-                s.read_exact(&mut ack).await.ok()?;
-                (ack == [0x20, 0x02, 0x00, 0x00]).then_some(())
+                s.read_exact(&mut ack).await.map_err(|x| e("read", x))?;
+                if ack == [0x20, 0x02, 0x00, 0x00] {
+                    Ok(())
+                } else {
+                    Err(format!("CONNACK {ack:?}"))
+                }
             }
         };
-        let ok = futures::stream::iter(0..n)
-            .map(|i| tokio::time::timeout(Duration::from_secs(30), one(i)))
+        let results: Vec<Result<(), String>> = futures::stream::iter(0..n)
+            .map(|i| async move {
+                tokio::time::timeout(Duration::from_secs(30), one(i))
+                    .await
+                    .unwrap_or_else(|_| Err("timeout".into()))
+            })
             .buffer_unordered(32)
-            .filter(|r| std::future::ready(matches!(r, Ok(Some(())))))
-            .count()
+            .collect()
             .await;
-        ok
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        (ok, results.into_iter().filter_map(Result::err).collect())
     })
 }
 
@@ -245,10 +277,11 @@ fn ten_thousand_tls_connections_leave_no_descriptors_and_bounded_memory() {
     };
     // Warm up: the runtime's threads, the allocator's arenas, RocksDB's
     // memtable.
-    assert_eq!(churn(t.secure, client.clone(), 1_000, "warm"), 1_000);
+    let (warm, errors) = churn(t.secure, client.clone(), 1_000, "warm");
+    assert_eq!(warm, 1_000, "{errors:?}");
     assert!(settled(&t.b));
     let (fd0, rss0) = fds_and_rss(pid);
-    let ok = churn(t.secure, client, 10_000, "churn");
+    let (ok, errors) = churn(t.secure, client, 10_000, "churn");
     assert!(settled(&t.b), "connections still open");
     let (fd1, rss1) = fds_and_rss(pid);
     println!(
@@ -256,7 +289,10 @@ fn ten_thousand_tls_connections_leave_no_descriptors_and_bounded_memory() {
         rss0 >> 20,
         rss1 >> 20
     );
-    assert_eq!(ok, 10_000, "every connection was served");
+    assert_eq!(
+        ok, 10_000,
+        "every connection was served; failures: {errors:?}"
+    );
     assert!(fd1 <= fd0 + 8, "descriptors grew: {fd0} -> {fd1}");
     assert!(
         rss1 <= rss0 + (128 << 20),

@@ -16,7 +16,11 @@ fn mqtt_js_publishes_and_receives_over_ws() {
     let port = free_port();
     let _b = Broker::start_with_config(&section("ws.default", port, &[]));
     let url = format!("ws://127.0.0.1:{port}/mqtt");
-    let out = node("ws_pubsub.js", &[&url, &unique("js/ws")], Duration::from_secs(60));
+    let out = node(
+        "ws_pubsub.js",
+        &[&url, &unique("js/ws")],
+        Duration::from_secs(60),
+    );
     assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.trim(), "received hello over ws");
 }
@@ -104,7 +108,10 @@ fn upgrade(port: u16, path: &str, protocol: Option<&str>) -> String {
     }
     let text = String::from_utf8_lossy(&answer).to_string();
     text.lines().next().unwrap_or_default().to_string()
-        + if text.to_ascii_lowercase().contains("sec-websocket-protocol: mqtt") {
+        + if text
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol: mqtt")
+        {
             " [mqtt]"
         } else {
             ""
