@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use raftmq_raft::rpc::RemoteTarget;
 use raftmq_raft::{ApplyEvent, Delivery, EventSink, KickReason, Message};
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::Protocol;
 use crate::mailbox;

@@ -339,4 +339,3 @@ async fn stop(broker: &Arc<Broker>, life: &Shutdown) -> bool {
     info!(elapsed_ms = began.elapsed().as_millis() as u64, "stopped");
     drained && node
 }
-

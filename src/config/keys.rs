@@ -19,7 +19,7 @@ pub const NODE_LIVE_KEYS: [&str; 5] = [
 
 /// Per-node keys read once at start: only a restart with a new config
 /// file (or flag) changes them.
-pub const NODE_RESTART_KEYS: [&str; 22] = [
+pub const NODE_RESTART_KEYS: [&str; 23] = [
     "node_id",
     "data_dir",
     "listener.tcp.default",

@@ -47,9 +47,6 @@ use std::time::Duration;
 use raftmq_raft::command as cmd;
 use raftmq_raft::node::now_ms;
 use raftmq_raft::{CmdResult, Command, Delivery, KickReason, Message, RaftError, SubOpts};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
 
@@ -108,7 +105,16 @@ pub async fn serve(
         }
         // Bound straight from the await (not through an `Option<Conn>`
         // local, which would keep a second Conn-sized slot in the task).
-        let Some(mut conn) = Box::pin(Conn::register(io, &broker, &connect, peer)).await else {
+        // A verified client certificate's name logs the client in where the
+        // listener says so (use_identity_as_username).
+        let cert_identity = info
+            .listener
+            .use_identity_as_username
+            .then(|| info.identity.clone())
+            .flatten();
+        let Some(mut conn) =
+            Box::pin(Conn::register(io, &broker, &connect, peer, cert_identity)).await
+        else {
             return;
         };
         drop(connect);

@@ -52,7 +52,9 @@ impl Overrides {
             "allow_netsplit_override" => Some(self.per_request),
             _ => return None,
         };
-        Some(v.map_or("cluster".to_string(), |b| if b { "on" } else { "off" }.to_string()))
+        Some(v.map_or("cluster".to_string(), |b| {
+            if b { "on" } else { "off" }.to_string()
+        }))
     }
 
     fn get(&self, op: Op) -> Option<bool> {

@@ -85,6 +85,7 @@ impl Conn {
         broker: &Arc<Broker>,
         c: &Connect,
         addr: Option<SocketAddr>,
+        cert_identity: Option<String>,
     ) -> Option<Conn> {
         let s = &broker.settings;
         // The cluster-wide values as this node has applied them, and the
@@ -98,9 +99,7 @@ impl Conn {
             Ok(a) => a,
             Err(r) => return refuse(io, r).await,
         };
-        // The listener supplies a client certificate's identity once TLS
-        // listeners exist; until then there is none.
-        let user = match super::access::login(broker, c, None).await {
+        let user = match super::access::login(broker, c, cert_identity).await {
             Ok(u) => u,
             Err(r) => return refuse(io, r).await,
         };
