@@ -238,6 +238,30 @@ struct Batch {
     dispatched: bool,
 }
 
+impl Batch {
+    /// A batch of `origin`'s commands, not sent yet.
+    fn new(
+        origin: NodeId,
+        cmds: Vec<Envelope>,
+        pending: Vec<Pending>,
+        gen: u64,
+        now: Instant,
+    ) -> Batch {
+        Batch {
+            req: Request {
+                origin,
+                floor: 0,
+                cmds,
+            },
+            pending,
+            gen,
+            target: None,
+            proposed: now,
+            dispatched: false,
+        }
+    }
+}
+
 enum Outcome {
     /// The results of the commands whose sequence numbers the attempt sent.
     Applied(Response, Vec<u64>),
@@ -349,18 +373,7 @@ impl Loop {
         self.stats
             .commands
             .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-        let b = Batch {
-            req: Request {
-                origin: self.me,
-                floor: 0,
-                cmds,
-            },
-            pending,
-            gen: self.gen,
-            target: None,
-            proposed: now,
-            dispatched: false,
-        };
+        let b = Batch::new(self.me, cmds, pending, self.gen, now);
         self.inflight.insert(first_seq, b);
         if !self.need_resend {
             self.attempt(first_seq, otx).await;
@@ -428,21 +441,10 @@ impl Loop {
                 .map(|_| Pending::new(None, Deadline::Local, now))
                 .collect();
             let first = cmds[0].seq;
-            self.inflight.insert(
-                first,
-                Batch {
-                    req: Request {
-                        origin: self.me,
-                        floor: 0,
-                        cmds,
-                    },
-                    pending,
-                    gen: self.gen,
-                    target: None,
-                    proposed: now,
-                    dispatched: true,
-                },
-            );
+            let mut b = Batch::new(self.me, cmds, pending, self.gen, now);
+            // An earlier run may have sent them.
+            b.dispatched = true;
+            self.inflight.insert(first, b);
         }
         Ok(())
     }

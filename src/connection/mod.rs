@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use raftmq_raft::command as cmd;
 use raftmq_raft::node::now_ms;
+use raftmq_raft::proposer::ResultRx;
 use raftmq_raft::{CmdResult, Command, Delivery, KickReason, Message, RaftError, SubOpts};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tracing::Instrument;
@@ -428,24 +429,23 @@ impl Conn {
     /// Accepts a command locally during a netsplit: its reply goes out once
     /// it is on this node's disk; it commits when quorum returns.
     async fn submit_local(&mut self, command: Command, reply: replies::Reply) -> Result<(), Exit> {
-        let rx = self
-            .broker
-            .node
-            .submit_local(command)
-            .await
-            .map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
-        self.replies.push(rx, reply);
-        Ok(())
+        let rx = self.broker.node.submit_local(command).await;
+        self.await_reply(rx, reply)
     }
 
     /// Proposes a command; its reply goes out once it is applied.
     async fn submit(&mut self, command: Command, reply: replies::Reply) -> Result<(), Exit> {
-        let rx = self
-            .broker
-            .node
-            .submit(command)
-            .await
-            .map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
+        let rx = self.broker.node.submit(command).await;
+        self.await_reply(rx, reply)
+    }
+
+    /// Parks `reply` until the submitted command's result comes.
+    fn await_reply(
+        &mut self,
+        rx: Result<ResultRx, RaftError>,
+        reply: replies::Reply,
+    ) -> Result<(), Exit> {
+        let rx = rx.map_err(|_| Exit::error(reason::SERVER_UNAVAILABLE, "proposer stopped"))?;
         self.replies.push(rx, reply);
         Ok(())
     }

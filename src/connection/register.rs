@@ -135,23 +135,17 @@ impl Conn {
             Ok(r) => r,
             // Refused only when that is final: the registration was never
             // proposed (this node is in netsplit), so it can never take over
-            // a session later.
-            Err(Some(e @ RaftError::NotCommitted(_))) => {
+            // a session later; or apply answered something else than a
+            // registration.
+            Err(e @ (Some(RaftError::NotCommitted(_)) | None)) => {
                 broker.registry.detach(&client_id, conn_id);
-                warn!(error = %e, "registration not committed");
-                let why = "this node cannot reach a quorum (netsplit); try another node";
-                return refuse(
-                    io,
-                    Refusal {
-                        code: reason::SERVER_UNAVAILABLE,
-                        why,
-                    },
-                )
-                .await;
-            }
-            Err(None) => {
-                broker.registry.detach(&client_id, conn_id);
-                let why = "registration could not be committed";
+                let why = match e {
+                    Some(e) => {
+                        warn!(error = %e, "registration not committed");
+                        "this node cannot reach a quorum (netsplit); try another node"
+                    }
+                    None => "registration could not be committed",
+                };
                 return refuse(
                     io,
                     Refusal {
