@@ -270,8 +270,18 @@ async fn a_connect_refused_on_an_isolated_old_leader_never_takes_over_the_live_s
     let m = majority_of(old);
     s.isolate(old);
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    // /health may still say 200 on the majority just before it notices the
+    // leader is gone: wait for its new leader first.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !others
+        .iter()
+        .any(|id| admin::role(s.http(*id)).is_ok_and(|r| r.role == "leader"))
+    {
+        assert!(Instant::now() < deadline, "the majority elects no leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s.c.wait_healthy(&others, Duration::from_secs(15))
-        .expect("the majority elects a leader");
+        .expect("the majority is healthy");
     let (mut live, _) = connect(s.mqtt(m), "dup", V5)
         .await
         .expect("connect on the majority");
