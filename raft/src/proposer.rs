@@ -208,17 +208,15 @@ impl Proposer {
 struct Pending {
     reply: Option<Reply>,
     deadline: Deadline,
-    queued: Instant,
     /// Answered `Unknown` at its deadline: never sent again.
     abandoned: bool,
 }
 
 impl Pending {
-    fn new(reply: Option<Reply>, deadline: Deadline, queued: Instant) -> Pending {
+    fn new(reply: Option<Reply>, deadline: Deadline) -> Pending {
         Pending {
             reply,
             deadline,
-            queued,
             abandoned: false,
         }
     }
@@ -366,7 +364,7 @@ impl Loop {
                 seq: self.next_seq,
                 cmd: p.cmd,
             });
-            pending.push(Pending::new(p.reply, p.deadline, now));
+            pending.push(Pending::new(p.reply, p.deadline));
         }
         self.keep_local(&cmds, &mut pending);
         self.stats.entries.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +436,7 @@ impl Loop {
             }
             let pending = cmds
                 .iter()
-                .map(|_| Pending::new(None, Deadline::Local, now))
+                .map(|_| Pending::new(None, Deadline::Local))
                 .collect();
             let first = cmds[0].seq;
             let mut b = Batch::new(self.me, cmds, pending, self.gen, now);
@@ -502,38 +500,41 @@ impl Loop {
         }
     }
 
-    /// When `p` must be answered: its commit timeout, or `netsplit_wait`
-    /// after this node entered netsplit (or after `p` was queued, if later).
-    fn due(&self, p: &Pending, split: Option<Instant>) -> Option<Instant> {
-        match p.deadline {
-            Deadline::Never | Deadline::Local => None,
-            Deadline::Client => {
-                let commit = p.queued + self.timeouts.commit;
-                Some(match split {
-                    Some(s) => commit.min(s.max(p.queued) + self.timeouts.netsplit_wait),
-                    None => commit,
-                })
-            }
+    /// When the client commands of a batch proposed at `proposed` must be
+    /// answered (every command of a batch was queued at once): the commit
+    /// timeout, or `netsplit_wait` after this node entered netsplit (or
+    /// after the batch, if later).
+    fn client_due(&self, proposed: Instant, split: Option<Instant>) -> Instant {
+        let commit = proposed + self.timeouts.commit;
+        match split {
+            Some(s) => commit.min(s.max(proposed) + self.timeouts.netsplit_wait),
+            None => commit,
         }
     }
 
     /// Answers every client command past its deadline: discarded with a
     /// final `NotCommitted` if it never left this node, `Unknown` (and
-    /// never sent again) if it did.
+    /// never sent again) if it did. A batch not yet due costs one
+    /// comparison.
     fn expire(&mut self) {
         let now = Instant::now();
         let split = self.netsplit.borrow().since;
         self.abandoned.retain(|_, at| at.elapsed() < ABANDONED_HOLD);
-        let firsts: Vec<u64> = self.inflight.keys().copied().collect();
-        for first in firsts {
+        let waiting = |p: &Pending| p.reply.is_some() && p.deadline == Deadline::Client;
+        let due: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, b)| self.client_due(b.proposed, split) <= now)
+            .filter(|(_, b)| b.pending.iter().any(waiting))
+            .map(|(first, _)| *first)
+            .collect();
+        for first in due {
             let Some(mut b) = self.inflight.remove(&first) else {
                 continue;
             };
             let mut i = 0;
             while i < b.pending.len() {
-                let p = &b.pending[i];
-                let due = p.reply.is_some() && self.due(p, split).is_some_and(|d| d <= now);
-                if !due {
+                if !waiting(&b.pending[i]) {
                     i += 1;
                     continue;
                 }

@@ -14,7 +14,7 @@ use super::connect::Refusal;
 use super::{Conn, Exit};
 use crate::auth::{Credentials, LoginError};
 use crate::broker::Broker;
-use crate::codec::{reason, Connect, Packet, PubResp};
+use crate::codec::{reason, Connect};
 use crate::config::auth::DenyAction;
 
 /// Checks the CONNECT's credentials: the authenticated user name, `None`
@@ -87,16 +87,7 @@ impl Conn {
         }
         info!(topic, "publish not authorized; dropped");
         self.inbound.close_flow(qos, packet_id);
-        let r = PubResp {
-            packet_id,
-            reason: reason::NOT_AUTHORIZED,
-            ..Default::default()
-        };
-        match qos {
-            1 => self.io.push(Packet::PubAck(r)),
-            2 => self.io.push(Packet::PubRec(r)),
-            _ => {}
-        }
+        self.ack_publish(qos, packet_id, reason::NOT_AUTHORIZED);
         Ok(())
     }
 

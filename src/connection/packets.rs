@@ -15,7 +15,7 @@ use tracing::warn;
 use super::netsplit::Op;
 use super::replies::Reply;
 use super::{convert, Conn, Exit};
-use crate::codec::{self, reason, Disconnect, Packet, PubResp, Publish, Subscribe, Unsubscribe};
+use crate::codec::{self, reason, Disconnect, Packet, Publish, Subscribe, Unsubscribe};
 use crate::resources::{disk_cost, Limit};
 use crate::session::AckEffect;
 
@@ -101,16 +101,7 @@ impl Conn {
         let (qos, packet_id) = (p.qos as u8, p.packet_id);
         let continuing = qos == 2 && self.inbound.qos2_open(packet_id);
         let Some(msg) = self.inbound.accept(p, &self.client_id, now)? else {
-            let r = PubResp {
-                packet_id,
-                reason: reason::NOT_AUTHORIZED,
-                ..Default::default()
-            };
-            match qos {
-                1 => self.io.push(Packet::PubAck(r)),
-                2 => self.io.push(Packet::PubRec(r)),
-                _ => {}
-            }
+            self.ack_publish(qos, packet_id, reason::NOT_AUTHORIZED);
             return Ok(());
         };
         if !self.may_publish(&msg.topic) {

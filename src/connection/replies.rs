@@ -255,17 +255,23 @@ impl Conn {
             PublishAnswer::NotCommitted => return Err(Exit::Unavailable { unknown: false }),
             PublishAnswer::Unknown => return Err(Exit::Unavailable { unknown: true }),
         };
+        self.ack_publish(qos, pid, code);
+        Ok(())
+    }
+
+    /// Queues the acknowledgement of a client's QoS 1 (PUBACK) or QoS 2
+    /// (PUBREC) publish with `code`; nothing for QoS 0.
+    pub(super) fn ack_publish(&mut self, qos: u8, packet_id: u16, code: u8) {
         let r = PubResp {
-            packet_id: pid,
+            packet_id,
             reason: code,
             ..Default::default()
         };
-        self.io.push(if qos == 1 {
-            Packet::PubAck(r)
-        } else {
-            Packet::PubRec(r)
-        });
-        Ok(())
+        match qos {
+            1 => self.io.push(Packet::PubAck(r)),
+            2 => self.io.push(Packet::PubRec(r)),
+            _ => {}
+        }
     }
 
     fn suback(
