@@ -38,10 +38,11 @@ pub(super) async fn run(
                 let guard = match l.admit() {
                     Ok(g) => g,
                     Err(why) => {
-                        // Closed at once: the client sees the connection end
-                        // before any byte.
-                        drop(stream);
+                        // Counted, then closed at once: the client sees the
+                        // connection end before any byte, and by then the
+                        // refusal is in /metrics.
                         refused(&broker, &id, why);
+                        drop(stream);
                         continue;
                     }
                 };
