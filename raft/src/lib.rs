@@ -26,6 +26,8 @@
 //!   once the log holds half the last snapshot's bytes.
 //! - [`log_store`]: openraft's `RaftLogStorage` over RocksDB, with group commit
 //!   (one WAL sync per batch of appends).
+//! - [`log_cache`]: the newest log entries, decoded, for apply and
+//!   replication.
 //! - [`dedup`]: command-id sets per origin, so a retried proposal applies once.
 //! - [`rpc`]: the messages nodes exchange (Raft RPCs, forwarded batches,
 //!   membership, status, QoS 0 deliveries).
@@ -63,6 +65,7 @@ pub mod command;
 pub mod dedup;
 pub mod election;
 pub mod error;
+pub mod log_cache;
 pub mod log_store;
 pub mod membership;
 pub mod metrics;

@@ -4,9 +4,11 @@
 //! flusher thread. The flusher takes every callback queued so far, syncs the
 //! WAL once, and completes them all: one fsync per batch of appends, however
 //! many there are, and openraft learns an entry is durable only after it is.
+//! The newest entries are also kept decoded in [`LogCache`], which serves
+//! apply and replication without reading them back.
 
 use std::fmt::Debug;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -15,6 +17,7 @@ use openraft::{LogState, RaftLogReader, StorageIOError, Vote};
 use raftmq_storage::Store;
 
 use crate::error::{decode, encode};
+use crate::log_cache::LogCache;
 use crate::metrics::{Timings, TIMINGS};
 use crate::types::{Entry, LogId, NodeId, StorageErr, TypeConfig};
 
@@ -25,6 +28,7 @@ pub struct LogStore {
     /// Bytes appended since this process started (read by the snapshot
     /// policy).
     appended: Arc<AtomicU64>,
+    cache: Arc<LogCache>,
 }
 
 fn io_err(e: impl std::fmt::Display) -> StorageErr {
@@ -46,6 +50,7 @@ impl LogStore {
             store,
             flusher: tx,
             appended: Arc::new(AtomicU64::new(0)),
+            cache: Arc::new(LogCache::default()),
         })
     }
 
@@ -75,6 +80,21 @@ fn flusher(store: Store, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     }
 }
 
+/// A bounded range as `[start, end)`.
+fn cached_range(start: Bound<u64>, end: Bound<u64>) -> Option<(u64, u64)> {
+    let start = match start {
+        Bound::Included(i) => i,
+        Bound::Excluded(i) => i.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let end = match end {
+        Bound::Included(i) => i.checked_add(1)?,
+        Bound::Excluded(i) => i,
+        Bound::Unbounded => return None,
+    };
+    Some((start, end))
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -82,6 +102,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageErr> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
+        if let Some(entries) = cached_range(start, end).and_then(|(a, b)| self.cache.get(a, b)) {
+            return Ok(entries);
+        }
         let rows = self.store.read_log(start, end).map_err(read_err)?;
         rows.into_iter()
             .map(|(_, b)| decode::<Entry>(&b).map_err(read_err))
@@ -147,25 +170,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let mut decoded = Vec::new();
         let mut encoded = Vec::new();
         for e in entries {
             encoded.push((e.log_id.index, encode(&e).map_err(io_err)?));
+            decoded.push(e);
         }
         self.store
             .append_log(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
             .map_err(io_err)?;
         let bytes: usize = encoded.iter().map(|(_, b)| b.len()).sum();
         self.appended.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.cache.append(
+            decoded
+                .into_iter()
+                .zip(encoded.iter().map(|(_, b)| b.len())),
+        );
         self.flusher
             .send(callback)
             .map_err(|_| io_err("log flusher stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageErr> {
+        self.cache.truncate_from(log_id.index);
         self.store.truncate_log_from(log_id.index).map_err(io_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageErr> {
+        self.cache.purge_upto(log_id.index);
         let b = encode(&log_id).map_err(io_err)?;
         self.store.purge_log_upto(log_id.index, &b).map_err(io_err)
     }

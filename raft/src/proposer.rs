@@ -6,8 +6,10 @@
 //! (up to a size cap) into ONE batch. So a batch closes on size or when the
 //! queue is idle, never on a timer: under light load each command goes alone
 //! at once; under heavy load batches grow and the fsync cost is shared (group
-//! commit, as TiKV's raftstore does). Up to [`MAX_INFLIGHT_BATCHES`] batches
-//! are in flight, submitted in order.
+//! commit, as TiKV's raftstore does). [`MAX_INFLIGHT_BATCHES`] (one) batch
+//! is in flight at a time: while it commits, the next gathers everything
+//! submitted meanwhile, so the batch grows with the load instead of the
+//! count of log entries (each costs a log write, an fsync and an apply).
 //!
 //! Every command is numbered (origin node, sequence). A batch whose outcome
 //! is not learned (the leader changed, a forwarded reply was lost or timed
@@ -40,8 +42,12 @@ pub const MAX_BATCH_CMDS: usize = 4096;
 /// Most payload bytes in one batch (approximate).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Batches proposed but not yet resolved (while this node is not in
-/// netsplit; held batches are not counted against it).
-pub const MAX_INFLIGHT_BATCHES: usize = 8;
+/// netsplit; held batches are not counted against it). One: measured with
+/// `benches/compare.sh` (saturation, one node), eight in flight cut the
+/// stream into entries of about 100 commands, each with its own fsync and
+/// apply, and delivered half of what one in flight does with entries of
+/// about 500 (benches/RESULTS.md, issue 14).
+pub const MAX_INFLIGHT_BATCHES: usize = 1;
 /// A forwarded batch without a reply for this long is sent again.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often unresolved batches are checked against the current leader and
