@@ -2,14 +2,17 @@
 //! applied, each with the reply to send once its result is known, in the
 //! order the client sent them; and how a result becomes packets.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::stream::{FuturesOrdered, StreamExt};
 use raftmq_raft::node::now_ms;
 use raftmq_raft::proposer::ResultRx;
 use raftmq_raft::{CmdResult, RaftError, SubOpts};
+use tokio::sync::oneshot::error::TryRecvError;
+use tokio::time::{Instant, Sleep};
 use tracing::warn;
 
 use super::close::Exit;
@@ -94,20 +97,34 @@ pub fn unavailable(e: &RaftError) -> Exit {
 
 pub type Outcome = (Reply, Result<CmdResult, RaftError>);
 
-type Waiting = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// A command's result: awaited, or already known.
+enum Answer {
+    Waiting(ResultRx),
+    Known(Result<CmdResult, RaftError>),
+}
 
 /// Commands awaiting their results, answered in the order they were sent.
+///
+/// MQTT answers in order, so only the oldest command is awaited (its
+/// receiver alone registers a waker); those behind it are taken as soon as
+/// it is answered. No allocation, task or timer per command: one queue,
+/// empty (unallocated) while the connection is idle, and one backstop timer
+/// that is re-armed only when it fires (see [`Replies::next`]).
 pub struct Replies {
-    waiting: FuturesOrdered<Waiting>,
+    waiting: VecDeque<(Reply, Answer, Instant)>,
     timeout: Duration,
+    /// Fires at (or after) the oldest command's deadline; created on first
+    /// use.
+    backstop: Option<Pin<Box<Sleep>>>,
 }
 
 impl Replies {
     /// A command not applied within `timeout` fails.
     pub fn new(timeout: Duration) -> Replies {
         Replies {
-            waiting: FuturesOrdered::new(),
+            waiting: VecDeque::new(),
             timeout,
+            backstop: None,
         }
     }
 
@@ -117,27 +134,83 @@ impl Replies {
 
     /// Awaits `rx`, then answers with `reply`.
     pub fn push(&mut self, rx: ResultRx, reply: Reply) {
-        let timeout = self.timeout;
+        let deadline = Instant::now() + self.timeout;
         self.waiting
-            .push_back(Box::pin(async move { (reply, wait(rx, timeout).await) }));
+            .push_back((reply, Answer::Waiting(rx), deadline));
     }
 
     /// Answers with `reply` and the result already known, after the
     /// answers owed before it (MQTT orders PUBACKs as the PUBLISHes came).
     pub fn push_ready(&mut self, reply: Reply, result: Result<CmdResult, RaftError>) {
         self.waiting
-            .push_back(Box::pin(futures::future::ready((reply, result))));
+            .push_back((reply, Answer::Known(result), Instant::now()));
     }
 
     /// The next outcome in order; pending forever when none is waiting.
     pub async fn next(&mut self) -> Option<Outcome> {
-        self.waiting.next().await
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// The next outcome if it is already known.
     pub fn ready(&mut self) -> Option<Outcome> {
-        futures::FutureExt::now_or_never(self.waiting.next()).flatten()
+        let (_, answer, _) = self.waiting.front_mut()?;
+        let result = match answer {
+            Answer::Known(_) => None,
+            Answer::Waiting(rx) => match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Closed) => Some(received(None)),
+            },
+        };
+        self.pop(result)
     }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
+        let Some((_, answer, deadline)) = self.waiting.front_mut() else {
+            return Poll::Pending;
+        };
+        let result = match answer {
+            Answer::Known(_) => None,
+            Answer::Waiting(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(r) => Some(received(r.ok())),
+                Poll::Pending => {
+                    // The backstop: past its deadline the oldest command's
+                    // outcome is unknown. The timer is re-armed to the
+                    // current oldest deadline only when it fires, so it
+                    // costs nothing per command.
+                    let deadline = *deadline;
+                    let timer = self
+                        .backstop
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    loop {
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        if Instant::now() >= deadline {
+                            break Some(Err(RaftError::Unknown("no answer in time".into())));
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
+            },
+        };
+        Poll::Ready(self.pop(result))
+    }
+
+    /// Takes the oldest command with its result (`None`: the one it holds).
+    fn pop(&mut self, result: Option<Result<CmdResult, RaftError>>) -> Option<Outcome> {
+        let (reply, answer, _) = self.waiting.pop_front()?;
+        match (result, answer) {
+            (Some(r), _) => Some((reply, r)),
+            (None, Answer::Known(r)) => Some((reply, r)),
+            (None, Answer::Waiting(_)) => None,
+        }
+    }
+}
+
+/// A receiver's value: the proposer dropped it only when stopping.
+fn received(r: Option<Result<CmdResult, RaftError>>) -> Result<CmdResult, RaftError> {
+    r.unwrap_or(Err(RaftError::Stopped))
 }
 
 /// Waits for a command's result, bounded by `timeout`; past it the outcome
@@ -322,6 +395,66 @@ pub fn merge_codes(decided: Vec<Option<u8>>, committed: Vec<u8>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
+
+    fn pid(o: &Outcome) -> u16 {
+        match o.0 {
+            Reply::PubAck(p) => p,
+            _ => 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_come_in_the_order_the_commands_were_sent() {
+        let mut r = Replies::new(Duration::from_secs(10));
+        let (tx1, rx1) = oneshot::channel();
+        let (tx2, rx2) = oneshot::channel();
+        r.push(rx1, Reply::PubAck(1));
+        r.push(rx2, Reply::PubAck(2));
+        r.push_ready(Reply::PubAck(3), Ok(CmdResult::QuotaExceeded));
+        let _ = tx2.send(Ok(CmdResult::Done));
+        assert!(r.ready().is_none(), "the second answer waits for the first");
+        let _ = tx1.send(Ok(CmdResult::Done));
+        let first = r.next().await.map(|o| pid(&o));
+        let rest: Vec<u16> = std::iter::from_fn(|| r.ready()).map(|o| pid(&o)).collect();
+        assert_eq!((first, rest), (Some(1), vec![2, 3]));
+        assert!(r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_sender_is_dropped_is_answered_stopped() {
+        let mut r = Replies::new(Duration::from_secs(10));
+        let (tx, rx) = oneshot::channel::<Result<CmdResult, RaftError>>();
+        r.push(rx, Reply::PubAck(1));
+        drop(tx);
+        assert!(matches!(r.ready(), Some((_, Err(RaftError::Stopped)))));
+    }
+
+    #[tokio::test]
+    async fn a_command_unanswered_past_the_bound_has_an_unknown_outcome() {
+        let bound = Duration::from_millis(300);
+        let mut r = Replies::new(bound);
+        let started = Instant::now();
+        let (_tx1, rx1) = oneshot::channel();
+        r.push(rx1, Reply::PubAck(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_tx2, rx2) = oneshot::channel();
+        r.push(rx2, Reply::PubAck(2));
+        let first = r.next().await;
+        assert!(matches!(
+            first,
+            Some((Reply::PubAck(1), Err(RaftError::Unknown(_))))
+        ));
+        assert!(started.elapsed() >= bound);
+        // The second's own bound counts from when it was sent, not from
+        // when the first was given up.
+        let second = r.next().await;
+        assert!(matches!(
+            second,
+            Some((Reply::PubAck(2), Err(RaftError::Unknown(_))))
+        ));
+        assert!(started.elapsed() >= bound + Duration::from_millis(100));
+    }
 
     #[test]
     fn merged_codes_keep_decided_ones_and_fill_the_rest_in_order() {
