@@ -144,10 +144,11 @@ fn entry(index: u64, cmds: Vec<Command>) -> Entry {
         payload: EntryPayload::Normal(Request {
             origin: 1,
             floor: 0,
-            cmds: cmds
-                .into_iter()
-                .map(|cmd| Envelope { seq: 0, cmd })
-                .collect(),
+            cmds: std::sync::Arc::new(
+                cmds.into_iter()
+                    .map(|cmd| Envelope { seq: 0, cmd })
+                    .collect(),
+            ),
         }),
     }
 }
@@ -160,7 +161,7 @@ fn bench_log_append(c: &mut Criterion) {
             Command::Publish(command::Publish {
                 client_id: format!("p{i}"),
                 packet_id: 0,
-                msg: msg(i),
+                msg: msg(i).into(),
             })
         })
         .collect();
@@ -224,7 +225,7 @@ fn bench_apply(c: &mut Criterion) {
                         Command::Publish(command::Publish {
                             client_id: "p".into(),
                             packet_id: 0,
-                            msg: msg(i),
+                            msg: msg(i).into(),
                         })
                     })
                     .collect();

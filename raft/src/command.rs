@@ -314,7 +314,10 @@ pub struct Unsubscribe {
 pub struct Publish {
     pub client_id: String,
     pub packet_id: u16,
-    pub msg: Message,
+    /// Shared, so that copying the command (apply takes its own copy of a
+    /// log entry's commands) does not copy the message; encoded as the
+    /// message itself.
+    pub msg: Arc<Message>,
 }
 
 /// PUBREL from a publisher: forget the inbound QoS 2 packet id.
@@ -382,7 +385,11 @@ pub struct Request {
     /// Every command of `origin` numbered below this has been resolved (its
     /// result reached the proposer), so apply may forget their ids.
     pub floor: u64,
-    pub cmds: Vec<Envelope>,
+    /// Shared: the proposer keeps the batch for a resend, openraft and the
+    /// log cache hand the entry to apply and to each follower's
+    /// replication, and none of them copies the commands (the encoding is
+    /// a plain sequence, as before).
+    pub cmds: Arc<Vec<Envelope>>,
 }
 
 /// One item of a session's queue, as handed to the connection that delivers
@@ -626,7 +633,7 @@ mod tests {
                 Command::Publish(Publish {
                     client_id: "p".into(),
                     packet_id: 513,
-                    msg: message(),
+                    msg: message().into(),
                 }),
             ),
             (

@@ -135,7 +135,7 @@ mod tests {
             payload: EntryPayload::Normal(Request {
                 origin: 1,
                 floor: index,
-                cmds: Vec::new(),
+                cmds: Default::default(),
             }),
         };
         (e, 100)

@@ -223,7 +223,7 @@ mod tests {
                 Command::Publish(Publish {
                     client_id: "p".into(),
                     packet_id: 1,
-                    msg,
+                    msg: msg.into(),
                 }),
             )],
         )

@@ -255,7 +255,7 @@ impl Batch {
             req: Request {
                 origin,
                 floor: 0,
-                cmds,
+                cmds: Arc::new(cmds),
             },
             pending,
             gen,
@@ -556,7 +556,7 @@ impl Loop {
                     i += 1;
                 } else {
                     let p = b.pending.remove(i);
-                    b.req.cmds.remove(i);
+                    Arc::make_mut(&mut b.req.cmds).remove(i);
                     if let Some(r) = p.reply {
                         let _ = r.send(Err(RaftError::NotCommitted(if split.is_some() {
                             "this node is in netsplit; the command was never proposed".into()
@@ -615,13 +615,15 @@ impl Loop {
         };
         if b.pending.iter().any(|p| p.abandoned) {
             let pending = std::mem::take(&mut b.pending);
-            let cmds = std::mem::take(&mut b.req.cmds);
+            let cmds = Arc::unwrap_or_clone(std::mem::take(&mut b.req.cmds));
+            let mut kept = Vec::with_capacity(cmds.len());
             for (p, c) in pending.into_iter().zip(cmds) {
                 if !p.abandoned {
                     b.pending.push(p);
-                    b.req.cmds.push(c);
+                    kept.push(c);
                 }
             }
+            b.req.cmds = Arc::new(kept);
         }
         if b.pending.is_empty() {
             self.inflight.remove(&first);

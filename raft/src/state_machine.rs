@@ -537,7 +537,7 @@ mod tests {
         Command::Publish(Publish {
             client_id: "p".into(),
             packet_id,
-            msg: m,
+            msg: m.into(),
         })
     }
 

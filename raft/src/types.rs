@@ -59,10 +59,11 @@ pub(crate) fn numbered_entry(
         payload: openraft::EntryPayload::Normal(Request {
             origin,
             floor,
-            cmds: cmds
-                .into_iter()
-                .map(|(seq, cmd)| crate::command::Envelope { seq, cmd })
-                .collect(),
+            cmds: std::sync::Arc::new(
+                cmds.into_iter()
+                    .map(|(seq, cmd)| crate::command::Envelope { seq, cmd })
+                    .collect(),
+            ),
         }),
     }
 }

@@ -394,7 +394,7 @@ mod tests {
             Command::Publish(Publish {
                 client_id: "p".into(),
                 packet_id: 0,
-                msg: m,
+                msg: m.into(),
             })
         };
         apply(

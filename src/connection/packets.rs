@@ -213,7 +213,7 @@ impl Conn {
         let command = Command::Publish(cmd::Publish {
             client_id: self.client_id.to_string(),
             packet_id: if qos == 2 { packet_id } else { 0 },
-            msg,
+            msg: Arc::new(msg),
         });
         let reply = match qos {
             0 => {
@@ -235,7 +235,7 @@ impl Conn {
             cmd: cmd::Publish {
                 client_id: self.client_id.to_string(),
                 packet_id,
-                msg,
+                msg: Arc::new(msg),
             },
         })
     }

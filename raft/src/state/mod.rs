@@ -367,8 +367,9 @@ impl MqttState {
         // back after it, also when a command fails.
         let mut seen = self.dedup.remove(&req.origin).unwrap_or_default();
         seen.raise_floor(req.floor);
-        let results = req
-            .cmds
+        // The entry is shared with the log cache (and replication): its
+        // commands are copied only if another holder still has them.
+        let results = Arc::unwrap_or_clone(req.cmds)
             .into_iter()
             .enumerate()
             .map(|(pos, env)| {

@@ -57,7 +57,7 @@ impl MqttState {
             ctx.batch
                 .put(Table::Qos2In, keys::qos2_key(&c, cmd.packet_id), Vec::new());
         }
-        let matched = self.route(Arc::new(cmd.msg), targets, ctx)?;
+        let matched = self.route(cmd.msg, targets, ctx)?;
         Ok(CmdResult::Published {
             duplicate: false,
             matched,

@@ -126,7 +126,7 @@ fn publish(client: &str, pid: u16, m: Message) -> Command {
     Command::Publish(Publish {
         client_id: client.into(),
         packet_id: pid,
-        msg: m,
+        msg: m.into(),
     })
 }
 
@@ -668,7 +668,7 @@ fn guarded_publish(client: &str, epoch: u64, pid: u16, m: Message) -> Command {
         cmd: Publish {
             client_id: client.into(),
             packet_id: pid,
-            msg: m,
+            msg: m.into(),
         },
     })
 }
