@@ -146,7 +146,7 @@ impl Replies {
             .push_back((reply, Answer::Known(result), Instant::now()));
     }
 
-    /// The next outcome in order; pending forever when none is waiting.
+    /// The next outcome in order; `None` at once when none is waiting.
     pub async fn next(&mut self) -> Option<Outcome> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
@@ -167,7 +167,7 @@ impl Replies {
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
         let Some((_, answer, deadline)) = self.waiting.front_mut() else {
-            return Poll::Pending;
+            return Poll::Ready(None);
         };
         let result = match answer {
             Answer::Known(_) => None,
@@ -419,6 +419,19 @@ mod tests {
         let rest: Vec<u16> = std::iter::from_fn(|| r.ready()).map(|o| pid(&o)).collect();
         assert_eq!((first, rest), (Some(1), vec![2, 3]));
         assert!(r.is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_nothing_waiting_the_next_answer_is_none_at_once() {
+        // The close after a DISCONNECT drains the answers owed with
+        // `while let Some(..) = next().await`: it must end.
+        let mut r = Replies::new(Duration::from_secs(10));
+        let (tx, rx) = oneshot::channel();
+        r.push(rx, Reply::PubAck(1));
+        let _ = tx.send(Ok(CmdResult::Done));
+        assert!(r.next().await.is_some());
+        let next = tokio::time::timeout(Duration::from_secs(1), r.next()).await;
+        assert!(matches!(next, Ok(None)), "pending with nothing waiting");
     }
 
     #[tokio::test]
