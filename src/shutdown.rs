@@ -13,7 +13,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,20 +51,26 @@ pub struct Shutdown {
     requests: mpsc::UnboundedSender<LifecycleRequest>,
 }
 
-/// Names of the tracked tasks still running, for the log of a stop that ran
-/// out of time.
+/// How many tracked tasks of each name are still running, for the log of a
+/// stop that ran out of time. Counted by name, not kept per task: the many
+/// tasks of one kind (connections) share one entry and one static name.
 #[derive(Default)]
 struct Running {
-    next: AtomicU64,
-    names: Mutex<BTreeMap<u64, Cow<'static, str>>>,
+    names: Mutex<BTreeMap<Cow<'static, str>, usize>>,
 }
 
-/// Removes a task's name when the task ends (or is dropped).
-struct NameGuard(Arc<Running>, u64);
+/// Counts a task out of its name when the task ends (or is dropped).
+struct NameGuard(Arc<Running>, Cow<'static, str>);
 
 impl Drop for NameGuard {
     fn drop(&mut self) {
-        self.0.names.lock().remove(&self.1);
+        let mut names = self.0.names.lock();
+        if let Some(n) = names.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                names.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -114,9 +119,9 @@ impl Shutdown {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let id = self.running.next.fetch_add(1, Ordering::Relaxed);
-        self.running.names.lock().insert(id, name.into());
-        let guard = NameGuard(self.running.clone(), id);
+        let name = name.into();
+        *self.running.names.lock().entry(name.clone()).or_default() += 1;
+        let guard = NameGuard(self.running.clone(), name);
         // `map`, not `async move { ..; task.await }`: an async block keeps
         // the captured future and the one it awaits in separate slots,
         // doubling every connection task's size.
@@ -152,17 +157,16 @@ impl Shutdown {
         {
             return true;
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for name in self.running.names.lock().values() {
-            *counts.entry(name.to_string()).or_default() += 1;
-        }
-        let still: Vec<String> = counts
-            .into_iter()
-            .map(|(name, n)| {
+        let still: Vec<String> = self
+            .running
+            .names
+            .lock()
+            .iter()
+            .map(|(name, &n)| {
                 if n > 1 {
                     format!("{name} (x{n})")
                 } else {
-                    name
+                    name.to_string()
                 }
             })
             .collect();

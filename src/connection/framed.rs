@@ -55,9 +55,17 @@ pub struct Framed<R, W> {
     counters: Option<Arc<MqttCounters>>,
 }
 
+/// A read half that can wait for bytes without a buffer to read them
+/// into: an idle connection holds no read buffer while it waits.
+pub trait ReadReady {
+    /// Completes when a read would find bytes (or the end, or an error),
+    /// or at once where the transport cannot tell. Cancel safe.
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
 impl<R, W> Framed<R, W>
 where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + ReadReady + Unpin,
     W: AsyncWrite + Unpin,
 {
     /// A stream that accepts packets of up to `max_packet_in` bytes; MQTT
@@ -109,6 +117,9 @@ where
     /// Reads what the socket has into the buffer. `Ok(0)`: the client closed
     /// its side. Cancel safe: bytes are either buffered or still unread.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        if self.rbuf.capacity() == 0 {
+            self.rd.readable().await?;
+        }
         let room = self.rbuf.capacity() - self.rbuf.len();
         let room = if room < self.read_room {
             self.rbuf.reserve(self.read_room);
@@ -126,9 +137,9 @@ where
     /// Gives back the buffers' memory when nothing is buffered or queued:
     /// for a connection that has gone idle. The next read starts small again.
     pub fn shrink_idle(&mut self) {
-        // (A consumed buffer's `capacity()` counts only what is left past its
-        // read position: a grown room is what says a large buffer is held.)
-        if self.rbuf.is_empty() && (self.read_room > READ_MIN || self.rbuf.capacity() > READ_MIN) {
+        // Even the first 128 B: an idle device's next PINGREQ may be a
+        // minute away, and most idle connections never read again.
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
         self.read_room = READ_MIN;
@@ -255,6 +266,12 @@ mod tests {
                 }
             }
             Poll::Ready(Ok(()))
+        }
+    }
+
+    impl ReadReady for Chunks {
+        async fn readable(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
@@ -398,6 +415,28 @@ mod tests {
         assert_eq!(f.wbuf.capacity(), 0);
         assert_eq!(f.queued.capacity(), 0);
         assert_eq!(f.read_room, READ_MIN);
+    }
+
+    #[test]
+    fn an_idle_stream_gives_back_even_its_first_small_read_buffer() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut bytes = BytesMut::new();
+        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
+        let mut f = Framed::new(
+            Chunks(VecDeque::from([bytes.to_vec(), bytes.to_vec()])),
+            tokio::io::sink(),
+            usize::MAX,
+        );
+        rt.block_on(f.read_more()).expect("read");
+        assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
+        assert!(f.rbuf.capacity() > 0, "the first read's buffer is held");
+        f.shrink_idle();
+        assert_eq!(f.rbuf.capacity(), 0);
+        // The next read allocates again, from the smallest room.
+        rt.block_on(f.read_more()).expect("read");
+        assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`close`]: why a connection ends, and the teardown that commits it.
 //! - [`access`]: the login, the ACL's word on publishes and subscriptions,
 //!   `max_message_rate`.
+//! - [`span`]: the connection's tracing span, given back while it is idle.
 //! - this file: [`serve`], the per-connection state ([`Conn`]) and its loop.
 //!
 //! The loop waits on the socket (client to log) and on the log and timers
@@ -39,8 +40,10 @@ pub use netsplit::{Overrides as NetsplitOverrides, OVERRIDE_KEYS as NETSPLIT_OVE
 mod packets;
 mod register;
 mod replies;
+mod span;
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +64,7 @@ use crate::shutdown::Shutdown;
 use backlog::Backlog;
 
 pub use close::Exit;
+pub use framed::ReadReady;
 use framed::{Framed, Written};
 use inbound::Inbound;
 use replies::Replies;
@@ -76,55 +80,61 @@ pub async fn serve(
     shutdown: Shutdown,
     connect_by: Instant,
 ) {
-    let peer = info.peer;
     let (rd, wr) = stream.split();
     broker.metrics.connections_total.inc();
     broker.metrics.connections_current.inc();
-    let span = tracing::info_span!(
-        "conn",
-        peer = %peer.map(|p| p.to_string()).unwrap_or_default(),
-        listener = %info.listener.id(),
-        client_id = tracing::field::Empty
-    );
+    let mut span = span::ConnSpan::new(info.peer, info.listener.clone());
     let io =
         Framed::new(rd, wr, broker.settings.max_packet_size).counted(broker.metrics.mqtt.clone());
-    async {
-        // The handshake, the registration and the teardown each run once,
-        // and each is a larger future than the loop: boxed, the memory they
-        // need is held only while they run, not by every idle connection.
-        // Still in its CONNECT handshake when the node stops: it just closes.
-        let handshake = tokio::select! {
-            h = Box::pin(register::handshake(io, &broker, connect_by)) => h,
-            _ = shutdown.cancelled() => None,
-        };
-        let Some((io, mut connect)) = handshake else {
-            return;
-        };
-        if let Err(r) = listener_rules::apply(&info, &mut connect) {
-            register::refuse(io, r).await;
-            return;
-        }
-        // Bound straight from the await (not through an `Option<Conn>`
-        // local, which would keep a second Conn-sized slot in the task).
-        // A verified client certificate's name logs the client in where the
-        // listener says so (use_identity_as_username).
-        let cert_identity = info
-            .listener
-            .use_identity_as_username
-            .then(|| info.identity.clone())
-            .flatten();
-        let Some(mut conn) =
-            Box::pin(Conn::register(io, &broker, &connect, peer, cert_identity)).await
-        else {
-            return;
-        };
-        drop(connect);
-        let exit = conn.run(&shutdown).await;
-        Box::pin(conn.teardown(exit)).await;
-    }
-    .instrument(span)
-    .await;
+    // The handshake and the registration, like the teardown, run once and
+    // are each a larger future than the loop: boxed, the memory they need
+    // is held only while they run, not by every idle connection.
+    // Bound straight from the await (not through an `Option<Conn>` local,
+    // which would keep a second Conn-sized slot in the task).
+    let Some(mut conn) = Box::pin(admit(io, info, &broker, &shutdown, connect_by))
+        .instrument(span.current())
+        .await
+    else {
+        broker.metrics.connections_current.dec();
+        return;
+    };
+    span.registered(conn.client_id.clone());
+    let asleep = AtomicBool::new(false);
+    let exit = {
+        let run = std::pin::pin!(conn.run(&shutdown, &asleep));
+        span.while_awake(run, &asleep).await
+    };
+    Box::pin(conn.teardown(exit))
+        .instrument(span.current())
+        .await;
     broker.metrics.connections_current.dec();
+}
+
+/// From the established transport to a registered connection; `None`:
+/// refused (and told so), closed, or the node stopped first.
+async fn admit(
+    io: Io,
+    info: TransportInfo,
+    broker: &Arc<Broker>,
+    shutdown: &Shutdown,
+    connect_by: Instant,
+) -> Option<Conn> {
+    // Still in its CONNECT handshake when the node stops: it just closes.
+    let (io, mut connect) = tokio::select! {
+        h = register::handshake(io, broker, connect_by) => h,
+        _ = shutdown.cancelled() => None,
+    }?;
+    if let Err(r) = listener_rules::apply(&info, &mut connect) {
+        return register::refuse(io, r).await;
+    }
+    // A verified client certificate's name logs the client in where the
+    // listener says so (use_identity_as_username).
+    let cert_identity = info
+        .listener
+        .use_identity_as_username
+        .then(|| info.identity.clone())
+        .flatten();
+    Conn::register(io, broker, &connect, info.peer, cert_identity).await
 }
 
 /// A registered connection: everything its loop and handlers share.
@@ -162,37 +172,60 @@ struct Timers {
     keep_alive_window: Option<Duration>,
     keep_alive: Pin<Box<Sleep>>,
     retry: Duration,
-    retry_tick: Interval,
-    /// Something happened since the last retransmission tick; a tick that
-    /// finds nothing did gives the connection's buffers back...
+    /// The tick's period: a second, or the retry interval if shorter.
+    period: Duration,
+    /// `None` while asleep: a tick that finds nothing happened since the
+    /// last one gives the connection's buffers back and (unless deliveries
+    /// await retransmission) drops the tick, timer entry and all, until
+    /// something happens: an idle connection is not woken every second and
+    /// holds one timer, its keepalive.
+    retry_tick: Option<Interval>,
+    /// Something happened since the last retransmission tick.
     busy: bool,
-    /// ...and the tick stops until something happens (or deliveries await
-    /// retransmission): an idle connection is not woken every second.
-    asleep: bool,
 }
 
 impl Timers {
     fn new(keep_alive_s: u16, retry_s: u64) -> Timers {
         let window = (keep_alive_s > 0).then(|| Duration::from_millis(keep_alive_s as u64 * 1500));
         let retry = Duration::from_secs(retry_s);
-        let mut retry_tick = tokio::time::interval(Duration::from_secs(1).min(retry));
-        retry_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let period = Duration::from_secs(1).min(retry);
         Timers {
             keep_alive_window: window,
             keep_alive: Box::pin(tokio::time::sleep(
                 window.unwrap_or(Duration::from_secs(86_400 * 365)),
             )),
             retry,
-            retry_tick,
+            period,
+            retry_tick: Some(Self::tick_every(Instant::now(), period)),
             busy: true,
-            asleep: false,
         }
     }
 
-    /// Something happened: the next quiet tick gives the buffers back.
+    /// A retransmission tick every `period`, the first at `first`.
+    fn tick_every(first: Instant, period: Duration) -> Interval {
+        let mut tick = tokio::time::interval_at(first, period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick
+    }
+
+    /// Something happened: the tick runs (again), and the next quiet tick
+    /// gives the buffers back.
     fn activity(&mut self) {
         self.busy = true;
-        self.asleep = false;
+        if self.retry_tick.is_none() {
+            let first = Instant::now() + self.period;
+            self.retry_tick = Some(Self::tick_every(first, self.period));
+        }
+    }
+
+    /// The next tick of `retry_tick`; pending forever while asleep.
+    async fn tick(retry_tick: &mut Option<Interval>) {
+        match retry_tick {
+            Some(t) => {
+                t.tick().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// Bytes from the client: the keepalive deadline moves.
@@ -210,7 +243,9 @@ impl Conn {
 
     /// The packet loop: until the client, the broker, the node's stop or an
     /// error ends it.
-    async fn run(&mut self, shutdown: &Shutdown) -> Exit {
+    /// `asleep` says, after each turn, whether the retransmission tick has
+    /// stopped (the connection is idle: its span is given back meanwhile).
+    async fn run(&mut self, shutdown: &Shutdown, asleep: &AtomicBool) -> Exit {
         let mut timers = Timers::new(self.keep_alive, self.broker.live.get().retry_interval_s);
         loop {
             if let Err(exit) = self.turn(&mut timers, shutdown).await {
@@ -220,6 +255,7 @@ impl Conn {
                 Box::pin(self.commit_acks()).await;
                 return exit;
             }
+            asleep.store(timers.retry_tick.is_none(), Ordering::Relaxed);
         }
     }
 
@@ -270,11 +306,14 @@ impl Conn {
             }
             _ = timers.keep_alive.as_mut() => return Err(Exit::KeepAlive),
             _ = shutdown.cancelled() => return Err(Exit::ServerShutdown),
-            _ = timers.retry_tick.tick(), if !timers.asleep || self.retransmits() => {
+            _ = Timers::tick(&mut timers.retry_tick), if timers.retry_tick.is_some() => {
                 if !std::mem::replace(&mut timers.busy, false) {
                     self.io.shrink_idle();
                     self.events.shrink();
-                    timers.asleep = true;
+                    self.replies.shrink();
+                    if !self.retransmits() {
+                        timers.retry_tick = None;
+                    }
                 }
                 if !self.v5() {
                     let n = self.outbound.retransmit(timers.retry, now_ms(), self.io.queue());

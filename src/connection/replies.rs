@@ -165,6 +165,15 @@ impl Replies {
         self.pop(result)
     }
 
+    /// Gives the queue's memory and the backstop timer back when nothing is
+    /// waiting (a quiet connection).
+    pub fn shrink(&mut self) {
+        if self.is_empty() {
+            self.waiting = VecDeque::new();
+            self.backstop = None;
+        }
+    }
+
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
         let Some((_, answer, deadline)) = self.waiting.front_mut() else {
             return Poll::Ready(None);

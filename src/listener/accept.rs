@@ -46,13 +46,11 @@ pub(super) async fn run(
                         continue;
                     }
                 };
-                let (l, b) = (l.clone(), broker.clone());
-                broker
-                    .life
-                    .spawn(format!("MQTT connection from {peer}"), async move {
-                        serve(stream, peer, l, b).await;
-                        drop(guard);
-                    });
+                // `serve` itself is the task (no async block around it,
+                // which would hold its arguments and its future apart), and
+                // its name is one static string shared by every connection.
+                let task = serve(stream, peer, l.clone(), broker.clone(), guard);
+                broker.life.spawn(CONNECTION_TASK, task);
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -71,12 +69,26 @@ fn refused(broker: &Broker, listener: &str, why: Refused) {
     broker.metrics.listener_refused(listener, why.label());
 }
 
-/// One accepted connection: its transport handshakes, then MQTT.
-async fn serve(tcp: TcpStream, peer: SocketAddr, l: Arc<Listener>, broker: Arc<Broker>) {
+/// What a stop that runs out of time calls the connection tasks it waits
+/// for (counted: "MQTT connection (x120)").
+const CONNECTION_TASK: &str = "MQTT connection";
+
+/// One accepted connection, counted by the listener while `_admitted` is
+/// held: its transport handshakes, then MQTT.
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    l: Arc<Listener>,
+    broker: Arc<Broker>,
+    _admitted: super::OpenGuard,
+) {
     let _ = tcp.set_nodelay(true);
     let connect_by = Instant::now() + Duration::from_millis(broker.settings.connect_timeout_ms);
+    // Boxed: the TLS and WebSocket handshakes make a future of several
+    // kilobytes; inline, every connection's task would carry it for life.
+    let establishing = Box::pin(establish(tcp, peer, &l, &broker));
     let established = tokio::select! {
-        r = tokio::time::timeout_at(connect_by, establish(tcp, peer, &l, &broker)) => r,
+        r = tokio::time::timeout_at(connect_by, establishing) => r,
         _ = broker.life.cancelled() => return,
     };
     let (stream, info) = match established {

@@ -71,6 +71,17 @@ impl AsyncRead for Reader {
     }
 }
 
+/// A plain TCP connection waits for readability without a buffer; a
+/// layered one (TLS, WebSocket) reads through its layer at once.
+impl crate::connection::ReadReady for Reader {
+    async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Reader::Tcp(r) => r.readable().await,
+            Reader::Layered(_) => Ok(()),
+        }
+    }
+}
+
 impl AsyncWrite for Writer {
     fn poll_write(
         self: Pin<&mut Self>,

@@ -15,7 +15,10 @@ pub struct SessionRec {
     /// The node the client is connected to, if connected.
     pub node: Option<NodeId>,
     pub expiry_s: u32,
-    pub will: Option<Will>,
+    /// Boxed: most sessions have no will, and inline it would make every
+    /// record (and every empty slot of the sessions map) ~250 B larger.
+    /// serde encodes a `Box<T>` as the `T`: the stored format is unchanged.
+    pub will: Option<Box<Will>>,
     pub connected_ms: u64,
     pub disconnected_ms: Option<u64>,
     /// When a delayed will fires.

@@ -28,7 +28,7 @@ impl MqttState {
             epoch: id,
             node: Some(cmd.node),
             expiry_s: cmd.expiry_s,
-            will: cmd.will,
+            will: cmd.will.map(Box::new),
             connected_ms: cmd.now_ms,
             disconnected_ms: None,
             will_at_ms: None,
@@ -121,7 +121,7 @@ impl MqttState {
     }
 
     /// The will a registration publishes for the session it replaces.
-    fn will_at_takeover(&self, old: &SessionRec, resumes: bool) -> Option<Will> {
+    fn will_at_takeover(&self, old: &SessionRec, resumes: bool) -> Option<Box<Will>> {
         let w = old.will.clone()?;
         let publish = if old.node.is_some() {
             // The taken-over connection's will: suppressed if configured,
@@ -315,10 +315,11 @@ impl MqttState {
         &mut self,
         id: u64,
         c: &Arc<str>,
-        w: Will,
+        w: Box<Will>,
         now_ms: u64,
         ctx: &mut Ctx,
     ) -> Result<(), RaftError> {
+        let w = *w;
         if let Some(r) = self.sessions.get_mut(c) {
             r.will = None;
             r.will_at_ms = None;
