@@ -148,10 +148,12 @@ impl Store {
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or(StorageError::Corrupt {
-            what: "column family",
-            detail: format!("{name} missing"),
-        })
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Corrupt {
+                what: "column family",
+                detail: format!("{name} missing"),
+            })
     }
 
     /// Syncs the WAL to disk: everything written before this call is durable
