@@ -221,7 +221,7 @@ impl Rule {
             Subject::All => true,
             Subject::Anonymous => who.user.is_none(),
             Subject::User(u) => who.user.as_deref() == Some(u.as_str()),
-            Subject::Client(c) => who.client_id == *c,
+            Subject::Client(c) => *who.client_id == **c,
             Subject::Addr(net, bits) => who.addr.is_some_and(|a| in_range(a, *net, *bits)),
         }
     }

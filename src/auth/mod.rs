@@ -33,7 +33,8 @@ use acl::{Access, Acl};
 pub struct Identity {
     /// The authenticated user name (`None`: anonymous).
     pub user: Option<String>,
-    pub client_id: String,
+    /// Shared with the connection, which holds the same id.
+    pub client_id: std::sync::Arc<str>,
     pub addr: Option<IpAddr>,
 }
 

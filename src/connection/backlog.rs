@@ -28,9 +28,21 @@ pub struct Backlog {
     next: Option<u64>,
     reading: bool,
     /// Until the first catch-up, the items read may have reached the client
-    /// on an earlier connection, and go out with DUP if they are in this set
-    /// (`None`: unknown, all of them). Later ones cannot have.
-    sent_before: Option<HashSet<u64>>,
+    /// on an earlier connection, and go out with DUP as this says. Later
+    /// ones cannot have.
+    dup: Dup,
+}
+
+/// Which items read go out with DUP. (The set is boxed: most connections
+/// have none, and an empty set inline costs 48 B.)
+enum Dup {
+    /// Unknown what an earlier connection sent: all of them.
+    All,
+    /// Those an earlier connection on this node sent and did not see
+    /// acknowledged.
+    These(Box<HashSet<u64>>),
+    /// Caught up: none.
+    Nothing,
 }
 
 impl Backlog {
@@ -41,7 +53,10 @@ impl Backlog {
         Backlog {
             next: None,
             reading: true,
-            sent_before,
+            dup: match sent_before {
+                None => Dup::All,
+                Some(s) => Dup::These(Box::new(s)),
+            },
         }
     }
 
@@ -52,7 +67,7 @@ impl Backlog {
         Backlog {
             next: None,
             reading: false,
-            sent_before: None,
+            dup: Dup::All,
         }
     }
 
@@ -72,12 +87,16 @@ impl Backlog {
                 continue;
             }
             self.next = Some(seq + 1);
-            let dup = self.sent_before.as_ref().is_none_or(|s| s.contains(&seq));
+            let dup = match &self.dup {
+                Dup::All => true,
+                Dup::These(s) => s.contains(&seq),
+                Dup::Nothing => false,
+            };
             out.push((d, dup));
         }
         // Once caught up, nothing later was sent before.
         if !self.reading {
-            self.sent_before = Some(HashSet::new());
+            self.dup = Dup::Nothing;
         }
         out
     }

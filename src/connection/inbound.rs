@@ -25,20 +25,23 @@ pub struct InboundLimits {
 /// Inbound state of one connection.
 pub struct Inbound {
     limits: InboundLimits,
-    aliases: HashMap<u16, String>,
+    /// Made by the first alias (MQTT 5 clients that use them): most
+    /// connections never do, and an empty map inline costs 48 B each.
+    aliases: Option<Box<HashMap<u16, String>>>,
     /// QoS 1 publishes not yet acknowledged.
     qos1: usize,
     /// QoS 2 packet ids not yet released.
-    qos2: HashSet<u16>,
+    /// Made by the first QoS 2 flow, given back by [`Inbound::shrink`].
+    qos2: Option<Box<HashSet<u16>>>,
 }
 
 impl Inbound {
     pub fn new(limits: InboundLimits) -> Inbound {
         Inbound {
             limits,
-            aliases: HashMap::new(),
+            aliases: None,
             qos1: 0,
-            qos2: HashSet::new(),
+            qos2: None,
         }
     }
 
@@ -90,11 +93,13 @@ impl Inbound {
                 ));
             }
             if topic.is_empty() {
-                topic = self.aliases.get(&a).cloned().ok_or_else(|| {
+                let known = self.aliases.as_ref().and_then(|m| m.get(&a));
+                topic = known.cloned().ok_or_else(|| {
                     Exit::error(reason::PROTOCOL_ERROR, format!("unknown topic alias {a}"))
                 })?;
             } else {
-                self.aliases.insert(a, topic.clone());
+                let aliases = self.aliases.get_or_insert_with(Default::default);
+                aliases.insert(a, topic.clone());
             }
         }
         if topic.is_empty() || !valid_topic(&topic) {
@@ -115,9 +120,12 @@ impl Inbound {
                 self.qos1 += 1;
                 true
             }
-            _ => self.qos2.insert(packet_id),
+            _ => self
+                .qos2
+                .get_or_insert_with(Default::default)
+                .insert(packet_id),
         };
-        let open = self.qos1 + self.qos2.len();
+        let open = self.qos1 + self.qos2.as_ref().map_or(0, |s| s.len());
         if new_flow && self.limits.v5 && open > self.limits.receive_max as usize {
             return Err(Exit::error(
                 reason::RECEIVE_MAXIMUM_EXCEEDED,
@@ -138,7 +146,7 @@ impl Inbound {
     /// Whether a QoS 2 flow with this packet id is open on this connection
     /// (its PUBLISH was taken, its PUBREL not yet received).
     pub fn qos2_open(&self, packet_id: u16) -> bool {
-        self.qos2.contains(&packet_id)
+        self.qos2.as_ref().is_some_and(|s| s.contains(&packet_id))
     }
 
     /// A QoS 1 flow ended (PUBACK sent, or failed).
@@ -148,7 +156,17 @@ impl Inbound {
 
     /// A QoS 2 flow ended (PUBREL received, or a failure PUBREC sent).
     pub fn qos2_done(&mut self, packet_id: u16) {
-        self.qos2.remove(&packet_id);
+        if let Some(s) = &mut self.qos2 {
+            s.remove(&packet_id);
+        }
+    }
+
+    /// Gives back the QoS 2 flow set when no flow is open (a quiet
+    /// connection).
+    pub fn shrink(&mut self) {
+        if self.qos2.as_ref().is_some_and(|s| s.is_empty()) {
+            self.qos2 = None;
+        }
     }
 }
 

@@ -72,14 +72,16 @@ use replies::Replies;
 type Io = Framed<Reader, Writer>;
 
 /// Serves one accepted connection, its transport established, until it
-/// closes or the node stops. Its CONNECT must arrive by `connect_by`.
+/// closes or the node stops (`broker.life`). Its CONNECT must arrive by
+/// `connect_by`. (`info` is boxed: only the admission reads it, and the
+/// task keeps its arguments' room for its whole life.)
 pub async fn serve(
     stream: Stream,
-    info: TransportInfo,
+    info: Box<TransportInfo>,
     broker: Arc<Broker>,
-    shutdown: Shutdown,
     connect_by: Instant,
 ) {
+    let shutdown = &broker.life;
     let (rd, wr) = stream.split();
     broker.metrics.connections_total.inc();
     broker.metrics.connections_current.inc();
@@ -91,7 +93,7 @@ pub async fn serve(
     // is held only while they run, not by every idle connection.
     // Bound straight from the await (not through an `Option<Conn>` local,
     // which would keep a second Conn-sized slot in the task).
-    let Some(mut conn) = Box::pin(admit(io, info, &broker, &shutdown, connect_by))
+    let Some(mut conn) = Box::pin(admit(io, info, &broker, shutdown, connect_by))
         .instrument(span.current())
         .await
     else {
@@ -101,7 +103,7 @@ pub async fn serve(
     span.registered(conn.client_id.clone());
     let asleep = AtomicBool::new(false);
     let exit = {
-        let run = std::pin::pin!(conn.run(&shutdown, &asleep));
+        let run = std::pin::pin!(conn.run(shutdown, &asleep));
         span.while_awake(run, &asleep).await
     };
     Box::pin(conn.teardown(exit))
@@ -114,7 +116,7 @@ pub async fn serve(
 /// refused (and told so), closed, or the node stopped first.
 async fn admit(
     io: Io,
-    info: TransportInfo,
+    info: Box<TransportInfo>,
     broker: &Arc<Broker>,
     shutdown: &Shutdown,
     connect_by: Instant,
@@ -162,8 +164,9 @@ pub struct Conn {
     netsplit: netsplit::Overrides,
     /// Who the client is, for the ACL.
     identity: crate::auth::Identity,
-    /// `max_message_rate` (None: unlimited).
-    rate: Option<crate::auth::rate::RateLimit>,
+    /// `max_message_rate` (None: unlimited, the default; boxed, the
+    /// unlimited connection holds one word, not 32 B).
+    rate: Option<Box<crate::auth::rate::RateLimit>>,
 }
 
 /// The loop's clocks: the keepalive deadline (1.5 × the keepalive after the
@@ -172,8 +175,6 @@ struct Timers {
     keep_alive_window: Option<Duration>,
     keep_alive: Pin<Box<Sleep>>,
     retry: Duration,
-    /// The tick's period: a second, or the retry interval if shorter.
-    period: Duration,
     /// `None` while asleep: a tick that finds nothing happened since the
     /// last one gives the connection's buffers back and (unless deliveries
     /// await retransmission) drops the tick, timer entry and all, until
@@ -188,22 +189,21 @@ impl Timers {
     fn new(keep_alive_s: u16, retry_s: u64) -> Timers {
         let window = (keep_alive_s > 0).then(|| Duration::from_millis(keep_alive_s as u64 * 1500));
         let retry = Duration::from_secs(retry_s);
-        let period = Duration::from_secs(1).min(retry);
         Timers {
             keep_alive_window: window,
             keep_alive: Box::pin(tokio::time::sleep(
                 window.unwrap_or(Duration::from_secs(86_400 * 365)),
             )),
             retry,
-            period,
-            retry_tick: Some(Self::tick_every(Instant::now(), period)),
+            retry_tick: Some(Self::tick_every(Instant::now(), retry)),
             busy: true,
         }
     }
 
-    /// A retransmission tick every `period`, the first at `first`.
-    fn tick_every(first: Instant, period: Duration) -> Interval {
-        let mut tick = tokio::time::interval_at(first, period);
+    /// The retransmission tick (every second, or every `retry` if
+    /// shorter), the first at `first`.
+    fn tick_every(first: Instant, retry: Duration) -> Interval {
+        let mut tick = tokio::time::interval_at(first, Duration::from_secs(1).min(retry));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick
     }
@@ -213,8 +213,8 @@ impl Timers {
     fn activity(&mut self) {
         self.busy = true;
         if self.retry_tick.is_none() {
-            let first = Instant::now() + self.period;
-            self.retry_tick = Some(Self::tick_every(first, self.period));
+            let first = Instant::now() + Duration::from_secs(1).min(self.retry);
+            self.retry_tick = Some(Self::tick_every(first, self.retry));
         }
     }
 
@@ -311,6 +311,7 @@ impl Conn {
                     self.io.shrink_idle();
                     self.events.shrink();
                     self.replies.shrink();
+                    self.inbound.shrink();
                     if !self.retransmits() {
                         timers.retry_tick = None;
                     }

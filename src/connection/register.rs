@@ -107,7 +107,7 @@ impl Conn {
         let client_id: Arc<str> = Arc::from(admission.client_id.as_str());
         let identity = crate::auth::Identity {
             user,
-            client_id: admission.client_id.clone(),
+            client_id: client_id.clone(),
             addr: addr.map(|a| a.ip()),
         };
         let conn_id = broker.registry.next_conn_id();
@@ -214,7 +214,7 @@ impl Conn {
             backlog,
             netsplit: overrides,
             identity,
-            rate: crate::auth::rate::RateLimit::new(s.auth.max_message_rate),
+            rate: crate::auth::rate::RateLimit::new(s.auth.max_message_rate).map(Box::new),
         };
         if conn.flush().await.is_err() {
             conn.teardown(Exit::Closed).await;

@@ -84,29 +84,26 @@ async fn serve(
 ) {
     let _ = tcp.set_nodelay(true);
     let connect_by = Instant::now() + Duration::from_millis(broker.settings.connect_timeout_ms);
-    // Boxed: the TLS and WebSocket handshakes make a future of several
-    // kilobytes; inline, every connection's task would carry it for life.
-    let establishing = Box::pin(establish(tcp, peer, &l, &broker));
-    let established = tokio::select! {
-        r = tokio::time::timeout_at(connect_by, establishing) => r,
-        _ = broker.life.cancelled() => return,
-    };
+    // Boxed, with its deadline and the node's stop: the TLS and WebSocket
+    // handshakes make a future of several kilobytes; inline, every
+    // connection's task would carry it for life.
+    let established = Box::pin(async {
+        tokio::select! {
+            r = tokio::time::timeout_at(connect_by, establish(tcp, peer, &l, &broker)) => Some(r),
+            _ = broker.life.cancelled() => None,
+        }
+    })
+    .await;
     let (stream, info) = match established {
-        Ok(Ok(s)) => s,
-        Ok(Err((why, detail))) => {
+        None => return,
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err((why, detail)))) => {
             debug!(%peer, error = %detail, "transport handshake failed");
             return refused(&broker, &l.config.id(), why);
         }
-        Err(_) => return refused(&broker, &l.config.id(), Refused::ConnectTimeout),
+        Some(Err(_)) => return refused(&broker, &l.config.id(), Refused::ConnectTimeout),
     };
-    crate::connection::serve(
-        stream,
-        info,
-        broker.clone(),
-        broker.life.clone(),
-        connect_by,
-    )
-    .await;
+    crate::connection::serve(stream, Box::new(info), broker, connect_by).await;
 }
 
 /// The listener's handshakes in order: PROXY header, TLS, WebSocket.
