@@ -27,11 +27,13 @@ pub struct Inbound {
     limits: InboundLimits,
     /// Made by the first alias (MQTT 5 clients that use them): most
     /// connections never do, and an empty map inline costs 48 B each.
+    #[allow(clippy::box_collection)]
     aliases: Option<Box<HashMap<u16, String>>>,
     /// QoS 1 publishes not yet acknowledged.
     qos1: usize,
     /// QoS 2 packet ids not yet released.
     /// Made by the first QoS 2 flow, given back by [`Inbound::shrink`].
+    #[allow(clippy::box_collection)]
     qos2: Option<Box<HashSet<u16>>>,
 }
 
