@@ -44,6 +44,13 @@
 #   STORM_RATE      offered connects/s for storm-10k  [10000]
 #   NO_BUILD=1      do not run cargo build for loadgen
 #   OUT             keep JSON results and broker logs here [a temp dir, removed]
+#   PROFILE_DIR     profile every raftmq/raftmq3 run with perf (cpu-clock,
+#                   DWARF call graphs, all of the broker's processes, warmup
+#                   included) and write a flamegraph per run there, named
+#                   <broker>-<scenario>-r<round>.svg (needs perf, and
+#                   inferno: cargo install inferno). Profiled runs are slower:
+#                   quote throughput from unprofiled runs.
+#   PERF_FREQ       samples per second for PROFILE_DIR    [499]
 #
 # Brokers are plugins: to add one, write start_<name> (start it on $1 = MQTT
 # port, $2 = spare port, $3 = scratch dir, in the background, setting
@@ -228,9 +235,23 @@ EOF
 }
 
 # RMQTT: its defaults, on our port.
+# RMQTT (rmqttd 0.24): one TCP listener, anonymous, with room for the
+# benchmark's inflight window and queues (its defaults allow 16 inflight and
+# 1,000 queued messages per client).
 start_rmqtt() {
-    local port=$1
-    "$RMQTT_BIN" --node-id 1 -p "$port" >"$WORK/rmqtt.log" 2>&1 &
+    local port=$1 dir=$3
+    cat >"$dir/rmqtt.toml" <<EOF
+[listener.tcp.external]
+addr = "127.0.0.1:$port"
+allow_anonymous = true
+max_connections = 1024000
+max_handshaking_limit = 100000
+max_inflight = 65535
+max_mqueue_len = 10000000
+backlog = 8192
+nodelay = true
+EOF
+    (cd "$dir" && exec "$RMQTT_BIN" -f "$dir/rmqtt.toml" --id 1) >"$WORK/rmqtt.log" 2>&1 &
     BROKER_PID=$!
 }
 
@@ -321,6 +342,31 @@ run_storm_scenario() {
         --client-prefix "storm$RANDOM" --json --quiet $LOADGEN_ARGS >"$out" 2>"${out%.json}.txt"
 }
 
+# PROFILE_DIR: sample the broker's processes for the whole run ($1 = seconds).
+PERF_PID=""
+start_profile() {
+    local secs=$1 dir=$2 pids
+    [[ -n "${PROFILE_DIR:-}" && $broker == raftmq* ]] || return 0
+    pids=$(IFS=,; echo "${BROKER_PID}${EXTRA_PIDS[*]:+,${EXTRA_PIDS[*]}}")
+    perf record -e cpu-clock -F "${PERF_FREQ:-499}" --call-graph dwarf,16384 -p "$pids" \
+        -o "$dir/perf.data" -- sleep "$secs" >"$dir/perf.txt" 2>&1 &
+    PERF_PID=$!
+}
+finish_profile() {
+    local dir=$1 svg
+    [[ -n "$PERF_PID" ]] || return 0
+    wait "$PERF_PID" || true
+    PERF_PID=""
+    mkdir -p "$PROFILE_DIR"
+    svg="$PROFILE_DIR/$broker-$scen-r$round.svg"
+    perf script -i "$dir/perf.data" 2>/dev/null | inferno-collapse-perf >"$dir/folded.txt"
+    inferno-flamegraph --title "$broker $scen (round $round): on-CPU, perf cpu-clock ${PERF_FREQ:-499} Hz" \
+        <"$dir/folded.txt" >"$svg"
+    cp "$dir/folded.txt" "${svg%.svg}.folded"
+    rm -f "$dir/perf.data"
+    log "profile: $svg"
+}
+
 # ---------------------------------------------------------------- main
 
 command -v python3 >/dev/null || die "python3 is required (free ports, result parsing)"
@@ -336,6 +382,10 @@ if [[ "${NO_BUILD:-0}" != 1 ]]; then
     (cd "$HERE/.." && cargo build --release -q -p raftmq-benches --bin loadgen) || die "loadgen build failed"
 fi
 [[ -x "$LOADGEN" ]] || die "loadgen not found at $LOADGEN"
+if [[ -n "${PROFILE_DIR:-}" ]]; then
+    command -v perf >/dev/null || die "PROFILE_DIR needs perf (apt-get install linux-perf)"
+    command -v inferno-flamegraph >/dev/null || die "PROFILE_DIR needs inferno (cargo install inferno)"
+fi
 
 log "brokers: $BROKERS; rounds: $ROUNDS; scenarios: $SCENARIOS; ${DURATION}s + ${WARMUP}s warmup each; results in $WORK"
 RESULTS="$WORK/results.jsonl"
@@ -357,6 +407,7 @@ for round in $(seq "$ROUNDS"); do
             fi
             # shellcheck disable=SC2046 # word splitting of the argument lists is intended
             set +e
+            start_profile $((WARMUP + DURATION)) "$dir"
             case $scen in
                 conn-15k) run_conn_scenario "$port" "$dir/result.json" ;;
                 storm-10k) run_storm_scenario "$port" "$dir/result.json" ;;
@@ -365,6 +416,7 @@ for round in $(seq "$ROUNDS"); do
                     >"$dir/result.json" 2>"$dir/loadgen.txt" ;;
             esac
             rc=$?
+            finish_profile "$dir"
             set -e
             stop_broker
             if [[ $rc -ne 0 && $rc -ne 2 ]] || [[ ! -s "$dir/result.json" ]]; then
