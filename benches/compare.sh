@@ -360,7 +360,7 @@ finish_profile() {
     mkdir -p "$PROFILE_DIR"
     svg="$PROFILE_DIR/$broker-$scen-r$round.svg"
     perf script -i "$dir/perf.data" 2>/dev/null | inferno-collapse-perf >"$dir/folded.txt"
-    inferno-flamegraph --title "$broker $scen (round $round): on-CPU, perf cpu-clock ${PERF_FREQ:-499} Hz" \
+    inferno-flamegraph --minwidth 1 --title "$broker $scen (round $round): on-CPU, perf cpu-clock ${PERF_FREQ:-499} Hz" \
         <"$dir/folded.txt" >"$svg"
     cp "$dir/folded.txt" "${svg%.svg}.folded"
     rm -f "$dir/perf.data"
