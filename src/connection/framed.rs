@@ -316,11 +316,31 @@ mod tests {
         ]
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A stream that reads `chunks`, one per read, and writes nowhere.
+    fn reading(chunks: Vec<Vec<u8>>) -> Framed<Chunks, tokio::io::Sink> {
+        Framed::new(
+            Chunks(VecDeque::from(chunks)),
+            tokio::io::sink(),
+            usize::MAX,
+        )
+    }
+
+    /// One MQTT 3.1.1 PINGREQ, encoded.
+    fn pingreq() -> Vec<u8> {
+        let mut bytes = BytesMut::new();
+        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
+        bytes.to_vec()
+    }
+
     /// Decodes everything `chunks` carries, reading one chunk at a time.
     fn frame(proto: Protocol, chunks: VecDeque<Vec<u8>>) -> Vec<Packet> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         rt.block_on(async {
             let mut f = Framed::new(Chunks(chunks), tokio::io::sink(), usize::MAX);
             f.set_protocol(proto);
@@ -360,9 +380,7 @@ mod tests {
 
     #[test]
     fn bytes_after_the_first_packet_stay_buffered_for_the_next_phase() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         let mut bytes = BytesMut::new();
         codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
         codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
@@ -386,9 +404,7 @@ mod tests {
 
     #[test]
     fn reads_grow_with_traffic_and_an_idle_stream_gives_its_buffers_back() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         // A burst: far more bytes than the first read's room, in one chunk.
         let mut burst = BytesMut::new();
         while burst.len() < 64 * 1024 {
@@ -419,16 +435,8 @@ mod tests {
 
     #[test]
     fn an_idle_stream_gives_back_even_its_first_small_read_buffer() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let mut bytes = BytesMut::new();
-        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
-        let mut f = Framed::new(
-            Chunks(VecDeque::from([bytes.to_vec(), bytes.to_vec()])),
-            tokio::io::sink(),
-            usize::MAX,
-        );
+        let rt = runtime();
+        let mut f = reading(vec![pingreq(), pingreq()]);
         rt.block_on(f.read_more()).expect("read");
         assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
         assert!(f.rbuf.capacity() > 0, "the first read's buffer is held");
@@ -441,16 +449,9 @@ mod tests {
 
     #[test]
     fn a_partial_packet_survives_an_idle_shrink() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let mut bytes = BytesMut::new();
-        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
-        let mut f = Framed::new(
-            Chunks(VecDeque::from([bytes[..1].to_vec(), bytes[1..].to_vec()])),
-            tokio::io::sink(),
-            usize::MAX,
-        );
+        let rt = runtime();
+        let bytes = pingreq();
+        let mut f = reading(vec![bytes[..1].to_vec(), bytes[1..].to_vec()]);
         rt.block_on(f.read_more()).expect("read");
         assert_eq!(f.next_buffered().expect("decode"), None);
         f.shrink_idle();
