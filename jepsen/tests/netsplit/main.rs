@@ -283,13 +283,19 @@ async fn a_connect_refused_on_an_isolated_old_leader_never_takes_over_the_live_s
     s.c.wait_healthy(&others, Duration::from_secs(15))
         .expect("the majority is healthy");
     // Just after the failover a CONNECT's outcome may be unknown (closed
-    // without a CONNACK); a client then connects again, as this one does.
+    // without a CONNACK), or it may be refused with 0x88 (server
+    // unavailable: the node had not yet heard from the new leader within
+    // netsplit_wait); a client then connects again, as this one does.
     let mut attempts = 0;
     let mut live = loop {
         attempts += 1;
         match connect(s.mqtt(m), "dup", V5).await {
             Ok((c, _)) => break c,
-            Err(e @ (MqttError::Closed(_) | MqttError::Timeout)) if attempts < 10 => {
+            Err(
+                e @ (MqttError::Closed(_)
+                | MqttError::Timeout
+                | MqttError::Refused(SERVER_UNAVAILABLE_V5)),
+            ) if attempts < 10 => {
                 eprintln!("connect on the majority, attempt {attempts}: {e}");
                 std::thread::sleep(Duration::from_millis(300));
             }
