@@ -407,6 +407,12 @@ impl RaftNode {
         self.auth.get()
     }
 
+    /// Raised by every change to [`RaftNode::auth`]'s table: what was
+    /// derived from the table at an equal generation is still current.
+    pub fn auth_generation(&self) -> u64 {
+        self.auth.generation()
+    }
+
     /// Counts and settings as of the last applied batch.
     pub fn summary(&self) -> Arc<StateSummary> {
         self.summary.get()

@@ -160,8 +160,10 @@ impl Auth {
     }
 
     /// The rules of `table`, parsed once per change. Rules that do not
-    /// parse (written by a later version) deny everything.
-    fn acl(&self, table: &AuthTable) -> Arc<Acl> {
+    /// parse (written by a later version) deny everything. A connection
+    /// keeps what this returns until the table's generation changes, so
+    /// this runs once per change per connection, not per PUBLISH.
+    pub fn acl(&self, table: &AuthTable) -> Arc<Acl> {
         let mut held = self.acl.lock();
         if held.0 != table.acl.rules {
             let acl = Acl::parse(&table.acl.rules).unwrap_or_else(|e| {
@@ -173,18 +175,17 @@ impl Auth {
         held.1.clone()
     }
 
-    /// May `who` publish to `topic`?
-    pub fn may_publish(&self, table: &AuthTable, who: &Identity, topic: &str) -> bool {
-        self.acl(table)
-            .decide(who, Access::Publish, topic)
+    /// May `who` publish to `topic`, by the rules `acl`?
+    pub fn may_publish(&self, acl: &Acl, who: &Identity, topic: &str) -> bool {
+        acl.decide(who, Access::Publish, topic)
             .unwrap_or(self.settings.acl_nomatch_allow)
     }
 
     /// May `who` subscribe to `filter` (a shared subscription's filter
-    /// without its `$share/GROUP/`)? A `$SYS` filter needs a user in
+    /// without its `$share/GROUP/`), by the rules `acl`? A `$SYS` filter needs a user in
     /// `sys_users` or an ACL rule that allows it: `acl_nomatch` does not
     /// open `$SYS`.
-    pub fn may_subscribe(&self, table: &AuthTable, who: &Identity, filter: &str) -> bool {
+    pub fn may_subscribe(&self, acl: &Acl, who: &Identity, filter: &str) -> bool {
         let sys = filter.starts_with("$SYS");
         if sys
             && who
@@ -194,8 +195,7 @@ impl Auth {
         {
             return true;
         }
-        self.acl(table)
-            .decide(who, Access::Subscribe, filter)
+        acl.decide(who, Access::Subscribe, filter)
             .unwrap_or(!sys && self.settings.acl_nomatch_allow)
     }
 

@@ -114,12 +114,12 @@ fn the_config_files_users_log_in_and_a_certificate_identity_is_the_user() {
 fn acl_nomatch_decides_what_no_rule_matches() {
     let t = table(&[], "deny all publish locked/#\n");
     let open = Auth::new(&settings("")).unwrap();
-    assert!(open.may_publish(&t, &who(None), "free"));
-    assert!(!open.may_publish(&t, &who(None), "locked/a"));
+    assert!(open.may_publish(&open.acl(&t), &who(None), "free"));
+    assert!(!open.may_publish(&open.acl(&t), &who(None), "locked/a"));
     let closed = Auth::new(&settings("acl_nomatch = \"deny\"\n")).unwrap();
-    assert!(!closed.may_publish(&t, &who(None), "free"));
+    assert!(!closed.may_publish(&closed.acl(&t), &who(None), "free"));
     assert!(closed.may_subscribe(
-        &table(&[], "allow all subscribe free\n"),
+        &closed.acl(&table(&[], "allow all subscribe free\n")),
         &who(None),
         "free"
     ));
@@ -129,19 +129,23 @@ fn acl_nomatch_decides_what_no_rule_matches() {
 fn sys_is_denied_unless_the_user_is_a_sys_user_or_a_rule_allows_it() {
     let a = Auth::new(&settings("sys_users = [\"admin\"]\n")).unwrap();
     let t = AuthTable::default();
-    assert!(!a.may_subscribe(&t, &who(None), "$SYS/#"));
-    assert!(!a.may_subscribe(&t, &who(Some("alice")), "$SYS/1/uptime"));
-    assert!(a.may_subscribe(&t, &who(Some("admin")), "$SYS/#"));
+    assert!(!a.may_subscribe(&a.acl(&t), &who(None), "$SYS/#"));
+    assert!(!a.may_subscribe(&a.acl(&t), &who(Some("alice")), "$SYS/1/uptime"));
+    assert!(a.may_subscribe(&a.acl(&t), &who(Some("admin")), "$SYS/#"));
     let t = table(&[], "allow user alice subscribe $SYS/#\n");
-    assert!(a.may_subscribe(&t, &who(Some("alice")), "$SYS/1/uptime"));
+    assert!(a.may_subscribe(&a.acl(&t), &who(Some("alice")), "$SYS/1/uptime"));
 }
 
 #[test]
 fn a_new_rule_text_applies_to_the_next_decision() {
     let a = Auth::new(&settings("")).unwrap();
-    assert!(a.may_publish(&table(&[], ""), &who(None), "t"));
-    assert!(!a.may_publish(&table(&[], "deny all publish t\n"), &who(None), "t"));
-    assert!(a.may_publish(&table(&[], "allow all publish t\n"), &who(None), "t"));
+    assert!(a.may_publish(&a.acl(&table(&[], "")), &who(None), "t"));
+    assert!(!a.may_publish(&a.acl(&table(&[], "deny all publish t\n")), &who(None), "t"));
+    assert!(a.may_publish(
+        &a.acl(&table(&[], "allow all publish t\n")),
+        &who(None),
+        "t"
+    ));
 }
 
 #[test]

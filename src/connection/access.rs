@@ -1,8 +1,9 @@
 //! A connection's access control: the login at CONNECT (argon2 runs off the
 //! async runtime), the ACL's word on each PUBLISH and SUBSCRIBE filter
-//! (read from the replicated rules at that moment, so a reload applies to
-//! connected clients too), what a denied PUBLISH gets (`acl_deny_action`),
-//! and `max_message_rate`.
+//! (by the replicated rules current at that moment, so a reload applies to
+//! connected clients too: the connection keeps the parsed rules and checks
+//! with one atomic load that the replicated table has not changed since),
+//! what a denied PUBLISH gets (`acl_deny_action`), and `max_message_rate`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use tracing::info;
 
 use super::connect::Refusal;
 use super::{Conn, Exit};
+use crate::auth::acl::Acl;
 use crate::auth::{Credentials, LoginError};
 use crate::broker::Broker;
 use crate::codec::{reason, Connect};
@@ -55,18 +57,42 @@ pub(super) fn refusal(e: LoginError) -> Refusal {
     }
 }
 
+/// The ACL as a connection last read it, with the generation of the
+/// replicated auth table it was read at (`None` until the first decision,
+/// and again while the connection sleeps).
+#[derive(Default)]
+pub(super) struct AclSeen(Option<(u64, Arc<Acl>)>);
+
+impl AclSeen {
+    /// The current rules: those kept, unless the table changed since.
+    fn current(&mut self, broker: &Broker) -> &Acl {
+        let generation = broker.node.auth_generation();
+        let seen = match self.0.take() {
+            Some((g, acl)) if g == generation => (g, acl),
+            // Read after the generation: at least as new as it.
+            _ => (generation, broker.auth.acl(&broker.node.auth())),
+        };
+        &self.0.insert(seen).1
+    }
+
+    /// Gives the rules back (an idle connection holds no reference).
+    pub(super) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Conn {
     /// May this client publish to `topic`?
-    pub(super) fn may_publish(&self, topic: &str) -> bool {
-        let table = self.broker.node.auth();
-        self.broker.auth.may_publish(&table, &self.identity, topic)
+    pub(super) fn may_publish(&mut self, topic: &str) -> bool {
+        let acl = self.acl.current(&self.broker);
+        self.broker.auth.may_publish(acl, &self.identity, topic)
     }
 
     /// May this client subscribe to `filter` (shared or not)?
-    pub(super) fn may_subscribe(&self, filter: &str) -> bool {
+    pub(super) fn may_subscribe(&mut self, filter: &str) -> bool {
         let (_, f) = split_shared(filter);
-        let table = self.broker.node.auth();
-        self.broker.auth.may_subscribe(&table, &self.identity, f)
+        let acl = self.acl.current(&self.broker);
+        self.broker.auth.may_subscribe(acl, &self.identity, f)
     }
 
     /// A PUBLISH the ACL denied: `disconnect` ends the connection (MQTT 5

@@ -164,6 +164,8 @@ pub struct Conn {
     netsplit: netsplit::Overrides,
     /// Who the client is, for the ACL.
     identity: crate::auth::Identity,
+    /// The ACL's rules as last read, while they are current.
+    acl: access::AclSeen,
     /// `max_message_rate` (None: unlimited, the default; boxed, the
     /// unlimited connection holds one word, not 32 B).
     rate: Option<Box<crate::auth::rate::RateLimit>>,
@@ -312,6 +314,7 @@ impl Conn {
                     self.events.shrink();
                     self.replies.shrink();
                     self.inbound.shrink();
+                    self.acl.forget();
                     if !self.retransmits() {
                         timers.retry_tick = None;
                     }

@@ -214,6 +214,7 @@ impl Conn {
             backlog,
             netsplit: overrides,
             identity,
+            acl: Default::default(),
             rate: crate::auth::rate::RateLimit::new(s.auth.max_message_rate).map(Box::new),
         };
         if conn.flush().await.is_err() {

@@ -14,6 +14,7 @@
 //! proposes, and every node stores the same bytes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -61,22 +62,38 @@ pub struct AuthTable {
 
 /// Where apply publishes the [`AuthTable`]; cheap to clone. A change swaps
 /// in a new `Arc`; readers clone the `Arc` under a lock held only for that.
+/// Each change also raises a generation number, so a reader that keeps
+/// something derived from the table (a connection's parsed ACL) learns
+/// with one atomic load whether it is still current.
 #[derive(Clone, Default)]
-pub struct AuthHandle(Arc<RwLock<Arc<AuthTable>>>);
+pub struct AuthHandle(Arc<Published>);
+
+#[derive(Default)]
+struct Published {
+    table: RwLock<Arc<AuthTable>>,
+    generation: AtomicU64,
+}
 
 impl AuthHandle {
     pub fn get(&self) -> Arc<AuthTable> {
-        self.0.read().clone()
+        self.0.table.read().clone()
+    }
+
+    /// Raised after every change: a reader that saw generation `g` and then
+    /// read the table has a table at least as new as `g`.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 
     fn change(&self, f: impl FnOnce(&mut AuthTable)) {
         let mut t = (*self.get()).clone();
         f(&mut t);
-        *self.0.write() = Arc::new(t);
+        self.replace(t);
     }
 
     fn replace(&self, t: AuthTable) {
-        *self.0.write() = Arc::new(t);
+        *self.0.table.write() = Arc::new(t);
+        self.0.generation.fetch_add(1, Ordering::Release);
     }
 }
 

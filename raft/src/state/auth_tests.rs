@@ -77,6 +77,27 @@ fn users_acl_and_api_keys_are_published_as_applied() {
 }
 
 #[test]
+fn every_change_raises_the_generation_and_other_commands_do_not() {
+    let mut f = Fixture::new();
+    let handle = f.st.auth();
+    let start = handle.generation();
+    f.apply(Command::SetAcl(SetAcl {
+        rules: "deny all publish t\n".into(),
+        now_ms: 1,
+    }));
+    let after_acl = handle.generation();
+    assert!(after_acl > start);
+    // A reader that sees the new generation reads the new rules.
+    assert_eq!(handle.get().acl.rules, "deny all publish t\n");
+    f.apply(Command::DeleteUser(DeleteUser {
+        name: "nobody".into(),
+    }));
+    assert_eq!(handle.generation(), after_acl);
+    f.apply(user("alice", "$argon2id$a"));
+    assert!(handle.generation() > after_acl);
+}
+
+#[test]
 fn deleting_what_does_not_exist_answers_missing_and_changes_nothing() {
     let mut f = Fixture::new();
     populate(&mut f);
