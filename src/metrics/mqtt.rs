@@ -12,13 +12,36 @@ use crate::codec::{reason, Packet, Protocol, QoS};
 
 type Labels = [(&'static str, &'static str); 1];
 
+/// A family labelled by QoS with its three counters looked up once: a
+/// lookup in a family takes its lock and hashes the labels, and PUBLISH is
+/// counted twice per message. The three series show from the start, at 0.
+struct ByQos {
+    family: Family<Labels, Counter>,
+    counters: [Counter; 3],
+}
+
+impl Default for ByQos {
+    fn default() -> ByQos {
+        let family = Family::<Labels, Counter>::default();
+        let counters = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+            .map(|q| family.get_or_create(&qos(q)).clone());
+        ByQos { family, counters }
+    }
+}
+
+impl ByQos {
+    fn inc(&self, q: QoS) {
+        self.counters[q as usize].inc();
+    }
+}
+
 /// Counters of MQTT packets in and out of this node's connections.
 #[derive(Default)]
 pub struct MqttCounters {
     connect_received: Counter,
     connack_sent: Family<Labels, Counter>,
-    publish_received: Family<Labels, Counter>,
-    publish_sent: Family<Labels, Counter>,
+    publish_received: ByQos,
+    publish_sent: ByQos,
     puback_received: Counter,
     puback_sent: Counter,
     pubrec_received: Counter,
@@ -66,7 +89,7 @@ impl MqttCounters {
     pub fn received(&self, p: &Packet) {
         match p {
             Packet::Connect(_) => one(&self.connect_received),
-            Packet::Publish(p) => labelled(&self.publish_received, qos(p.qos)),
+            Packet::Publish(p) => self.publish_received.inc(p.qos),
             Packet::PubAck(_) => one(&self.puback_received),
             Packet::PubRec(_) => one(&self.pubrec_received),
             Packet::PubRel(_) => one(&self.pubrel_received),
@@ -88,7 +111,7 @@ impl MqttCounters {
     pub fn sent(&self, p: &Packet, proto: Protocol) {
         match p {
             Packet::ConnAck(c) => labelled(&self.connack_sent, code(connack_name(c.code, proto))),
-            Packet::Publish(p) => labelled(&self.publish_sent, qos(p.qos)),
+            Packet::Publish(p) => self.publish_sent.inc(p.qos),
             Packet::PubAck(_) => one(&self.puback_sent),
             Packet::PubRec(_) => one(&self.pubrec_sent),
             Packet::PubRel(_) => one(&self.pubrel_sent),
@@ -187,12 +210,12 @@ impl MqttCounters {
             (
                 "mqtt_publish_received",
                 "PUBLISH packets received (resent ones included), by QoS",
-                &self.publish_received,
+                &self.publish_received.family,
             ),
             (
                 "mqtt_publish_sent",
                 "PUBLISH packets sent (resent ones included), by QoS",
-                &self.publish_sent,
+                &self.publish_sent.family,
             ),
             (
                 "mqtt_disconnect_received",
