@@ -12,11 +12,11 @@ use crate::error::RaftError;
 
 impl MqttState {
     /// PUBACK / PUBCOMP: drops these items from the session's queue.
-    pub(super) fn ack(&mut self, cmd: Ack, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
+    pub(super) fn ack(&mut self, cmd: &Ack, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
         let Some(c) = self.live_session(&cmd.client_id, cmd.epoch) else {
             return Ok(CmdResult::Stale);
         };
-        for seq in cmd.seqs {
+        for &seq in &cmd.seqs {
             self.dequeue(&c, seq, ctx)?;
         }
         Ok(CmdResult::Done)
@@ -25,13 +25,13 @@ impl MqttState {
     /// PUBREC: these QoS 2 items are received.
     pub(super) fn received(
         &mut self,
-        cmd: Received,
+        cmd: &Received,
         ctx: &mut Ctx,
     ) -> Result<CmdResult, RaftError> {
         let Some(c) = self.live_session(&cmd.client_id, cmd.epoch) else {
             return Ok(CmdResult::Stale);
         };
-        for seq in cmd.seqs {
+        for &seq in &cmd.seqs {
             self.mark_received(&c, seq, ctx)?;
         }
         Ok(CmdResult::Done)
@@ -39,7 +39,7 @@ impl MqttState {
 
     /// PUBREL: forgets the publisher's inbound QoS 2 packet id. Not bound to
     /// a session epoch: the release may come on a later connection.
-    pub(super) fn release(&mut self, cmd: Release, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
+    pub(super) fn release(&mut self, cmd: &Release, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
         let c = self.intern(&cmd.client_id);
         let found = match self.qos2_in.get_mut(&c) {
             Some(ids) => {

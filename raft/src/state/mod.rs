@@ -368,9 +368,10 @@ impl MqttState {
         let mut seen = self.dedup.remove(&req.origin).unwrap_or_default();
         seen.raise_floor(req.floor);
         // The entry is shared with the log cache (and replication): its
-        // commands are copied only if another holder still has them.
-        let results = Arc::unwrap_or_clone(req.cmds)
-            .into_iter()
+        // commands are read in place, and only the rare kinds are copied.
+        let results = req
+            .cmds
+            .iter()
             .enumerate()
             .map(|(pos, env)| {
                 if env.seq != 0 && !seen.insert(env.seq) {
@@ -378,44 +379,47 @@ impl MqttState {
                     return Ok(CmdResult::Duplicate);
                 }
                 let id = (index << 16) | (pos as u64 & 0xffff);
-                self.apply_cmd(id, env.cmd, ctx)
+                self.apply_cmd(id, &env.cmd, ctx)
             })
             .collect::<Result<Vec<_>, _>>();
         self.dedup.insert(req.origin, seen);
         Ok(Response { results: results? })
     }
 
-    /// The dispatcher: every command is handled in its group's file.
-    fn apply_cmd(&mut self, id: u64, cmd: Command, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
+    /// The dispatcher: every command is handled in its group's file. The
+    /// commands of every message (publish, acks, release) are read where
+    /// they lie; the others are copied for their handlers, which keep
+    /// parts of them.
+    fn apply_cmd(&mut self, id: u64, cmd: &Command, ctx: &mut Ctx) -> Result<CmdResult, RaftError> {
         match cmd {
-            Command::Register(c) => self.register(id, c, ctx),
-            Command::Disconnect(c) => self.disconnect(id, c, ctx),
-            Command::NodeRestarted(c) => self.node_restarted(id, c, ctx),
-            Command::Tick(c) => self.tick(id, c, ctx),
-            Command::Subscribe(c) => self.subscribe(c, ctx),
-            Command::Unsubscribe(c) => self.unsubscribe(c, ctx),
             Command::Publish(c) => self.publish(id, c, ctx),
             Command::Ack(c) => self.ack(c, ctx),
             Command::Received(c) => self.received(c, ctx),
             Command::Release(c) => self.release(c, ctx),
-            Command::Configure(s) => self.configure(id >> 16, s, ctx),
-            Command::AdminDisconnect(c) => self.admin_disconnect(id, c, ctx),
             Command::GuardedPublish(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
-                Some(_) => self.publish(id, g.cmd, ctx),
+                Some(_) => self.publish(id, &g.cmd, ctx),
                 None => Ok(CmdResult::Stale),
             },
             Command::GuardedRelease(g) => match self.live_session(&g.cmd.client_id, g.epoch) {
-                Some(_) => self.release(g.cmd, ctx),
+                Some(_) => self.release(&g.cmd, ctx),
                 None => Ok(CmdResult::Stale),
             },
-            Command::SetSettings(s) => self.set_settings(id >> 16, s, ctx),
-            Command::Identify(c) => self.identify(c, ctx),
-            Command::RegisterHeld(c) => self.register_held(c, ctx),
-            Command::SetUser(c) => self.set_user(c, ctx),
-            Command::DeleteUser(c) => self.delete_user(c, ctx),
-            Command::SetAcl(c) => self.set_acl(c, ctx),
-            Command::AddApiKey(c) => self.add_api_key(c, ctx),
-            Command::DeleteApiKey(c) => self.delete_api_key(c, ctx),
+            Command::Register(c) => self.register(id, c.clone(), ctx),
+            Command::Disconnect(c) => self.disconnect(id, c.clone(), ctx),
+            Command::NodeRestarted(c) => self.node_restarted(id, c.clone(), ctx),
+            Command::Tick(c) => self.tick(id, c.clone(), ctx),
+            Command::Subscribe(c) => self.subscribe(c.clone(), ctx),
+            Command::Unsubscribe(c) => self.unsubscribe(c.clone(), ctx),
+            Command::Configure(s) => self.configure(id >> 16, s.clone(), ctx),
+            Command::AdminDisconnect(c) => self.admin_disconnect(id, c.clone(), ctx),
+            Command::SetSettings(s) => self.set_settings(id >> 16, s.clone(), ctx),
+            Command::Identify(c) => self.identify(c.clone(), ctx),
+            Command::RegisterHeld(c) => self.register_held(c.clone(), ctx),
+            Command::SetUser(c) => self.set_user(c.clone(), ctx),
+            Command::DeleteUser(c) => self.delete_user(c.clone(), ctx),
+            Command::SetAcl(c) => self.set_acl(c.clone(), ctx),
+            Command::AddApiKey(c) => self.add_api_key(c.clone(), ctx),
+            Command::DeleteApiKey(c) => self.delete_api_key(c.clone(), ctx),
         }
     }
 }

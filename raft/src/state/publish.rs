@@ -28,7 +28,7 @@ impl MqttState {
     pub(super) fn publish(
         &mut self,
         id: u64,
-        cmd: Publish,
+        cmd: &Publish,
         ctx: &mut Ctx,
     ) -> Result<CmdResult, RaftError> {
         let c = self.intern(&cmd.client_id);
@@ -57,7 +57,7 @@ impl MqttState {
             ctx.batch
                 .put(Table::Qos2In, keys::qos2_key(&c, cmd.packet_id), Vec::new());
         }
-        let matched = self.route(cmd.msg, targets, ctx)?;
+        let matched = self.route(cmd.msg.clone(), targets, ctx)?;
         Ok(CmdResult::Published {
             duplicate: false,
             matched,
