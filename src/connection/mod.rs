@@ -334,14 +334,18 @@ impl Conn {
         !self.v5() && self.outbound.inflight() > 0
     }
 
-    /// Handles every complete packet already read.
+    /// Handles every complete packet already read. They arrived together,
+    /// so they share one reading of the clock: the time a message was
+    /// received, from which its expiry counts, even if handling an earlier
+    /// packet of the batch waited.
     async fn on_buffered(&mut self) -> Result<(), Exit> {
+        let now = now_ms();
         while let Some(p) = self
             .io
             .next_buffered()
             .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
         {
-            self.on_packet(p).await?;
+            self.on_packet(p, now).await?;
         }
         Ok(())
     }

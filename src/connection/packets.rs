@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use raftmq_raft::command as cmd;
-use raftmq_raft::node::now_ms;
 use raftmq_raft::trie::{split_shared, valid_filter};
 use raftmq_raft::{CmdResult, Command, Message};
 use tracing::warn;
@@ -20,9 +19,8 @@ use crate::resources::{disk_cost, Limit};
 use crate::session::AckEffect;
 
 impl Conn {
-    /// Handles one packet; `Err` ends the connection.
-    pub(super) async fn on_packet(&mut self, p: Packet) -> Result<(), Exit> {
-        let now = now_ms();
+    /// Handles one packet, read at `now` (ms); `Err` ends the connection.
+    pub(super) async fn on_packet(&mut self, p: Packet, now: u64) -> Result<(), Exit> {
         match p {
             Packet::Publish(p) => self.on_publish(p, now).await,
             Packet::PubAck(r) => {
