@@ -131,7 +131,7 @@ fn msg(i: u64) -> Message {
         payload: Bytes::from(vec![7u8; 64]),
         qos: 1,
         retain: false,
-        publisher: format!("p{}", i % 16),
+        publisher: format!("p{}", i % 16).into(),
         props: MsgProps::default(),
         created_ms: 1,
         expires_ms: None,
@@ -159,7 +159,7 @@ fn bench_log_append(c: &mut Criterion) {
     let cmds: Vec<Command> = (0..100)
         .map(|i| {
             Command::Publish(command::Publish {
-                client_id: format!("p{i}"),
+                client_id: format!("p{i}").into(),
                 packet_id: 0,
                 msg: msg(i).into(),
             })

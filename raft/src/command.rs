@@ -27,8 +27,9 @@ pub struct Message {
     pub payload: Bytes,
     pub qos: u8,
     pub retain: bool,
-    /// Client id of the publisher (for no-local).
-    pub publisher: String,
+    /// Client id of the publisher (for no-local); shared with its
+    /// connection, encoded as the string itself.
+    pub publisher: Arc<str>,
     pub props: MsgProps,
     /// Wall-clock ms when the broker accepted it.
     pub created_ms: u64,
@@ -45,7 +46,7 @@ impl Message {
             payload: Bytes::from(value.into_bytes()),
             qos: 0,
             retain,
-            publisher: String::new(),
+            publisher: Arc::from(""),
             props: MsgProps::default(),
             created_ms: now_ms,
             expires_ms: None,
@@ -312,11 +313,12 @@ pub struct Unsubscribe {
 /// inbound QoS 2 packet id (0 otherwise), for duplicate detection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {
-    pub client_id: String,
+    /// Shared with the connection that proposes it (a PUBLISH costs no copy
+    /// of its client id); encoded as the string itself.
+    pub client_id: Arc<str>,
     pub packet_id: u16,
-    /// Shared, so that copying the command (apply takes its own copy of a
-    /// log entry's commands) does not copy the message; encoded as the
-    /// message itself.
+    /// Shared: apply hands the message on to its targets without copying
+    /// it; encoded as the message itself.
     pub msg: Arc<Message>,
 }
 
@@ -698,5 +700,35 @@ mod tests {
             assert_eq!(decode::<Command>(&bytes).unwrap(), new);
             assert_eq!(encode(&new).unwrap(), bytes, "{new:?} encodes as before");
         }
+    }
+
+    #[test]
+    fn a_message_shares_its_publisher_and_encodes_it_as_the_string_it_was() {
+        /// `Message` as it was while its publisher was a `String`.
+        #[derive(Serialize)]
+        struct StringPublisher {
+            topic: String,
+            payload: Bytes,
+            qos: u8,
+            retain: bool,
+            publisher: String,
+            props: MsgProps,
+            created_ms: u64,
+            expires_ms: Option<u64>,
+        }
+        let m = message();
+        let old = StringPublisher {
+            topic: m.topic.clone(),
+            payload: m.payload.clone(),
+            qos: m.qos,
+            retain: m.retain,
+            publisher: m.publisher.to_string(),
+            props: m.props.clone(),
+            created_ms: m.created_ms,
+            expires_ms: m.expires_ms,
+        };
+        let bytes = encode(&old).unwrap();
+        assert_eq!(decode::<Message>(&bytes).unwrap(), m);
+        assert_eq!(encode(&m).unwrap(), bytes);
     }
 }

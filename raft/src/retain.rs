@@ -134,7 +134,7 @@ mod tests {
             payload: bytes::Bytes::from_static(b"r"),
             qos: 0,
             retain: true,
-            publisher: String::new(),
+            publisher: "".into(),
             props: MsgProps::default(),
             created_ms: 0,
             expires_ms: None,

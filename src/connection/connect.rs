@@ -308,7 +308,7 @@ mod tests {
         c.will = Some(will_on("a/b"));
         let w = admit_default(&c).expect("admitted").will.expect("will");
         assert_eq!(w.msg.topic, "a/b");
-        assert_eq!(w.msg.publisher, "c");
+        assert_eq!(&*w.msg.publisher, "c");
         assert_eq!((w.msg.qos, w.msg.retain), (1, true));
         assert_eq!(w.msg.created_ms, 1_000);
         assert_eq!((w.delay_s, w.expiry_s), (5, Some(60)));

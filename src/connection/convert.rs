@@ -3,13 +3,15 @@
 //! subscription options become [`SubOpts`]. Nothing else in the connection
 //! builds these values by hand.
 
+use std::sync::Arc;
+
 use raftmq_raft::{Message, MsgProps, SubOpts, Will};
 
 use crate::codec::{LastWill, Publish, PublishProperties, SubOptions, WillProperties};
 
 /// The message a client's PUBLISH carries, accepted at `now_ms`, on `topic`
 /// (the PUBLISH's own topic, or the one its topic alias stands for).
-pub fn message(p: Publish, topic: String, publisher: &str, now_ms: u64) -> Message {
+pub fn message(p: Publish, topic: String, publisher: &Arc<str>, now_ms: u64) -> Message {
     let PublishProperties {
         payload_format_indicator,
         message_expiry_interval,
@@ -24,7 +26,7 @@ pub fn message(p: Publish, topic: String, publisher: &str, now_ms: u64) -> Messa
         payload: p.payload,
         qos: p.qos as u8,
         retain: p.retain,
-        publisher: publisher.to_string(),
+        publisher: publisher.clone(),
         props: MsgProps {
             payload_format_indicator,
             content_type,
@@ -55,7 +57,7 @@ pub fn will(w: &LastWill, client_id: &str, now_ms: u64) -> Will {
             payload: w.payload.clone(),
             qos: w.qos as u8,
             retain: w.retain,
-            publisher: client_id.to_string(),
+            publisher: client_id.into(),
             props: MsgProps {
                 payload_format_indicator,
                 content_type,

@@ -3,6 +3,7 @@
 //! turn a PUBLISH into a message to log or a reason to close the connection.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use raftmq_raft::trie::valid_topic;
 use raftmq_raft::Message;
@@ -53,7 +54,7 @@ impl Inbound {
     pub fn accept(
         &mut self,
         p: Publish,
-        publisher: &str,
+        publisher: &Arc<str>,
         now_ms: u64,
     ) -> Result<Option<Message>, Exit> {
         let topic = self.resolve_topic(&p)?;
@@ -205,7 +206,8 @@ mod tests {
 
     /// Whether a PUBLISH to "a" with this QoS and packet id is accepted.
     fn accepts(i: &mut Inbound, qos: QoS, packet_id: u16) -> bool {
-        i.accept(publish("a", qos, packet_id, None), "c", 0).is_ok()
+        i.accept(publish("a", qos, packet_id, None), &"c".into(), 0)
+            .is_ok()
     }
 
     fn reason_of(r: Result<Option<Message>, Exit>) -> u8 {
@@ -226,11 +228,11 @@ mod tests {
     fn alias_set_with_a_topic_stands_for_it_in_later_publishes() {
         let mut i = Inbound::new(limits());
         assert_eq!(
-            topic_of(i.accept(publish("a/b", QoS::AtMostOnce, 0, Some(3)), "c", 0)),
+            topic_of(i.accept(publish("a/b", QoS::AtMostOnce, 0, Some(3)), &"c".into(), 0)),
             "a/b"
         );
         assert_eq!(
-            topic_of(i.accept(publish("", QoS::AtMostOnce, 0, Some(3)), "c", 0)),
+            topic_of(i.accept(publish("", QoS::AtMostOnce, 0, Some(3)), &"c".into(), 0)),
             "a/b"
         );
     }
@@ -238,21 +240,21 @@ mod tests {
     #[test]
     fn unknown_alias_is_a_protocol_error() {
         let mut i = Inbound::new(limits());
-        let r = i.accept(publish("", QoS::AtMostOnce, 0, Some(3)), "c", 0);
+        let r = i.accept(publish("", QoS::AtMostOnce, 0, Some(3)), &"c".into(), 0);
         assert_eq!(reason_of(r), reason::PROTOCOL_ERROR);
     }
 
     #[test]
     fn alias_above_the_maximum_is_topic_alias_invalid() {
         let mut i = Inbound::new(limits());
-        let r = i.accept(publish("a", QoS::AtMostOnce, 0, Some(11)), "c", 0);
+        let r = i.accept(publish("a", QoS::AtMostOnce, 0, Some(11)), &"c".into(), 0);
         assert_eq!(reason_of(r), reason::TOPIC_ALIAS_INVALID);
     }
 
     #[test]
     fn wildcard_topic_is_topic_name_invalid() {
         let mut i = Inbound::new(limits());
-        let r = i.accept(publish("a/#", QoS::AtMostOnce, 0, None), "c", 0);
+        let r = i.accept(publish("a/#", QoS::AtMostOnce, 0, None), &"c".into(), 0);
         assert_eq!(reason_of(r), reason::TOPIC_NAME_INVALID);
     }
 
@@ -261,7 +263,10 @@ mod tests {
         let mut i = Inbound::new(limits());
         let mut p = publish("a", QoS::AtMostOnce, 0, None);
         p.payload = Bytes::from_static(b"123456789");
-        assert_eq!(reason_of(i.accept(p, "c", 0)), reason::PACKET_TOO_LARGE);
+        assert_eq!(
+            reason_of(i.accept(p, &"c".into(), 0)),
+            reason::PACKET_TOO_LARGE
+        );
     }
 
     #[test]
@@ -269,7 +274,7 @@ mod tests {
         let mut i = Inbound::new(limits());
         assert!(accepts(&mut i, QoS::AtLeastOnce, 1));
         assert!(accepts(&mut i, QoS::ExactlyOnce, 2));
-        let r = i.accept(publish("a", QoS::AtLeastOnce, 3, None), "c", 0);
+        let r = i.accept(publish("a", QoS::AtLeastOnce, 3, None), &"c".into(), 0);
         assert_eq!(reason_of(r), reason::RECEIVE_MAXIMUM_EXCEEDED);
     }
 
@@ -306,7 +311,11 @@ mod tests {
     fn publish_to_sys_is_forbidden_and_closes_its_flow() {
         let mut i = Inbound::new(limits());
         for pid in 1..=3 {
-            match i.accept(publish("$SYS/x", QoS::AtLeastOnce, pid, None), "c", 0) {
+            match i.accept(
+                publish("$SYS/x", QoS::AtLeastOnce, pid, None),
+                &"c".into(),
+                0,
+            ) {
                 Ok(None) => {}
                 other => panic!("expected a refusal, got {other:?}"),
             }
@@ -318,10 +327,10 @@ mod tests {
         let mut i = Inbound::new(limits());
         let mut p = publish("a", QoS::AtMostOnce, 0, None);
         p.properties.message_expiry_interval = Some(5);
-        match i.accept(p, "me", 1_000) {
+        match i.accept(p, &"me".into(), 1_000) {
             Ok(Some(msg)) => {
                 assert_eq!(msg.expires_ms, Some(6_000));
-                assert_eq!(msg.publisher, "me");
+                assert_eq!(&*msg.publisher, "me");
                 assert_eq!(msg.created_ms, 1_000);
             }
             other => panic!("expected a message, got {other:?}"),

@@ -209,7 +209,7 @@ impl Conn {
             return Ok(());
         }
         let command = Command::Publish(cmd::Publish {
-            client_id: self.client_id.to_string(),
+            client_id: self.client_id.clone(),
             packet_id: if qos == 2 { packet_id } else { 0 },
             msg: Arc::new(msg),
         });
@@ -231,7 +231,7 @@ impl Conn {
         Command::GuardedPublish(cmd::Guarded {
             epoch: self.epoch,
             cmd: cmd::Publish {
-                client_id: self.client_id.to_string(),
+                client_id: self.client_id.clone(),
                 packet_id,
                 msg: Arc::new(msg),
             },
