@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use raftmq::cli;
 use raftmq::config::Settings;
+use tikv_jemallocator::Jemalloc;
+
+/// jemalloc (see Cargo.toml for what it buys over the system allocator).
+#[global_allocator]
+static ALLOC: Jemalloc = Jemalloc;
 
 #[derive(Parser)]
 #[command(
