@@ -169,8 +169,11 @@ start_raftmq() {
     # benchmark's traffic (the defaults, VerneMQ's, drop beyond 20 inflight +
     # 1000 queued per online session). Durability is unchanged: fsync per batch.
     printf 'max_inflight_messages = 0\nmax_online_messages = -1\n' >"$dir/raftmq.toml"
+    # Its own cluster port too: the default (44053) is in the ephemeral
+    # range, and a storm's 10,000 client ports in TIME_WAIT may hold it.
     "$RAFTMQ_BIN" start --node-id 1 --data-dir "$dir/data" --config "$dir/raftmq.toml" \
-        --mqtt "127.0.0.1:$port" --http "127.0.0.1:$http" >"$WORK/raftmq.log" 2>&1 &
+        --mqtt "127.0.0.1:$port" --http "127.0.0.1:$http" --cluster "127.0.0.1:$(free_port)" \
+        >"$WORK/raftmq.log" 2>&1 &
     BROKER_PID=$!
 }
 
