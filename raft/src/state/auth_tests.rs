@@ -3,43 +3,13 @@
 //! in a snapshot.
 
 use std::io::Cursor;
-use std::sync::Arc;
 
-use raftmq_storage::{Store, Table};
+use raftmq_storage::Table;
 
-use super::{ApplyEvent, EventSink, MqttState};
+use super::fixture::Fixture;
+use super::MqttState;
 use crate::command::*;
 use crate::snapshot_file::{SnapshotReader, SnapshotWriter};
-
-struct Nothing;
-impl EventSink for Nothing {
-    fn emit(&self, _: ApplyEvent) {}
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    st: MqttState,
-    index: u64,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let st = MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(Nothing)).unwrap();
-        Fixture { dir, st, index: 0 }
-    }
-
-    fn apply(&mut self, cmd: Command) -> CmdResult {
-        self.index += 1;
-        let e = crate::types::numbered_entry(self.index, 1, 0, vec![(0, cmd)]);
-        self.st
-            .apply_entries(vec![e])
-            .unwrap()
-            .remove(0)
-            .results
-            .remove(0)
-    }
-}
 
 fn user(name: &str, hash: &str) -> Command {
     Command::SetUser(SetUser {
@@ -127,10 +97,7 @@ fn a_reopened_state_reads_the_same_auth_table() {
     populate(&mut f);
     f.apply(Command::DeleteUser(DeleteUser { name: "bob".into() }));
     let before = f.st.auth().get();
-    let Fixture { dir, st, .. } = f;
-    drop(st);
-    let st = MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(Nothing)).unwrap();
-    assert_eq!(st.auth().get(), before);
+    assert_eq!(f.reopen().auth().get(), before);
 }
 
 #[test]

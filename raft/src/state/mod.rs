@@ -31,6 +31,8 @@ mod acks;
 mod auth;
 #[cfg(test)]
 mod auth_tests;
+#[cfg(test)]
+mod fixture;
 mod guard;
 mod load;
 mod meta;

@@ -2,49 +2,9 @@
 //! all or nothing, records where each value came from, and a reopen (or a
 //! node of an earlier version's data) reads the same values back.
 
-use std::sync::Arc;
-
-use raftmq_storage::Store;
-
-use super::{ApplyEvent, EventSink, MqttState};
+use super::fixture::Fixture;
 use crate::command::*;
 use crate::settings::SettingSource;
-
-struct Nothing;
-impl EventSink for Nothing {
-    fn emit(&self, _: ApplyEvent) {}
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    st: MqttState,
-    index: u64,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let st = MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(Nothing)).unwrap();
-        Fixture { dir, st, index: 0 }
-    }
-
-    fn apply(&mut self, cmd: Command) -> CmdResult {
-        self.index += 1;
-        let e = crate::types::numbered_entry(self.index, 1, 0, vec![(0, cmd)]);
-        self.st
-            .apply_entries(vec![e])
-            .unwrap()
-            .remove(0)
-            .results
-            .remove(0)
-    }
-
-    fn reopen(self) -> MqttState {
-        let Fixture { dir, st, .. } = self;
-        drop(st);
-        MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(Nothing)).unwrap()
-    }
-}
 
 fn set(pairs: &[(&str, &str)], bootstrap_file: Option<&str>) -> Command {
     Command::SetSettings(SetSettings {
