@@ -7,23 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::raftmq_bin;
 use raftmq_jepsen::check::Verdict;
 
-const TIME_LIMIT: &str = "20";
+mod common;
 
-fn raftmq_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("RAFTMQ_BIN") {
-        return PathBuf::from(p);
-    }
-    let jepsen = PathBuf::from(env!("CARGO_BIN_EXE_raftmq-jepsen"));
-    let bin = jepsen.with_file_name("raftmq");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace's binaries first (cargo build --release --workspace --bins)",
-        bin.display()
-    );
-    bin
-}
+const TIME_LIMIT: &str = "20";
 
 /// Runs one scenario; returns its exit code and its verdicts.
 fn run(scenario: &str, seed: u64) -> (i32, Vec<Verdict>, PathBuf) {

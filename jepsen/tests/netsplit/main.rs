@@ -4,6 +4,8 @@
 //! switch off and on, MQTT 3.1.1 and 5, on the minority and the majority
 //! side. Needs root.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,25 +15,13 @@ use raftmq_jepsen::mqtt::{
 };
 use serde_json::Value;
 
+use crate::common::raftmq_bin;
+
 /// `netsplit_wait` in the tests' config (the default is 2 s).
 pub const NETSPLIT_WAIT: Duration = Duration::from_millis(1000);
 /// `commit_timeout` in the tests' config (the default): every refusal must
 /// come well before it.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn raftmq_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("RAFTMQ_BIN") {
-        return PathBuf::from(p);
-    }
-    let jepsen = PathBuf::from(env!("CARGO_BIN_EXE_raftmq-jepsen"));
-    let bin = jepsen.with_file_name("raftmq");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace's binaries first",
-        bin.display()
-    );
-    bin
-}
 
 /// A running cluster and the directory that holds its nodes.
 pub struct Split {

@@ -3,6 +3,8 @@
 //! netsplit_measure -- --ignored --nocapture`), as root. They print what
 //! they measured.
 
+#[path = "../common/mod.rs"]
+mod common;
 // Shared with the netsplit tests; not every helper is used here.
 #[allow(dead_code)]
 #[path = "../netsplit/support.rs"]
