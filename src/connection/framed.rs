@@ -342,7 +342,7 @@ mod tests {
     fn frame(proto: Protocol, chunks: VecDeque<Vec<u8>>) -> Vec<Packet> {
         let rt = runtime();
         rt.block_on(async {
-            let mut f = Framed::new(Chunks(chunks), tokio::io::sink(), usize::MAX);
+            let mut f = reading(chunks.into());
             f.set_protocol(proto);
             let mut got = Vec::new();
             loop {
@@ -381,14 +381,7 @@ mod tests {
     #[test]
     fn bytes_after_the_first_packet_stay_buffered_for_the_next_phase() {
         let rt = runtime();
-        let mut bytes = BytesMut::new();
-        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
-        codec::encode(&Packet::PingReq, Protocol::V311, &mut bytes).expect("encode");
-        let mut f = Framed::new(
-            Chunks(VecDeque::from([bytes.to_vec()])),
-            tokio::io::sink(),
-            usize::MAX,
-        );
+        let mut f = reading(vec![[pingreq(), pingreq()].concat()]);
         let first = rt.block_on(f.read_packet()).expect("decode");
         assert_eq!(first, Some(Packet::PingReq));
         assert_eq!(f.next_buffered().expect("decode"), Some(Packet::PingReq));
