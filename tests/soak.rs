@@ -20,6 +20,9 @@ use common::*;
 /// SIGKILL/restart cycles in the load test.
 const KILLS: u32 = 5;
 
+/// The persistent subscribers' client ids.
+const SUBSCRIBERS: [&str; 3] = ["dur-sub-q1", "dur-sub-q2", "dur-sub-v5"];
+
 /// Queue limits high enough that nothing is dropped by policy during load.
 const NO_DROP_CONFIG: &str = "max_online_messages = 1000000\nmax_offline_messages = -1\n";
 
@@ -60,6 +63,21 @@ impl Shared {
     fn wait_for_more_acks(&self) {
         let before = self.acked();
         wait_until(Duration::from_secs(5), || self.acked() >= before + 250);
+    }
+
+    /// Waits (bounded) until every subscriber has reconnected after `kills`
+    /// kills, so the next kill finds each of them connected to the broker
+    /// that is running now. Without it a fast broker reaches 250 more
+    /// acknowledgements while a subscriber is still between connect
+    /// attempts, and two kills pass while it is away. A subscriber that
+    /// never comes back fails the reconnect assertion at the end.
+    fn wait_for_subscribers(&self, kills: u32) {
+        wait_until(Duration::from_secs(10), || {
+            let l = self.ledger.lock().unwrap();
+            SUBSCRIBERS
+                .iter()
+                .all(|id| l.connects.get(*id).copied().unwrap_or(0) >= kills)
+        });
     }
 }
 
@@ -326,6 +344,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
     // Kill the broker mid-load, several times.
     let mut kills = 0;
     for _ in 0..KILLS {
+        sh.wait_for_subscribers(kills);
         sh.wait_for_more_acks();
         b.kill9();
         kills += 1;
@@ -421,7 +440,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
         );
     }
     // Nothing invented.
-    for sub in ["dur-sub-q1", "dur-sub-q2", "dur-sub-v5"] {
+    for sub in SUBSCRIBERS {
         let bogus: Vec<&String> = rx(sub).keys().filter(|p| !l.sent.contains(*p)).collect();
         assert!(
             bogus.is_empty(),
@@ -434,7 +453,7 @@ fn acknowledged_messages_survive_repeated_sigkill() {
         "sessions not resumed (session present = 0): {:?}",
         l.lost_sessions
     );
-    for id in ["dur-sub-q1", "dur-sub-q2", "dur-sub-v5"] {
+    for id in SUBSCRIBERS {
         assert!(
             l.connects.get(id).copied().unwrap_or(0) >= KILLS,
             "{id} reconnected only {:?} times across {KILLS} kills",
