@@ -448,8 +448,14 @@ impl Conn {
 
     /// New `$SYS` subscribers get the latest values at once.
     fn send_sys(&mut self, filters: &[(String, SubOpts)], now: u64) {
+        let is_sys = |(f, _): &&(String, SubOpts)| f.starts_with("$SYS");
+        // The values render every metric and count the node's descriptors:
+        // only for a subscription that asks for them, not for every SUBSCRIBE.
+        if !filters.iter().any(|f| is_sys(&f)) {
+            return;
+        }
         let sys = crate::sys::values(&self.broker);
-        for (f, o) in filters.iter().filter(|(f, _)| f.starts_with("$SYS")) {
+        for (f, o) in filters.iter().filter(is_sys) {
             for (topic, value) in sys
                 .iter()
                 .filter(|(t, _)| raftmq_raft::trie::filter_matches(f, t))
