@@ -7,6 +7,7 @@
 //! after the CONNACK exactly as if they had arrived later.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -58,9 +59,11 @@ pub struct Framed<R, W> {
 /// A read half that can wait for bytes without a buffer to read them
 /// into: an idle connection holds no read buffer while it waits.
 pub trait ReadReady {
-    /// Completes when a read would find bytes (or the end, or an error),
-    /// or at once where the transport cannot tell. Cancel safe.
-    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Ready when a read would find bytes (or the end, or an error), or at
+    /// once where the transport cannot tell. A poll function, not a future:
+    /// the wait is part of every idle connection's task, and a poll keeps
+    /// no state of its own there.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
 }
 
 impl<R, W> Framed<R, W>
@@ -118,7 +121,7 @@ where
     /// its side. Cancel safe: bytes are either buffered or still unread.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
         if self.rbuf.capacity() == 0 {
-            self.rd.readable().await?;
+            std::future::poll_fn(|cx| self.rd.poll_readable(cx)).await?;
         }
         let room = self.rbuf.capacity() - self.rbuf.len();
         let room = if room < self.read_room {
@@ -239,7 +242,6 @@ where
 mod tests {
     use std::collections::VecDeque;
     use std::pin::Pin;
-    use std::task::{Context, Poll};
 
     use proptest::prelude::*;
     use tokio::io::ReadBuf;
@@ -270,8 +272,8 @@ mod tests {
     }
 
     impl ReadReady for Chunks {
-        async fn readable(&mut self) -> std::io::Result<()> {
-            Ok(())
+        fn poll_readable(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
         }
     }
 

@@ -56,8 +56,7 @@ use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::codec::reason;
-use crate::listener::transport::{Reader, Stream, Writer};
-use crate::listener::TransportInfo;
+use crate::listener::transport::{Established, Reader, Writer};
 use crate::registry::{ConnEvent, Inflight};
 use crate::session::Outbound;
 use crate::shutdown::Shutdown;
@@ -73,27 +72,20 @@ type Io = Framed<Reader, Writer>;
 
 /// Serves one accepted connection, its transport established, until it
 /// closes or the node stops (`broker.life`). Its CONNECT must arrive by
-/// `connect_by`. (`info` is boxed: only the admission reads it, and the
+/// `est.connect_by`. (`est` is boxed: only the admission reads it, and the
 /// task keeps its arguments' room for its whole life.)
-pub async fn serve(
-    stream: Stream,
-    info: Box<TransportInfo>,
-    broker: Arc<Broker>,
-    connect_by: Instant,
-) {
+pub async fn serve(est: Box<Established>, broker: Arc<Broker>) {
     let shutdown = &broker.life;
-    let (rd, wr) = stream.split();
     broker.metrics.connections_total.inc();
     broker.metrics.connections_current.inc();
-    let mut span = span::ConnSpan::new(info.peer, info.listener.clone());
-    let io =
-        Framed::new(rd, wr, broker.settings.max_packet_size).counted(broker.metrics.mqtt.clone());
+    let mut span = span::ConnSpan::new(est.info.peer, est.info.listener.clone());
     // The handshake and the registration, like the teardown, run once and
     // are each a larger future than the loop: boxed, the memory they need
-    // is held only while they run, not by every idle connection.
+    // is held only while they run, not by every idle connection. `est`
+    // goes in whole: unpacked here, its parts would keep their room.
     // Bound straight from the await (not through an `Option<Conn>` local,
     // which would keep a second Conn-sized slot in the task).
-    let Some(mut conn) = Box::pin(admit(io, info, &broker, shutdown, connect_by))
+    let Some(mut conn) = Box::pin(admit(est, &broker, shutdown))
         .instrument(span.current())
         .await
     else {
@@ -114,13 +106,15 @@ pub async fn serve(
 
 /// From the established transport to a registered connection; `None`:
 /// refused (and told so), closed, or the node stopped first.
-async fn admit(
-    io: Io,
-    info: Box<TransportInfo>,
-    broker: &Arc<Broker>,
-    shutdown: &Shutdown,
-    connect_by: Instant,
-) -> Option<Conn> {
+async fn admit(est: Box<Established>, broker: &Arc<Broker>, shutdown: &Shutdown) -> Option<Conn> {
+    let Established {
+        stream,
+        info,
+        connect_by,
+    } = *est;
+    let (rd, wr) = stream.split();
+    let io =
+        Framed::new(rd, wr, broker.settings.max_packet_size).counted(broker.metrics.mqtt.clone());
     // Still in its CONNECT handshake when the node stops: it just closes.
     let (io, mut connect) = tokio::select! {
         h = register::handshake(io, broker, connect_by) => h,
@@ -248,17 +242,29 @@ impl Conn {
     /// `asleep` says, after each turn, whether the retransmission tick has
     /// stopped (the connection is idle: its span is given back meanwhile).
     async fn run(&mut self, shutdown: &Shutdown, asleep: &AtomicBool) -> Exit {
-        let mut timers = Timers::new(self.keep_alive, self.broker.live.get().retry_interval_s);
-        loop {
-            if let Err(exit) = self.turn(&mut timers, shutdown).await {
-                if matches!(exit, Exit::Client { .. }) {
-                    Box::pin(self.answer_all()).await;
+        // The timers in their own scope, and the ending boxed: the state
+        // kept across the ending's awaits would otherwise sit beside the
+        // turn's in every connection's task.
+        let exit = {
+            let mut timers = Timers::new(self.keep_alive, self.broker.live.get().retry_interval_s);
+            loop {
+                match self.turn(&mut timers, shutdown).await {
+                    Ok(()) => asleep.store(timers.retry_tick.is_none(), Ordering::Relaxed),
+                    Err(exit) => break exit,
                 }
-                Box::pin(self.commit_acks()).await;
-                return exit;
             }
-            asleep.store(timers.retry_tick.is_none(), Ordering::Relaxed);
+        };
+        Box::pin(self.wind_down(exit)).await
+    }
+
+    /// After the loop: answers what a client that ended the connection
+    /// itself still waits for, and commits the acknowledgements read.
+    async fn wind_down(&mut self, exit: Exit) -> Exit {
+        if matches!(exit, Exit::Client { .. }) {
+            self.answer_all().await;
         }
+        self.commit_acks().await;
+        exit
     }
 
     /// One turn of the loop: handle every packet already read, flush, then

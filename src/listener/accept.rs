@@ -4,6 +4,7 @@
 //! connect timeout the PROXY header, the TLS handshake and the WebSocket
 //! upgrade, as the listener has them; then [`crate::connection::serve`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::transport::{Stream, TransportInfo};
+use super::transport::{Established, Stream, TransportInfo};
 use super::{proxy, tls, ws, Listener, Refused};
 use crate::broker::Broker;
 use crate::config::listeners::ListenerKind;
@@ -73,37 +74,59 @@ fn refused(broker: &Broker, listener: &str, why: Refused) {
 /// for (counted: "MQTT connection (x120)").
 const CONNECTION_TASK: &str = "MQTT connection";
 
-/// One accepted connection, counted by the listener while `_admitted` is
+/// One accepted connection, counted by the listener while `admitted` is
 /// held: its transport handshakes, then MQTT.
-async fn serve(
+///
+/// A plain function around one `async` block, not an `async fn`: a task
+/// keeps its `async fn`'s arguments (and copies of them) for its whole life,
+/// while here the handshakes' state is boxed and gone once they finish, and
+/// what stays beside the MQTT phase is three pointers.
+fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     l: Arc<Listener>,
     broker: Arc<Broker>,
-    _admitted: super::OpenGuard,
-) {
+    admitted: super::OpenGuard,
+) -> impl Future<Output = ()> + Send + 'static {
+    let established = Box::pin(establish_in_time(tcp, peer, l, broker.clone()));
+    async move {
+        if let Some(est) = established.await {
+            crate::connection::serve(est, broker).await;
+        }
+        drop(admitted);
+    }
+}
+
+/// The transport handshakes within the connect timeout, or `None`: they
+/// failed or timed out (counted as refused), or the node stopped first.
+async fn establish_in_time(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    l: Arc<Listener>,
+    broker: Arc<Broker>,
+) -> Option<Box<Established>> {
     let _ = tcp.set_nodelay(true);
     let connect_by = Instant::now() + Duration::from_millis(broker.settings.connect_timeout_ms);
-    // Boxed, with its deadline and the node's stop: the TLS and WebSocket
-    // handshakes make a future of several kilobytes; inline, every
-    // connection's task would carry it for life.
-    let established = Box::pin(async {
-        tokio::select! {
-            r = tokio::time::timeout_at(connect_by, establish(tcp, peer, &l, &broker)) => Some(r),
-            _ = broker.life.cancelled() => None,
-        }
-    })
-    .await;
-    let (stream, info) = match established {
-        None => return,
-        Some(Ok(Ok(s))) => s,
-        Some(Ok(Err((why, detail)))) => {
-            debug!(%peer, error = %detail, "transport handshake failed");
-            return refused(&broker, &l.config.id(), why);
-        }
-        Some(Err(_)) => return refused(&broker, &l.config.id(), Refused::ConnectTimeout),
+    let r = tokio::select! {
+        r = tokio::time::timeout_at(connect_by, establish(tcp, peer, &l, &broker)) => r,
+        _ = broker.life.cancelled() => return None,
     };
-    crate::connection::serve(stream, Box::new(info), broker, connect_by).await;
+    match r {
+        Ok(Ok((stream, info))) => Some(Box::new(Established {
+            stream,
+            info,
+            connect_by,
+        })),
+        Ok(Err((why, detail))) => {
+            debug!(%peer, error = %detail, "transport handshake failed");
+            refused(&broker, &l.config.id(), why);
+            None
+        }
+        Err(_) => {
+            refused(&broker, &l.config.id(), Refused::ConnectTimeout);
+            None
+        }
+    }
 }
 
 /// The listener's handshakes in order: PROXY header, TLS, WebSocket.

@@ -74,10 +74,12 @@ impl AsyncRead for Reader {
 /// A plain TCP connection waits for readability without a buffer; a
 /// layered one (TLS, WebSocket) reads through its layer at once.
 impl crate::connection::ReadReady for Reader {
-    async fn readable(&mut self) -> io::Result<()> {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Reader::Tcp(r) => r.readable().await,
-            Reader::Layered(_) => Ok(()),
+            // The socket's own reader slot, not `readable()`'s waiter node
+            // (about 150 B that every idle connection's task would carry).
+            Reader::Tcp(r) => r.as_ref().poll_read_ready(cx),
+            Reader::Layered(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -107,6 +109,15 @@ impl AsyncWrite for Writer {
             Writer::Layered(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
+}
+
+/// A connection whose transport is ready: its stream, what the listener
+/// learnt, and when its CONNECT must have arrived. Boxed from the accept
+/// loop to the connection: only the admission reads it.
+pub struct Established {
+    pub stream: Stream,
+    pub info: TransportInfo,
+    pub connect_by: tokio::time::Instant,
 }
 
 /// What the listener knows of a connection before its CONNECT.
