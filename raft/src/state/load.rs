@@ -59,7 +59,7 @@ impl MqttState {
                 self.trie.write().set_location(&c, Some(n));
             }
             self.queued += rec.queue.items;
-            self.sessions.insert(c.clone(), rec);
+            self.sessions.insert(c.clone(), Box::new(rec));
             self.reschedule(&c);
         }
         Ok(())

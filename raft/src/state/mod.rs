@@ -168,7 +168,9 @@ impl SessionInfo {
 pub struct MqttState {
     store: Store,
     sink: Arc<dyn EventSink>,
-    sessions: HashMap<Arc<str>, SessionRec>,
+    /// Records boxed: the map keeps room for up to twice its sessions, and
+    /// an empty slot then costs a pointer, not a 128 B record.
+    sessions: HashMap<Arc<str>, Box<SessionRec>>,
     /// Shared with connections, which route QoS 0 by it directly.
     trie: Arc<RwLock<Trie>>,
     subs_by_client: HashMap<Arc<str>, BTreeMap<String, SubOpts>>,

@@ -49,7 +49,7 @@ impl MqttState {
                 ..rec
             },
         };
-        self.sessions.insert(c.clone(), rec);
+        self.sessions.insert(c.clone(), Box::new(rec));
         self.trie.write().set_location(&c, Some(cmd.node));
         ctx.dirty.insert(c.clone());
         self.reschedule(&c);
