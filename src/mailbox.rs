@@ -78,6 +78,25 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Queues every value, in order, under one lock with one wake-up;
+    /// gives them back if the receiver is gone.
+    pub fn send_all(&self, values: Vec<T>) -> Result<(), Vec<T>> {
+        let waker = {
+            let mut st = self.shared.state.lock();
+            if !st.receiver_alive {
+                return Err(values);
+            }
+            st.queue.extend(values);
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
         self.shared.senders.fetch_add(1, Ordering::Relaxed);
@@ -174,10 +193,21 @@ mod tests {
     }
 
     #[test]
+    fn events_sent_together_follow_those_sent_before_in_order() {
+        let (tx, mut rx) = channel();
+        tx.send(0).expect("receiver alive");
+        tx.send_all((1..50).collect()).expect("receiver alive");
+        tx.send(50).expect("receiver alive");
+        let got: Vec<i32> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, (0..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_send_after_the_receiver_is_gone_gives_the_event_back() {
         let (tx, rx) = channel();
         drop(rx);
         assert_eq!(tx.send(7), Err(7));
+        assert_eq!(tx.send_all(vec![8, 9]), Err(vec![8, 9]));
     }
 
     #[tokio::test]

@@ -221,6 +221,44 @@ impl EventSink for Registry {
 
     fn emit(&self, ev: ApplyEvent) {
         let map = self.clients.read();
+        self.route(&map, ev, &mut |slot, ce| {
+            let _ = slot.tx.send(ce);
+        });
+    }
+
+    /// A batch's events grouped by connection, each group sent under one
+    /// lock with one wake-up: a fan-out batch holds many events for every
+    /// subscriber's connection, and its connection task runs meanwhile on
+    /// another thread. Each connection's events keep their order.
+    fn emit_all(&self, events: Vec<ApplyEvent>) {
+        let map = self.clients.read();
+        let mut by_conn: HashMap<u64, usize> = HashMap::new();
+        let mut groups: Vec<(&mailbox::Sender<ConnEvent>, Vec<ConnEvent>)> = Vec::new();
+        for ev in events {
+            self.route(&map, ev, &mut |slot, ce| {
+                let i = *by_conn.entry(slot.conn_id).or_insert_with(|| {
+                    groups.push((&slot.tx, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[i].1.push(ce);
+            });
+        }
+        for (tx, evs) in groups {
+            let _ = tx.send_all(evs);
+        }
+    }
+}
+
+impl Registry {
+    /// Which connection (or connections) an apply event is for, handed to
+    /// `send` with the event as that connection receives it; a registration
+    /// no connection holds is reported as an orphan.
+    fn route<'a>(
+        &self,
+        map: &'a HashMap<Arc<str>, Vec<Slot>>,
+        ev: ApplyEvent,
+        send: &mut impl FnMut(&'a Slot, ConnEvent),
+    ) {
         match ev {
             ApplyEvent::Deliver {
                 client_id,
@@ -235,7 +273,7 @@ impl EventSink for Registry {
                         .find(|s| s.epoch == epoch)
                         .or_else(|| slots.iter().rev().find(|s| s.epoch == 0));
                     if let Some(s) = slot {
-                        let _ = s.tx.send(ConnEvent::Deliver(Some(epoch), delivery));
+                        send(s, ConnEvent::Deliver(Some(epoch), delivery));
                     }
                 }
             }
@@ -248,7 +286,7 @@ impl EventSink for Registry {
                 let holder = slots.and_then(|v| v.iter().find(|s| s.epoch == epoch));
                 let waiting = slots.is_some_and(|v| v.iter().any(|s| s.epoch == 0));
                 if let Some(s) = holder {
-                    let _ = s.tx.send(ConnEvent::Registered(epoch));
+                    send(s, ConnEvent::Registered(epoch));
                 } else if node == self.node_id && !waiting {
                     let _ = self.orphans.send(Orphan { client_id, epoch });
                 }
@@ -264,7 +302,7 @@ impl EventSink for Registry {
                     // before they recorded it here (they filter themselves).
                     // Missing it would leave a superseded connection live.
                     for s in slots.iter().filter(|s| s.epoch == epoch || s.epoch == 0) {
-                        let _ = s.tx.send(ConnEvent::Kick(epoch, why));
+                        send(s, ConnEvent::Kick(epoch, why));
                     }
                 }
             }
@@ -320,5 +358,57 @@ mod tests {
             Ok(ConnEvent::Kick(7, KickReason::TakenOver))
         ));
         assert!(new_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_batchs_events_reach_each_connection_in_the_order_applied() {
+        let r = Registry::default();
+        let mut rxs = Vec::new();
+        for (client, epoch) in [("a", 1), ("b", 2)] {
+            let (tx, rx) = mailbox::channel();
+            let id = r.next_conn_id();
+            r.attach(&client.into(), id, PEER, tx);
+            r.set_epoch(client, id, epoch);
+            rxs.push(rx);
+        }
+        let deliver = |client: &str, epoch: u64, n: u64| ApplyEvent::Deliver {
+            client_id: client.into(),
+            epoch,
+            delivery: Delivery {
+                seq: Some(n),
+                ..Delivery::live(
+                    Arc::new(Message::system("t".into(), "".into(), false, 0)),
+                    1,
+                    false,
+                    vec![],
+                )
+            },
+        };
+        // Interleaved as a fan-out applies them: message-major.
+        let mut batch = Vec::new();
+        for n in 0..3 {
+            batch.push(deliver("a", 1, n));
+            batch.push(deliver("b", 2, n));
+        }
+        batch.push(ApplyEvent::Kick {
+            client_id: "a".into(),
+            epoch: 1,
+            why: KickReason::TakenOver,
+        });
+        r.emit_all(batch);
+        let seen = |rx: &mut mailbox::Receiver<ConnEvent>| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|ev| match ev {
+                    ConnEvent::Deliver(_, d) => format!("deliver {}", d.seq.unwrap_or(99)),
+                    ConnEvent::Kick(e, _) => format!("kick {e}"),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            seen(&mut rxs[0]),
+            ["deliver 0", "deliver 1", "deliver 2", "kick 1"]
+        );
+        assert_eq!(seen(&mut rxs[1]), ["deliver 0", "deliver 1", "deliver 2"]);
     }
 }

@@ -110,6 +110,13 @@ pub enum KickReason {
 /// not block.
 pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, ev: ApplyEvent);
+    /// A whole batch's events, in order. A sink may hand each receiver its
+    /// share at once; by default, one `emit` each.
+    fn emit_all(&self, events: Vec<ApplyEvent>) {
+        for ev in events {
+            self.emit(ev);
+        }
+    }
     /// QoS 0 routed here by another node (outside the log).
     fn deliver_remote(&self, _msg: Arc<Message>, _targets: Vec<crate::rpc::RemoteTarget>) {}
 }
@@ -352,9 +359,7 @@ impl MqttState {
         self.write_refs(&mut ctx);
         self.write_progress(&mut ctx)?;
         self.store.write_state(ctx.batch)?;
-        for ev in ctx.events {
-            self.sink.emit(ev);
-        }
+        self.sink.emit_all(ctx.events);
         Ok(out)
     }
 
