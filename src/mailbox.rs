@@ -63,31 +63,24 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues `value`; gives it back if the receiver is gone.
     pub fn send(&self, value: T) -> Result<(), T> {
-        let waker = {
-            let mut st = self.shared.state.lock();
-            if !st.receiver_alive {
-                return Err(value);
-            }
-            st.queue.push_back(value);
-            st.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
+        self.queue(value, VecDeque::push_back)
     }
-}
 
-impl<T> Sender<T> {
     /// Queues every value, in order, under one lock with one wake-up;
     /// gives them back if the receiver is gone.
     pub fn send_all(&self, values: Vec<T>) -> Result<(), Vec<T>> {
+        self.queue(values, |q, v| q.extend(v))
+    }
+
+    /// `push`es `v` into the queue under the lock and wakes the receiver,
+    /// or gives `v` back if the receiver is gone.
+    fn queue<V>(&self, v: V, push: impl FnOnce(&mut VecDeque<T>, V)) -> Result<(), V> {
         let waker = {
             let mut st = self.shared.state.lock();
             if !st.receiver_alive {
-                return Err(values);
+                return Err(v);
             }
-            st.queue.extend(values);
+            push(&mut st.queue, v);
             st.waker.take()
         };
         if let Some(w) = waker {
