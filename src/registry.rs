@@ -219,11 +219,10 @@ impl EventSink for Registry {
         }
     }
 
+    /// Apply hands over whole batches (`emit_all`); a single event is a
+    /// batch of one.
     fn emit(&self, ev: ApplyEvent) {
-        let map = self.clients.read();
-        self.route(&map, ev, &mut |slot, ce| {
-            let _ = slot.tx.send(ce);
-        });
+        self.emit_all(vec![ev]);
     }
 
     /// A batch's events grouped by connection, each group sent under one
