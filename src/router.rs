@@ -34,14 +34,14 @@ pub fn route_qos0(broker: &Broker, msg: Arc<Message>) -> u32 {
             let i = ROTATION.fetch_add(1, Ordering::Relaxed) as usize % online.len();
             Some(online[i].clone())
         });
-        for (client, t) in targets {
+        for (client, t) in targets.iter() {
             let retain = msg.retain && t.retain_as_published;
-            match trie.location(&client) {
-                Some(n) if n == me => local.push((client, retain, t.sub_ids)),
+            match trie.location(client) {
+                Some(n) if n == me => local.push((client.clone(), retain, t.sub_ids.clone())),
                 Some(n) => remote.entry(n).or_default().push(RemoteTarget {
                     client_id: client.to_string(),
                     retain,
-                    sub_ids: t.sub_ids,
+                    sub_ids: t.sub_ids.clone(),
                 }),
                 // Offline: QoS 0 is not queued.
                 None => {}

@@ -7,6 +7,8 @@
 //!   (messages, wills, subscription options) and their results.
 //! - [`trie`]: the subscription index: topic filters to subscribers, including
 //!   shared subscription groups; matching for routing.
+//! - [`routes`]: the targets of recently published topics, kept by the trie
+//!   while the subscriptions do not change.
 //! - [`retain`]: the retained-message index, a trie matched by filter.
 //! - [`state`]: the deterministic MQTT state: sessions, subscriptions,
 //!   retained messages, queues and QoS 2 ids; applying a command updates
@@ -74,6 +76,7 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod retain;
+pub mod routes;
 pub mod rpc;
 pub mod service;
 pub mod settings;

@@ -2,12 +2,14 @@
 //! plain subscribers of the filter ending there and its shared subscription
 //! groups (`$share/<group>/<filter>`). Matching follows MQTT: `+` matches one
 //! level, `#` the rest (including the parent), and wildcards at the first level
-//! never match topics starting with `$`.
+//! never match topics starting with `$`. Results worth keeping are kept
+//! ([`crate::routes`]) until the subscriptions change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::command::SubOpts;
+use crate::routes::{Routes, Targets};
 
 /// A matching subscription.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct Trie {
     /// Which node each connected session's client is on (for routing QoS 0
     /// to other nodes and for picking shared-group members anywhere).
     locations: HashMap<Arc<str>, u64>,
+    /// Results of [`Trie::targets`] kept since the last subscription change.
+    routes: Routes,
 }
 
 /// Splits `$share/<group>/<filter>` into (Some(group), filter).
@@ -159,6 +163,7 @@ impl Trie {
         for level in f.split('/') {
             node = node.children.entry(level.into()).or_default();
         }
+        self.routes.clear();
         let existed = match group {
             None => node.subs.insert(client.clone(), opts).is_some(),
             Some(g) => node
@@ -181,6 +186,7 @@ impl Trie {
         let removed = Self::remove_at(&mut self.root, &levels, group, client);
         if removed {
             self.len -= 1;
+            self.routes.clear();
         }
         removed
     }
@@ -221,24 +227,31 @@ impl Trie {
     }
 
     /// Resolves every subscription matching `topic` to one target per
-    /// session. Plain subscriptions with no-local skip `publisher`; each
-    /// shared group delivers to the one member `pick` chooses (members come
-    /// in a fixed order, so a deterministic `pick` gives a deterministic
-    /// result).
+    /// session, in client id order. Plain subscriptions with no-local skip
+    /// `publisher`; each shared group delivers to the one member `pick`
+    /// chooses (members come in a fixed order, so a deterministic `pick`
+    /// gives a deterministic result). A result that depends on neither is
+    /// kept for the topic's next message.
     pub fn targets(
         &self,
         topic: &str,
         publisher: &str,
         mut pick: impl FnMut(&BTreeMap<Arc<str>, SubOpts>) -> Option<Arc<str>>,
-    ) -> BTreeMap<Arc<str>, Target> {
+    ) -> Targets {
+        if let Some(kept) = self.routes.get(topic) {
+            return kept;
+        }
+        let mut plain = true;
         let mut out: BTreeMap<Arc<str>, Target> = BTreeMap::new();
         self.matches(topic, &mut |m| match m {
             Match::Plain(c, o) => {
+                plain &= !o.no_local;
                 if !(o.no_local && **c == *publisher) {
                     out.entry(c.clone()).or_default().merge(o);
                 }
             }
             Match::Shared(_, members) => {
+                plain = false;
                 if let Some(c) = pick(members) {
                     if let Some(o) = members.get(&c) {
                         let mut o = *o;
@@ -248,7 +261,11 @@ impl Trie {
                 }
             }
         });
-        out
+        let targets: Targets = out.into_iter().collect();
+        if plain {
+            self.routes.keep(topic, &targets);
+        }
+        targets
     }
 
     fn emit<'a>(node: &'a Node, f: &mut impl FnMut(Match<'a>)) {
@@ -337,6 +354,67 @@ mod tests {
         t.insert("$share/g/t/#", &Arc::from("a"), SubOpts::with_qos(1));
         t.insert("$share/g/t/#", &Arc::from("b"), SubOpts::with_qos(1));
         assert_eq!(clients(&t, "t/1"), ["share:g"]);
+    }
+
+    fn ids(t: &Targets) -> Vec<String> {
+        t.iter().map(|(c, _)| c.to_string()).collect()
+    }
+
+    fn no_pick(_: &BTreeMap<Arc<str>, SubOpts>) -> Option<Arc<str>> {
+        None
+    }
+
+    /// A trie with `n` plain subscribers of `t`, named s00, s01, ...
+    fn fan(n: usize) -> Trie {
+        let mut t = Trie::default();
+        for i in 0..n {
+            t.insert("t", &Arc::from(format!("s{i:02}")), SubOpts::with_qos(1));
+        }
+        t
+    }
+
+    #[test]
+    fn the_next_message_after_a_subscription_change_sees_it() {
+        let mut t = fan(20);
+        assert_eq!(t.targets("t", "p", no_pick).len(), 20);
+        t.insert("#", &Arc::from("late"), SubOpts::with_qos(1));
+        assert!(ids(&t.targets("t", "p", no_pick)).contains(&"late".to_string()));
+        t.remove("t", "s00");
+        let after = ids(&t.targets("t", "p", no_pick));
+        assert_eq!(after.len(), 20);
+        assert!(!after.contains(&"s00".to_string()));
+        t.insert("t", &Arc::from("s01"), SubOpts::with_qos(0));
+        let s01 = t.targets("t", "p", no_pick);
+        let s01 = s01.iter().find(|(c, _)| &**c == "s01").map(|(_, o)| o.qos);
+        assert_eq!(s01, Some(0), "a replaced subscription's QoS");
+    }
+
+    #[test]
+    fn a_no_local_subscriber_misses_only_its_own_messages_on_a_wide_topic() {
+        let mut t = fan(20);
+        let mut own = SubOpts::with_qos(1);
+        own.no_local = true;
+        t.insert("t", &Arc::from("s05"), own);
+        assert!(!ids(&t.targets("t", "s05", no_pick)).contains(&"s05".to_string()));
+        assert!(ids(&t.targets("t", "s06", no_pick)).contains(&"s05".to_string()));
+        assert!(!ids(&t.targets("t", "s05", no_pick)).contains(&"s05".to_string()));
+    }
+
+    #[test]
+    fn a_shared_group_picks_a_member_for_every_message_on_a_wide_topic() {
+        let mut t = fan(20);
+        for m in ["m1", "m2"] {
+            t.insert("$share/g/t", &Arc::from(m), SubOpts::with_qos(1));
+        }
+        let mut turn = 0;
+        let mut pick = |members: &BTreeMap<Arc<str>, SubOpts>| {
+            turn += 1;
+            members.keys().nth(turn % 2).cloned()
+        };
+        let first = ids(&t.targets("t", "p", &mut pick));
+        let second = ids(&t.targets("t", "p", &mut pick));
+        assert!(first.contains(&"m2".to_string()), "{first:?}");
+        assert!(second.contains(&"m1".to_string()), "{second:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use raftmq_storage::{keys, Table};
 use super::{Ctx, MqttState};
 use crate::command::{CmdResult, Message, Publish};
 use crate::error::{encode, RaftError};
-use crate::trie::Target;
+use crate::routes::Targets;
 
 /// splitmix64: spreads message ids (log index << 16 | position, so their low
 /// bits are often all zero) evenly over shared group members, the same way
@@ -82,7 +82,7 @@ impl MqttState {
     fn route(
         &mut self,
         msg: Arc<Message>,
-        targets: Vec<(Arc<str>, Target)>,
+        targets: Targets,
         ctx: &mut Ctx,
     ) -> Result<u32, RaftError> {
         if msg.retain {
@@ -91,8 +91,8 @@ impl MqttState {
         let n = targets.len() as u32;
         if n > 0 {
             let msg_id = self.new_message_id();
-            for (c, t) in targets {
-                self.enqueue(msg_id, &c, &msg, t, ctx)?;
+            for (c, t) in targets.iter() {
+                self.enqueue(msg_id, c, &msg, t, ctx)?;
             }
         }
         Ok(n)
@@ -120,10 +120,10 @@ impl MqttState {
     /// Resolves matching subscriptions to one target per session. A shared
     /// group delivers to one member chosen by the message id, among its
     /// connected members if it has any.
-    fn targets(&self, id: u64, msg: &Message) -> Vec<(Arc<str>, Target)> {
+    fn targets(&self, id: u64, msg: &Message) -> Targets {
         let sessions = &self.sessions;
         let trie = self.trie.read();
-        let picked = trie.targets(&msg.topic, &msg.publisher, |members| {
+        trie.targets(&msg.topic, &msg.publisher, |members| {
             let online: Vec<&Arc<str>> = members
                 .keys()
                 .filter(|c| sessions.get(*c).is_some_and(|r| r.node.is_some()))
@@ -135,7 +135,6 @@ impl MqttState {
             };
             pool.get((mix(id) % pool.len().max(1) as u64) as usize)
                 .map(|c| (*c).clone())
-        });
-        picked.into_iter().collect()
+        })
     }
 }

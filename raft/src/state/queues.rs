@@ -31,7 +31,7 @@ impl MqttState {
         msg_id: u64,
         c: &Arc<str>,
         msg: &Arc<Message>,
-        t: Target,
+        t: &Target,
         ctx: &mut Ctx,
     ) -> Result<(), RaftError> {
         let Some(rec) = self.sessions.get(c) else {
@@ -44,7 +44,7 @@ impl MqttState {
                 msg_id,
                 qos,
                 retain,
-                sub_ids: t.sub_ids,
+                sub_ids: t.sub_ids.clone(),
                 received: false,
                 bytes: msg.payload.len() as u32,
             };
@@ -54,7 +54,7 @@ impl MqttState {
             ctx.events.push(ApplyEvent::Deliver {
                 client_id: c.clone(),
                 epoch: rec.epoch,
-                delivery: Delivery::live(msg.clone(), qos, retain, t.sub_ids),
+                delivery: Delivery::live(msg.clone(), qos, retain, t.sub_ids.clone()),
             });
         }
         Ok(())
