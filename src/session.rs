@@ -8,8 +8,11 @@
 //! packet id across reconnects and restarts, which is what makes QoS 2
 //! exactly-once hold after a crash.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHasher;
 
 use raftmq_raft::Delivery;
 
@@ -24,10 +27,20 @@ struct InFlight {
     /// QoS 2: PUBREC seen (and committed, for durable items); PUBREL sent.
     released: bool,
     sent: Instant,
+    /// When it was first sent, among this connection's deliveries: resends
+    /// go out in this order, whatever their packet ids.
+    order: u64,
 }
 
+/// The deliveries sent and not yet acknowledged, by packet id. Every QoS
+/// 1/2 delivery is one insert and one remove, so a hash map, with a cheap
+/// hash: the ids are the broker's own, nothing a client can aim at.
+type Window = HashMap<u16, InFlight, BuildHasherDefault<FxHasher>>;
+
 pub struct Outbound {
-    inflight: BTreeMap<u16, InFlight>,
+    inflight: Window,
+    /// The `order` of the next delivery sent.
+    next_order: u64,
     waiting: VecDeque<(Delivery, bool)>,
     window: usize,
     max_waiting: i64,
@@ -52,7 +65,8 @@ pub enum AckEffect {
 impl Outbound {
     pub fn new(window: usize, max_waiting: i64, alias_max: u16, max_packet: usize) -> Outbound {
         Outbound {
-            inflight: BTreeMap::new(),
+            inflight: Window::default(),
+            next_order: 0,
             waiting: VecDeque::new(),
             window: window.clamp(1, 65535),
             max_waiting,
@@ -67,6 +81,17 @@ impl Outbound {
     /// Deliveries sent and not yet acknowledged.
     pub fn inflight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Gives back the window's and the waiting queue's memory when both are
+    /// empty: for a connection that has gone idle.
+    pub fn shrink(&mut self) {
+        if self.inflight.is_empty() && self.inflight.capacity() > 0 {
+            self.inflight = Window::default();
+        }
+        if self.waiting.is_empty() && self.waiting.capacity() > 0 {
+            self.waiting = VecDeque::new();
+        }
     }
 
     /// Messages waiting for room in the window.
@@ -173,14 +198,7 @@ impl Outbound {
                 packet_id: pid,
                 ..Default::default()
             }));
-            self.inflight.insert(
-                pid,
-                InFlight {
-                    d,
-                    released: true,
-                    sent: Instant::now(),
-                },
-            );
+            self.hold(pid, d, true);
             return;
         }
         let p = self.publish_packet(&d, dup, pid, now_ms);
@@ -196,15 +214,23 @@ impl Outbound {
         out.push(p);
         self.counts.sent += 1;
         if d.qos > 0 {
-            self.inflight.insert(
-                pid,
-                InFlight {
-                    d,
-                    released: false,
-                    sent: Instant::now(),
-                },
-            );
+            self.hold(pid, d, false);
         }
+    }
+
+    /// Keeps a delivery just sent as `pid` until the client acknowledges it.
+    fn hold(&mut self, pid: u16, d: Delivery, released: bool) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.inflight.insert(
+            pid,
+            InFlight {
+                d,
+                released,
+                sent: Instant::now(),
+                order,
+            },
+        );
     }
 
     fn publish_packet(&mut self, d: &Delivery, dup: bool, pid: u16, now_ms: u64) -> Packet {
@@ -320,17 +346,18 @@ impl Outbound {
             .map_or(AckEffect::None, AckEffect::Commit)
     }
 
-    /// Resends what has waited longer than `after` (MQTT 3 only: MQTT 5
-    /// forbids resending except on reconnect).
+    /// Resends what has waited longer than `after`, in the order first sent
+    /// (MQTT 3 only: MQTT 5 forbids resending except on reconnect).
     pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut Vec<Packet>) -> usize {
         let now = Instant::now();
-        let due: Vec<u16> = self
+        let mut due: Vec<(u64, u16)> = self
             .inflight
             .iter()
             .filter(|(_, f)| now.duration_since(f.sent) >= after)
-            .map(|(p, _)| *p)
+            .map(|(p, f)| (f.order, *p))
             .collect();
-        for pid in &due {
+        due.sort_unstable();
+        for (_, pid) in &due {
             let pkt = match self.inflight.get(pid) {
                 Some(f) if f.released => Packet::PubRel(PubResp {
                     packet_id: *pid,
@@ -348,5 +375,93 @@ impl Outbound {
             out.push(pkt);
         }
         due.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use raftmq_raft::command::Message;
+
+    use super::*;
+
+    fn outbound() -> Outbound {
+        Outbound::new(16, -1, 0, usize::MAX)
+    }
+
+    fn qos1() -> Delivery {
+        let msg = Message::system("t".into(), "x".into(), false, 0);
+        Delivery::live(Arc::new(msg), 1, false, Vec::new())
+    }
+
+    fn sent_ids(out: &[Packet]) -> Vec<u16> {
+        out.iter()
+            .map(|p| match p {
+                Packet::Publish(p) => p.packet_id,
+                other => panic!("not a PUBLISH: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Offers `n` QoS 1 deliveries; returns the packet ids they went out as.
+    fn send(o: &mut Outbound, n: usize) -> Vec<u16> {
+        let (mut out, mut commit) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            o.offer(qos1(), false, 0, &mut out, &mut commit);
+        }
+        sent_ids(&out)
+    }
+
+    #[test]
+    fn resends_go_out_in_the_order_first_sent_across_a_packet_id_wrap() {
+        let mut o = outbound();
+        o.next_pid = 65534;
+        let first = send(&mut o, 3);
+        assert_eq!(first, vec![65534, 65535, 1]);
+        let mut out = Vec::new();
+        assert_eq!(o.retransmit(Duration::ZERO, 0, &mut out), 3);
+        assert_eq!(sent_ids(&out), first);
+        assert!(matches!(&out[0], Packet::Publish(p) if p.dup));
+    }
+
+    #[test]
+    fn a_puback_frees_its_packet_id_and_only_its_own() {
+        let mut o = outbound();
+        let ids = send(&mut o, 2);
+        assert!(matches!(o.puback(ids[0]), AckEffect::None));
+        assert_eq!(o.inflight(), 1);
+        assert!(matches!(o.puback(ids[0]), AckEffect::None));
+        assert_eq!(
+            o.inflight(),
+            1,
+            "a second PUBACK for the same id frees nothing"
+        );
+        let mut out = Vec::new();
+        o.retransmit(Duration::ZERO, 0, &mut out);
+        assert_eq!(sent_ids(&out), vec![ids[1]]);
+    }
+
+    #[test]
+    fn a_full_window_queues_and_an_ack_lets_the_next_in() {
+        let mut o = Outbound::new(2, -1, 0, usize::MAX);
+        assert_eq!(send(&mut o, 3).len(), 2);
+        assert_eq!((o.inflight(), o.waiting()), (2, 1));
+        o.puback(1);
+        let (mut out, mut commit) = (Vec::new(), Vec::new());
+        o.fill(0, &mut out, &mut commit);
+        assert_eq!(sent_ids(&out), vec![3]);
+        assert_eq!((o.inflight(), o.waiting()), (2, 0));
+    }
+
+    #[test]
+    fn an_emptied_window_gives_back_its_memory_when_shrunk() {
+        let mut o = outbound();
+        for pid in send(&mut o, 8) {
+            o.puback(pid);
+        }
+        assert!(o.inflight.capacity() > 0);
+        o.shrink();
+        assert_eq!(o.inflight.capacity(), 0);
     }
 }

@@ -320,6 +320,7 @@ impl Conn {
                     self.events.shrink();
                     self.replies.shrink();
                     self.inbound.shrink();
+                    self.outbound.shrink();
                     self.acl.forget();
                     if !self.retransmits() {
                         timers.retry_tick = None;
