@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
 use crate::codec::{self, DecodeError, Packet, Protocol};
-use crate::metrics::mqtt::MqttCounters;
+use crate::metrics::mqtt::{MqttCounters, Tally};
 
 /// How long a closing connection keeps reading (and discarding) so the
 /// client reads our last packet instead of a reset.
@@ -54,6 +54,9 @@ pub struct Framed<R, W> {
     max_packet_in: usize,
     /// Where every packet read and written is counted.
     counters: Option<Arc<MqttCounters>>,
+    /// PUBLISH and its acknowledgements counted since the last write, made
+    /// when the first is counted and given back when idle.
+    tally: Option<Box<Tally>>,
 }
 
 /// A read half that can wait for bytes without a buffer to read them
@@ -84,6 +87,7 @@ where
             proto: Protocol::V311,
             max_packet_in,
             counters: None,
+            tally: None,
         }
     }
 
@@ -107,7 +111,7 @@ where
     pub fn next_buffered(&mut self) -> Result<Option<Packet>, DecodeError> {
         let p = codec::decode(&mut self.rbuf, self.proto, self.max_packet_in)?;
         if let (Some(c), Some(p)) = (&self.counters, &p) {
-            c.received(p);
+            c.received(p, self.tally.get_or_insert_with(Box::default));
         }
         Ok(p)
     }
@@ -152,6 +156,8 @@ where
         if self.queued.is_empty() && self.queued.capacity() > 0 {
             self.queued = Vec::new();
         }
+        self.add_tally();
+        self.tally = None;
     }
 
     /// Reads until one packet is complete. `Ok(None)`: closed first.
@@ -194,11 +200,12 @@ where
                 Err(e) => warn!(error = %e, "packet could not be encoded; dropped"),
                 Ok(()) => {
                     if let Some(c) = &self.counters {
-                        c.sent(&p, self.proto);
+                        c.sent(&p, self.proto, self.tally.get_or_insert_with(Box::default));
                     }
                 }
             }
         }
+        self.add_tally();
         if !self.wbuf.is_empty() {
             written.bytes = self.wbuf.len() as u64;
             self.wr.write_all(&self.wbuf).await?;
@@ -235,6 +242,23 @@ where
             }
         };
         let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    }
+}
+
+impl<R, W> Framed<R, W> {
+    /// Adds what the tally counted to the shared counters.
+    fn add_tally(&mut self) {
+        if let (Some(c), Some(t)) = (&self.counters, &mut self.tally) {
+            c.add(t);
+        }
+    }
+}
+
+/// A connection that ends without a last write still has its packets
+/// counted.
+impl<R, W> Drop for Framed<R, W> {
+    fn drop(&mut self) {
+        self.add_tally();
     }
 }
 

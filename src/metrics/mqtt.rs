@@ -29,10 +29,28 @@ impl Default for ByQos {
     }
 }
 
-impl ByQos {
-    fn inc(&self, q: QoS) {
-        self.counters[q as usize].inc();
-    }
+/// Slots of a [`Tally`]: PUBLISH by QoS, and its acknowledgements, each way.
+const PUBLISH_RECEIVED: usize = 0;
+const PUBLISH_SENT: usize = 3;
+const PUBACK_RECEIVED: usize = 6;
+const PUBACK_SENT: usize = 7;
+const PUBREC_RECEIVED: usize = 8;
+const PUBREC_SENT: usize = 9;
+const PUBREL_RECEIVED: usize = 10;
+const PUBREL_SENT: usize = 11;
+const PUBCOMP_RECEIVED: usize = 12;
+const PUBCOMP_SENT: usize = 13;
+const SLOTS: usize = 14;
+
+/// One connection's count of the packets it read and wrote of the kinds a
+/// message costs (PUBLISH and its acknowledgements), not yet added to the
+/// node's counters: it adds them once per write ([`MqttCounters::add`]).
+/// Two shared counters touched from both cores for every delivery cost
+/// more than handling the delivery's PUBACK. Other packets are counted at
+/// once.
+#[derive(Debug, Default)]
+pub struct Tally {
+    n: [u32; SLOTS],
 }
 
 /// Counters of MQTT packets in and out of this node's connections.
@@ -85,15 +103,16 @@ fn code(name: &'static str) -> Labels {
 }
 
 impl MqttCounters {
-    /// Counts a packet decoded from a client.
-    pub fn received(&self, p: &Packet) {
+    /// Counts a packet decoded from a client: in `tally` if it is of a
+    /// message's kinds, else at once.
+    pub fn received(&self, p: &Packet, tally: &mut Tally) {
         match p {
             Packet::Connect(_) => one(&self.connect_received),
-            Packet::Publish(p) => self.publish_received.inc(p.qos),
-            Packet::PubAck(_) => one(&self.puback_received),
-            Packet::PubRec(_) => one(&self.pubrec_received),
-            Packet::PubRel(_) => one(&self.pubrel_received),
-            Packet::PubComp(_) => one(&self.pubcomp_received),
+            Packet::Publish(p) => tally.n[PUBLISH_RECEIVED + p.qos as usize] += 1,
+            Packet::PubAck(_) => tally.n[PUBACK_RECEIVED] += 1,
+            Packet::PubRec(_) => tally.n[PUBREC_RECEIVED] += 1,
+            Packet::PubRel(_) => tally.n[PUBREL_RECEIVED] += 1,
+            Packet::PubComp(_) => tally.n[PUBCOMP_RECEIVED] += 1,
             Packet::Subscribe(_) => one(&self.subscribe_received),
             Packet::Unsubscribe(_) => one(&self.unsubscribe_received),
             Packet::PingReq => one(&self.pingreq_received),
@@ -107,15 +126,16 @@ impl MqttCounters {
         }
     }
 
-    /// Counts a packet written to a client speaking `proto`.
-    pub fn sent(&self, p: &Packet, proto: Protocol) {
+    /// Counts a packet written to a client speaking `proto`: in `tally` if
+    /// it is of a message's kinds, else at once.
+    pub fn sent(&self, p: &Packet, proto: Protocol, tally: &mut Tally) {
         match p {
             Packet::ConnAck(c) => labelled(&self.connack_sent, code(connack_name(c.code, proto))),
-            Packet::Publish(p) => self.publish_sent.inc(p.qos),
-            Packet::PubAck(_) => one(&self.puback_sent),
-            Packet::PubRec(_) => one(&self.pubrec_sent),
-            Packet::PubRel(_) => one(&self.pubrel_sent),
-            Packet::PubComp(_) => one(&self.pubcomp_sent),
+            Packet::Publish(p) => tally.n[PUBLISH_SENT + p.qos as usize] += 1,
+            Packet::PubAck(_) => tally.n[PUBACK_SENT] += 1,
+            Packet::PubRec(_) => tally.n[PUBREC_SENT] += 1,
+            Packet::PubRel(_) => tally.n[PUBREL_SENT] += 1,
+            Packet::PubComp(_) => tally.n[PUBCOMP_SENT] += 1,
             Packet::SubAck(_) => one(&self.suback_sent),
             Packet::UnsubAck(_) => one(&self.unsuback_sent),
             Packet::PingResp => one(&self.pingresp_sent),
@@ -127,6 +147,33 @@ impl MqttCounters {
             | Packet::Unsubscribe(_)
             | Packet::PingReq
             | Packet::Auth(_) => {}
+        }
+    }
+
+    /// Adds a connection's tally to these counters and empties it.
+    pub fn add(&self, tally: &mut Tally) {
+        let [r0, r1, r2] = &self.publish_received.counters;
+        let [s0, s1, s2] = &self.publish_sent.counters;
+        let slots: [&Counter; SLOTS] = [
+            r0,
+            r1,
+            r2,
+            s0,
+            s1,
+            s2,
+            &self.puback_received,
+            &self.puback_sent,
+            &self.pubrec_received,
+            &self.pubrec_sent,
+            &self.pubrel_received,
+            &self.pubrel_sent,
+            &self.pubcomp_received,
+            &self.pubcomp_sent,
+        ];
+        for (c, n) in slots.into_iter().zip(&mut tally.n) {
+            if *n > 0 {
+                c.inc_by(u64::from(std::mem::take(n)));
+            }
         }
     }
 
@@ -343,6 +390,43 @@ mod tests {
             disconnect_name(reason::SESSION_TAKEN_OVER),
             "session_taken_over"
         );
+    }
+
+    fn render(c: &MqttCounters) -> String {
+        let mut r = Registry::default();
+        c.register(&mut r);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).expect("encode");
+        text
+    }
+
+    #[test]
+    fn a_tallied_packet_reaches_the_shared_counter_when_added_and_once() {
+        use crate::codec::{PubResp, Publish};
+        let c = MqttCounters::default();
+        let mut tally = Tally::default();
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: 1,
+            payload: Default::default(),
+            properties: Default::default(),
+        });
+        c.received(&publish, &mut tally);
+        c.sent(
+            &Packet::PubAck(PubResp::default()),
+            Protocol::V311,
+            &mut tally,
+        );
+        let received = "mqtt_publish_received_total{qos=\"1\"}";
+        assert!(render(&c).contains(&format!("{received} 0")));
+        c.add(&mut tally);
+        c.add(&mut tally);
+        let text = render(&c);
+        assert!(text.contains(&format!("{received} 1")), "{text}");
+        assert!(text.contains("mqtt_puback_sent_total 1"), "{text}");
     }
 
     #[test]
