@@ -495,12 +495,7 @@ mod tests {
 
     use super::*;
     use crate::command::*;
-    use crate::state::{ApplyEvent, EventSink, Row};
-
-    struct NoSink;
-    impl EventSink for NoSink {
-        fn emit(&self, _: ApplyEvent) {}
-    }
+    use crate::state::{NoEvents, Row};
 
     /// A state machine on its own data directory.
     struct Node {
@@ -512,7 +507,7 @@ mod tests {
     fn open(dir: &Path) -> StateMachine {
         let store = Store::open(&dir.join("db")).expect("open db");
         recover_install(&store, dir).expect("recover");
-        let st = MqttState::open(store, Arc::new(NoSink)).expect("load");
+        let st = MqttState::open(store, Arc::new(NoEvents)).expect("load");
         StateMachine::new(Arc::new(Mutex::new(st)), dir, Published::default())
     }
 

@@ -315,12 +315,7 @@ impl StateView {
 mod tests {
     use super::*;
     use crate::command::{Command, Disconnect, MsgProps, Publish, Register, SubOpts, Subscribe};
-    use crate::state::{ApplyEvent, EventSink};
-
-    struct NullSink;
-    impl EventSink for NullSink {
-        fn emit(&self, _: ApplyEvent) {}
-    }
+    use crate::state::NoEvents;
 
     fn msg(topic: &str, payload: &str, retain: bool) -> Message {
         Message {
@@ -344,7 +339,7 @@ mod tests {
     fn listings_and_summary_match_the_state_without_its_lock() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut st = MqttState::open(store.clone(), Arc::new(NullSink)).unwrap();
+        let mut st = MqttState::open(store.clone(), Arc::new(NoEvents)).unwrap();
         let view = StateView::new(store);
         let published = Published::default();
         let register = |c: &str, node: u64| {

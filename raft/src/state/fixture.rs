@@ -6,14 +6,8 @@ use std::sync::Arc;
 
 use raftmq_storage::Store;
 
-use super::{ApplyEvent, EventSink, MqttState};
+use super::{MqttState, NoEvents};
 use crate::command::{CmdResult, Command};
-
-/// Drops every apply event.
-struct Nothing;
-impl EventSink for Nothing {
-    fn emit(&self, _: ApplyEvent) {}
-}
 
 pub(super) struct Fixture {
     dir: tempfile::TempDir,
@@ -49,5 +43,5 @@ impl Fixture {
 }
 
 fn open(dir: &tempfile::TempDir) -> MqttState {
-    MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(Nothing)).unwrap()
+    MqttState::open(Store::open(dir.path()).unwrap(), Arc::new(NoEvents)).unwrap()
 }

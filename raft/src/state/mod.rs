@@ -121,6 +121,16 @@ pub trait EventSink: Send + Sync + 'static {
     fn deliver_remote(&self, _msg: Arc<Message>, _targets: Vec<crate::rpc::RemoteTarget>) {}
 }
 
+/// A sink that drops every event: for tests that look at the state, not at
+/// what apply tells connections.
+#[cfg(test)]
+pub(crate) struct NoEvents;
+
+#[cfg(test)]
+impl EventSink for NoEvents {
+    fn emit(&self, _: ApplyEvent) {}
+}
+
 /// Counters of what apply did, for metrics.
 #[derive(Debug, Default, Clone)]
 pub struct ApplyStats {
