@@ -16,7 +16,15 @@ use rustc_hash::FxHasher;
 
 use raftmq_raft::Delivery;
 
-use crate::codec::{Packet, PubResp, Publish, PublishProperties, QoS};
+use crate::codec::{self, Packet, PubResp, PublishProperties, PublishRef, QoS};
+
+/// Where the window's packets go: the connection's framing, which encodes
+/// each at once. A delivery is written from the message it shares with
+/// the other subscribers, not copied into a packet of its own.
+pub trait Wire {
+    fn packet(&mut self, p: Packet);
+    fn publish(&mut self, p: &PublishRef);
+}
 
 pub fn pid_for_seq(seq: u64) -> u16 {
     (seq % 65535) as u16 + 1
@@ -127,7 +135,7 @@ impl Outbound {
         d: Delivery,
         dup: bool,
         now_ms: u64,
-        out: &mut Vec<Packet>,
+        out: &mut impl Wire,
         commit: &mut Vec<u64>,
     ) {
         self.counts.offered += 1;
@@ -165,7 +173,7 @@ impl Outbound {
     }
 
     /// Moves waiting messages into the window while it has room.
-    pub fn fill(&mut self, now_ms: u64, out: &mut Vec<Packet>, commit: &mut Vec<u64>) {
+    pub fn fill(&mut self, now_ms: u64, out: &mut impl Wire, commit: &mut Vec<u64>) {
         while self.inflight.len() < self.window {
             let Some((d, dup)) = self.waiting.pop_front() else {
                 break;
@@ -190,28 +198,23 @@ impl Outbound {
         dup: bool,
         pid: u16,
         now_ms: u64,
-        out: &mut Vec<Packet>,
+        out: &mut impl Wire,
         commit: &mut Vec<u64>,
     ) {
         if d.received {
-            out.push(Packet::PubRel(PubResp {
+            out.packet(Packet::PubRel(PubResp {
                 packet_id: pid,
                 ..Default::default()
             }));
             self.hold(pid, d, true);
             return;
         }
-        let p = self.publish_packet(&d, dup, pid, now_ms);
-        // Only a client that set a maximum packet size needs the size check.
-        if self.max_packet != usize::MAX
-            && crate::codec::encoded_len(&p, crate::codec::Protocol::V5) > self.max_packet
-        {
+        if !self.write_publish(&d, dup, pid, now_ms, out) {
             // The client said it cannot take a packet this large: drop it.
             self.counts.dropped_too_large += 1;
             commit.extend(d.seq);
             return;
         }
-        out.push(p);
         self.counts.sent += 1;
         if d.qos > 0 {
             self.hold(pid, d, false);
@@ -233,41 +236,64 @@ impl Outbound {
         );
     }
 
-    fn publish_packet(&mut self, d: &Delivery, dup: bool, pid: u16, now_ms: u64) -> Packet {
+    /// Writes `d` as PUBLISH `pid`, with the topic alias the client knows
+    /// for its topic or a new one. False, and nothing written, if the
+    /// client's maximum packet size does not allow it.
+    fn write_publish(
+        &mut self,
+        d: &Delivery,
+        dup: bool,
+        pid: u16,
+        now_ms: u64,
+        out: &mut impl Wire,
+    ) -> bool {
         let m = &d.msg;
-        let mut topic = m.topic.clone();
+        let mut topic = m.topic.as_str();
         let mut topic_alias = None;
+        let mut new_alias = false;
         if self.alias_max > 0 {
             if let Some(a) = self.aliases.get(&m.topic) {
                 topic_alias = Some(*a);
-                topic = String::new();
+                topic = "";
             } else if self.aliases.len() < self.alias_max as usize {
-                let a = self.aliases.len() as u16 + 1;
-                self.aliases.insert(m.topic.clone(), a);
-                topic_alias = Some(a);
+                topic_alias = Some(self.aliases.len() as u16 + 1);
+                new_alias = true;
             }
         }
         let expiry = m
             .expires_ms
             .map(|e| (e.saturating_sub(now_ms).div_ceil(1000)).max(1) as u32);
-        Packet::Publish(Publish {
+        let properties = PublishProperties {
+            payload_format_indicator: m.props.payload_format_indicator,
+            message_expiry_interval: expiry,
+            topic_alias,
+            response_topic: m.props.response_topic.clone(),
+            correlation_data: m.props.correlation_data.clone(),
+            user_properties: m.props.user_properties.clone(),
+            subscription_identifiers: d.sub_ids.clone(),
+            content_type: m.props.content_type.clone(),
+        };
+        let p = PublishRef {
             dup: dup && d.qos > 0,
             qos: QoS::from_u8(d.qos).unwrap_or(QoS::AtMostOnce),
             retain: d.retain,
             topic,
             packet_id: if d.qos > 0 { pid } else { 0 },
-            payload: m.payload.clone(),
-            properties: PublishProperties {
-                payload_format_indicator: m.props.payload_format_indicator,
-                message_expiry_interval: expiry,
-                topic_alias,
-                response_topic: m.props.response_topic.clone(),
-                correlation_data: m.props.correlation_data.clone(),
-                user_properties: m.props.user_properties.clone(),
-                subscription_identifiers: d.sub_ids.clone(),
-                content_type: m.props.content_type.clone(),
-            },
-        })
+            payload: &m.payload,
+            properties: &properties,
+        };
+        // Only a client that set a maximum packet size needs the size check.
+        if self.max_packet != usize::MAX
+            && codec::publish_len(&p, codec::Protocol::V5) > self.max_packet
+        {
+            return false;
+        }
+        out.publish(&p);
+        // A new alias is the client's only once a packet has carried it.
+        if let (true, Some(a)) = (new_alias, topic_alias) {
+            self.aliases.insert(m.topic.clone(), a);
+        }
+        true
     }
 
     /// PUBACK from the client.
@@ -282,10 +308,10 @@ impl Outbound {
     }
 
     /// PUBREC from the client. `failed` = reason code >= 0x80.
-    pub fn pubrec(&mut self, pid: u16, failed: bool, out: &mut Vec<Packet>) -> AckEffect {
+    pub fn pubrec(&mut self, pid: u16, failed: bool, out: &mut impl Wire) -> AckEffect {
         let Some(f) = self.inflight.get_mut(&pid) else {
             // Unknown id: answer so the client can finish (spec 4.3.3).
-            out.push(Packet::PubRel(PubResp {
+            out.packet(Packet::PubRel(PubResp {
                 packet_id: pid,
                 reason: 0x92,
                 ..Default::default()
@@ -302,7 +328,7 @@ impl Outbound {
                 .map_or(AckEffect::None, AckEffect::Commit);
         }
         if f.released {
-            out.push(Packet::PubRel(PubResp {
+            out.packet(Packet::PubRel(PubResp {
                 packet_id: pid,
                 ..Default::default()
             }));
@@ -313,7 +339,7 @@ impl Outbound {
             None => {
                 f.released = true;
                 f.sent = Instant::now();
-                out.push(Packet::PubRel(PubResp {
+                out.packet(Packet::PubRel(PubResp {
                     packet_id: pid,
                     ..Default::default()
                 }));
@@ -323,12 +349,12 @@ impl Outbound {
     }
 
     /// The "received" state of a durable QoS 2 item is committed: PUBREL.
-    pub fn released(&mut self, pid: u16, out: &mut Vec<Packet>) {
+    pub fn released(&mut self, pid: u16, out: &mut impl Wire) {
         if let Some(f) = self.inflight.get_mut(&pid) {
             f.released = true;
             f.d.received = true;
             f.sent = Instant::now();
-            out.push(Packet::PubRel(PubResp {
+            out.packet(Packet::PubRel(PubResp {
                 packet_id: pid,
                 ..Default::default()
             }));
@@ -348,7 +374,7 @@ impl Outbound {
 
     /// Resends what has waited longer than `after`, in the order first sent
     /// (MQTT 3 only: MQTT 5 forbids resending except on reconnect).
-    pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut Vec<Packet>) -> usize {
+    pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut impl Wire) -> usize {
         let now = Instant::now();
         let mut due: Vec<(u64, u16)> = self
             .inflight
@@ -358,21 +384,23 @@ impl Outbound {
             .collect();
         due.sort_unstable();
         for (_, pid) in &due {
-            let pkt = match self.inflight.get(pid) {
-                Some(f) if f.released => Packet::PubRel(PubResp {
-                    packet_id: *pid,
-                    ..Default::default()
-                }),
+            let d = match self.inflight.get_mut(pid) {
                 Some(f) => {
-                    let d = f.d.clone();
-                    self.publish_packet(&d, true, *pid, now_ms)
+                    f.sent = now;
+                    (!f.released).then(|| f.d.clone())
                 }
                 None => continue,
             };
-            if let Some(f) = self.inflight.get_mut(pid) {
-                f.sent = now;
+            match d {
+                // It went out before, so it fits.
+                Some(d) => {
+                    self.write_publish(&d, true, *pid, now_ms, out);
+                }
+                None => out.packet(Packet::PubRel(PubResp {
+                    packet_id: *pid,
+                    ..Default::default()
+                })),
             }
-            out.push(pkt);
         }
         due.len()
     }
@@ -385,6 +413,25 @@ mod tests {
     use raftmq_raft::command::Message;
 
     use super::*;
+
+    /// The packets written, as packets.
+    impl Wire for Vec<Packet> {
+        fn packet(&mut self, p: Packet) {
+            self.push(p);
+        }
+
+        fn publish(&mut self, p: &PublishRef) {
+            self.push(Packet::Publish(crate::codec::Publish {
+                dup: p.dup,
+                qos: p.qos,
+                retain: p.retain,
+                topic: p.topic.to_string(),
+                packet_id: p.packet_id,
+                payload: bytes::Bytes::copy_from_slice(p.payload),
+                properties: p.properties.clone(),
+            }));
+        }
+    }
 
     fn outbound() -> Outbound {
         Outbound::new(16, -1, 0, usize::MAX)
@@ -452,6 +499,27 @@ mod tests {
         o.fill(0, &mut out, &mut commit);
         assert_eq!(sent_ids(&out), vec![3]);
         assert_eq!((o.inflight(), o.waiting()), (2, 0));
+    }
+
+    #[test]
+    fn a_publish_too_large_for_the_client_leaves_the_topic_alias_unused() {
+        let mut o = Outbound::new(16, -1, 2, 64);
+        let big = Message::system("t".into(), "x".repeat(100), false, 0);
+        let big = Delivery::live(Arc::new(big), 1, false, Vec::new());
+        let (mut out, mut commit) = (Vec::new(), Vec::new());
+        o.offer(big, false, 0, &mut out, &mut commit);
+        assert!(out.is_empty());
+        assert_eq!(o.counts.dropped_too_large, 1);
+        o.offer(qos1(), false, 0, &mut out, &mut commit);
+        o.offer(qos1(), false, 0, &mut out, &mut commit);
+        let sent: Vec<(String, Option<u16>)> = out
+            .iter()
+            .map(|p| match p {
+                Packet::Publish(p) => (p.topic.clone(), p.properties.topic_alias),
+                other => panic!("not a PUBLISH: {other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, [("t".to_string(), Some(1)), (String::new(), Some(1))]);
     }
 
     #[test]

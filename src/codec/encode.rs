@@ -32,6 +32,57 @@ pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     1 + varint_len(remaining) + remaining
 }
 
+/// See [`super::encode_publish`].
+pub fn encode_publish(p: &PublishRef, protocol: Protocol, out: &mut BytesMut) -> Result<()> {
+    let start = out.len();
+    let v5 = protocol.is_v5();
+    let result = put_publish(out, p, &publish_sizes(p, v5), v5);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// See [`super::publish_len`].
+pub fn publish_len(p: &PublishRef, protocol: Protocol) -> usize {
+    let remaining = publish_sizes(p, protocol.is_v5()).remaining;
+    1 + varint_len(remaining) + remaining
+}
+
+fn publish_sizes(p: &PublishRef, v5: bool) -> Sizes {
+    let mut s = Sizes::default();
+    let mut n = 2 + p.topic.len() + p.payload.len();
+    if p.qos != QoS::AtMostOnce {
+        n += 2;
+    }
+    if v5 {
+        s.props = publish_props_len(p.properties);
+        n += prefixed_props(s.props);
+    }
+    s.remaining = n;
+    s
+}
+
+fn put_publish(out: &mut BytesMut, p: &PublishRef, s: &Sizes, v5: bool) -> Result<()> {
+    let mut first = 0x30 | ((p.qos as u8) << 1);
+    if p.dup {
+        first |= 0x08;
+    }
+    if p.retain {
+        first |= 0x01;
+    }
+    header(out, first, s.remaining)?;
+    put_str(out, p.topic, "topic name")?;
+    if p.qos != QoS::AtMostOnce {
+        out.put_u16(p.packet_id);
+    }
+    if v5 {
+        put_publish_props(out, p.properties, s.props)?;
+    }
+    out.put_slice(p.payload);
+    Ok(())
+}
+
 /// Lengths computed once and shared by `encoded_len` and `encode`.
 #[derive(Default)]
 struct Sizes {
@@ -109,17 +160,7 @@ fn sizes(packet: &Packet, protocol: Protocol) -> Sizes {
                 s.remaining += prefixed_props(s.props);
             }
         }
-        Packet::Publish(p) => {
-            let mut n = 2 + p.topic.len() + p.payload.len();
-            if p.qos != QoS::AtMostOnce {
-                n += 2;
-            }
-            if v5 {
-                s.props = publish_props_len(&p.properties);
-                n += prefixed_props(s.props);
-            }
-            s.remaining = n;
-        }
+        Packet::Publish(p) => s = publish_sizes(&p.borrowed(), v5),
         Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
             if v5 {
                 s.props = ack_props_len(&p.properties);
@@ -246,24 +287,7 @@ fn write_packet(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Resu
                 out.put_u8(reason::connack_v3_return_code(c.code));
             }
         }
-        Packet::Publish(p) => {
-            let mut first = 0x30 | ((p.qos as u8) << 1);
-            if p.dup {
-                first |= 0x08;
-            }
-            if p.retain {
-                first |= 0x01;
-            }
-            header(out, first, s.remaining)?;
-            put_str(out, &p.topic, "topic name")?;
-            if p.qos != QoS::AtMostOnce {
-                out.put_u16(p.packet_id);
-            }
-            if v5 {
-                put_publish_props(out, &p.properties, s.props)?;
-            }
-            out.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => put_publish(out, &p.borrowed(), &s, v5)?,
         Packet::PubAck(p) => put_pub_resp(out, 0x40, p, &s)?,
         Packet::PubRec(p) => put_pub_resp(out, 0x50, p, &s)?,
         Packet::PubRel(p) => put_pub_resp(out, 0x62, p, &s)?,

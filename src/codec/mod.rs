@@ -68,3 +68,18 @@ pub fn encode(
 pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     encode::encoded_len(packet, protocol)
 }
+
+/// Append the wire form of a PUBLISH given by its parts, as [`encode`] would
+/// write the same [`Publish`]. On error nothing is appended.
+pub fn encode_publish(
+    p: &PublishRef,
+    protocol: Protocol,
+    out: &mut bytes::BytesMut,
+) -> Result<(), EncodeError> {
+    encode::encode_publish(p, protocol, out)
+}
+
+/// Exact number of bytes [`encode_publish`] would write.
+pub fn publish_len(p: &PublishRef, protocol: Protocol) -> usize {
+    encode::publish_len(p, protocol)
+}

@@ -154,6 +154,37 @@ pub struct Publish {
     pub properties: PublishProperties,
 }
 
+/// A PUBLISH encoded from borrowed parts: a delivery is written straight
+/// from the message it shares with the other subscribers, with no copy of
+/// its topic and no count taken on its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// May be empty in MQTT 5 when a topic alias is set.
+    pub topic: &'a str,
+    /// 0 for QoS 0 (not on the wire).
+    pub packet_id: u16,
+    pub payload: &'a [u8],
+    pub properties: &'a PublishProperties,
+}
+
+impl Publish {
+    /// This packet's parts, borrowed.
+    pub fn borrowed(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            payload: &self.payload,
+            properties: &self.properties,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PublishProperties {
     pub payload_format_indicator: Option<u8>,

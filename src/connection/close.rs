@@ -111,7 +111,7 @@ impl Conn {
             // MQTT 3 has no server DISCONNECT: a protocol error just closes.
             // Nor after the client's DISCONNECT (its answers went out) or
             // a closed socket.
-            Some(_) | None => self.io.discard_queued(),
+            Some(_) | None => self.io.discard_unwritten(),
         }
         // Our last packets (an MQTT 5 client's DISCONNECT) go out at once...
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;

@@ -1,5 +1,6 @@
-//! Framing: bytes from the socket become packets, and packets queued for the
-//! client become bytes written in one go. Knows the wire, not the session.
+//! Framing: bytes from the socket become packets, and packets for the client
+//! are encoded as they come and written in one go. Knows the wire, not the
+//! session.
 //!
 //! Bytes read past a complete packet stay buffered and come out of
 //! [`Framed::next_buffered`] in order, whichever phase of the connection
@@ -14,8 +15,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
-use crate::codec::{self, DecodeError, Packet, Protocol};
+use crate::codec::{self, DecodeError, Packet, Protocol, PublishRef};
 use crate::metrics::mqtt::{MqttCounters, Tally};
+use crate::session::Wire;
 
 /// How long a closing connection keeps reading (and discarding) so the
 /// client reads our last packet instead of a reset.
@@ -36,7 +38,7 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// A packet stream over a split socket: the read buffer, the packets queued
+/// A packet stream over a split socket: the read buffer, the packets encoded
 /// for writing and the protocol level both directions use.
 ///
 /// Buffers start empty and grow with traffic; an idle connection gives them
@@ -48,8 +50,10 @@ pub struct Framed<R, W> {
     rbuf: BytesMut,
     /// Room the next read asks for (see [`READ_MIN`]).
     read_room: usize,
+    /// Packets encoded and not yet written.
     wbuf: BytesMut,
-    queued: Vec<Packet>,
+    /// PUBLISH packets among them.
+    publishes: u64,
     proto: Protocol,
     max_packet_in: usize,
     /// Where every packet read and written is counted.
@@ -83,7 +87,7 @@ where
             rbuf: BytesMut::new(),
             read_room: READ_MIN,
             wbuf: BytesMut::new(),
-            queued: Vec::new(),
+            publishes: 0,
             proto: Protocol::V311,
             max_packet_in,
             counters: None,
@@ -153,9 +157,6 @@ where
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             self.wbuf = BytesMut::new();
         }
-        if self.queued.is_empty() && self.queued.capacity() > 0 {
-            self.queued = Vec::new();
-        }
         self.add_tally();
         self.tally = None;
     }
@@ -174,38 +175,56 @@ where
         }
     }
 
-    /// Queues a packet for the next [`flush`](Self::flush).
+    /// Encodes a packet for the next [`flush`](Self::flush).
     pub fn push(&mut self, p: Packet) {
-        self.queued.push(p);
-    }
-
-    /// Where handlers queue their packets.
-    pub fn queue(&mut self) -> &mut Vec<Packet> {
-        &mut self.queued
-    }
-
-    /// Forgets the packets queued and not yet written.
-    pub fn discard_queued(&mut self) {
-        self.queued.clear();
-    }
-
-    /// Encodes every queued packet and writes them with one write.
-    pub async fn flush(&mut self) -> std::io::Result<Written> {
-        let mut written = Written::default();
-        for p in self.queued.drain(..) {
-            if matches!(p, Packet::Publish(_)) {
-                written.publishes += 1;
-            }
-            match codec::encode(&p, self.proto, &mut self.wbuf) {
-                Err(e) => warn!(error = %e, "packet could not be encoded; dropped"),
-                Ok(()) => {
-                    if let Some(c) = &self.counters {
-                        c.sent(&p, self.proto, self.tally.get_or_insert_with(Box::default));
-                    }
+        match codec::encode(&p, self.proto, &mut self.wbuf) {
+            Err(e) => warn!(error = %e, "packet could not be encoded; dropped"),
+            Ok(()) => {
+                if matches!(p, Packet::Publish(_)) {
+                    self.publishes += 1;
+                }
+                if self.counters.is_some() {
+                    let proto = self.proto;
+                    self.tally().sent(&p, proto);
                 }
             }
         }
+    }
+
+    /// Encodes a PUBLISH given by its parts for the next
+    /// [`flush`](Self::flush).
+    pub fn push_publish(&mut self, p: &PublishRef) {
+        match codec::encode_publish(p, self.proto, &mut self.wbuf) {
+            Err(e) => warn!(error = %e, "PUBLISH could not be encoded; dropped"),
+            Ok(()) => {
+                self.publishes += 1;
+                if self.counters.is_some() {
+                    self.tally().sent_publish(p.qos);
+                }
+            }
+        }
+    }
+
+    fn tally(&mut self) -> &mut Tally {
+        self.tally.get_or_insert_with(Box::default)
+    }
+
+    /// Forgets the packets encoded and not yet written.
+    pub fn discard_unwritten(&mut self) {
+        self.wbuf.clear();
+        self.publishes = 0;
+        if let Some(t) = &mut self.tally {
+            t.forget_sent();
+        }
+    }
+
+    /// Writes every packet encoded since the last flush, with one write.
+    pub async fn flush(&mut self) -> std::io::Result<Written> {
         self.add_tally();
+        let mut written = Written {
+            publishes: std::mem::take(&mut self.publishes),
+            bytes: 0,
+        };
         if !self.wbuf.is_empty() {
             written.bytes = self.wbuf.len() as u64;
             self.wr.write_all(&self.wbuf).await?;
@@ -251,6 +270,22 @@ impl<R, W> Framed<R, W> {
         if let (Some(c), Some(t)) = (&self.counters, &mut self.tally) {
             c.add(t);
         }
+    }
+}
+
+/// The outbound window writes into the framing: each packet is encoded at
+/// once, in the order written.
+impl<R, W> Wire for Framed<R, W>
+where
+    R: AsyncRead + ReadReady + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    fn packet(&mut self, p: Packet) {
+        self.push(p);
+    }
+
+    fn publish(&mut self, p: &PublishRef) {
+        self.push_publish(p);
     }
 }
 
@@ -418,7 +453,6 @@ mod tests {
         let f = Framed::new(Chunks(VecDeque::new()), tokio::io::sink(), usize::MAX);
         assert_eq!(f.rbuf.capacity(), 0);
         assert_eq!(f.wbuf.capacity(), 0);
-        assert_eq!(f.queued.capacity(), 0);
     }
 
     #[test]
@@ -448,7 +482,6 @@ mod tests {
         f.shrink_idle();
         assert_eq!(f.rbuf.capacity(), 0);
         assert_eq!(f.wbuf.capacity(), 0);
-        assert_eq!(f.queued.capacity(), 0);
         assert_eq!(f.read_room, READ_MIN);
     }
 

@@ -327,7 +327,7 @@ impl Conn {
                     }
                 }
                 if !self.v5() {
-                    let n = self.outbound.retransmit(timers.retry, now_ms(), self.io.queue());
+                    let n = self.outbound.retransmit(timers.retry, now_ms(), &mut self.io);
                     self.broker.metrics.retransmits.inc_by(n as u64);
                 }
             }
@@ -441,7 +441,7 @@ impl Conn {
             let now = now_ms();
             for (d, dup) in self.backlog.on_page(page) {
                 self.outbound
-                    .offer(d, dup, now, self.io.queue(), &mut self.acks);
+                    .offer(d, dup, now, &mut self.io, &mut self.acks);
             }
         }
         Ok(())
@@ -450,7 +450,7 @@ impl Conn {
     /// Offers one delivery to the outbound window.
     fn offer(&mut self, d: Delivery, now: u64) {
         self.outbound
-            .offer(d, false, now, self.io.queue(), &mut self.acks);
+            .offer(d, false, now, &mut self.io, &mut self.acks);
     }
 
     /// New `$SYS` subscribers get the latest values at once.

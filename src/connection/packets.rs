@@ -29,7 +29,7 @@ impl Conn {
             }
             Packet::PubRec(r) => {
                 let failed = r.reason >= 0x80;
-                match self.outbound.pubrec(r.packet_id, failed, self.io.queue()) {
+                match self.outbound.pubrec(r.packet_id, failed, &mut self.io) {
                     AckEffect::None => Ok(()),
                     effect => self.on_ack_effect(effect, now).await,
                 }
@@ -89,7 +89,7 @@ impl Conn {
                 return self.submit(command, Reply::PubRel(pid)).await;
             }
         }
-        self.outbound.fill(now, self.io.queue(), &mut self.acks);
+        self.outbound.fill(now, &mut self.io, &mut self.acks);
         Ok(())
     }
 

@@ -303,7 +303,7 @@ impl Conn {
             }
             Reply::PubRel(pid) => {
                 if res.is_ok() {
-                    self.outbound.released(pid, self.io.queue());
+                    self.outbound.released(pid, &mut self.io);
                 }
             }
         }

@@ -42,15 +42,67 @@ const PUBCOMP_RECEIVED: usize = 12;
 const PUBCOMP_SENT: usize = 13;
 const SLOTS: usize = 14;
 
-/// One connection's count of the packets it read and wrote of the kinds a
-/// message costs (PUBLISH and its acknowledgements), not yet added to the
-/// node's counters: it adds them once per write ([`MqttCounters::add`]).
-/// Two shared counters touched from both cores for every delivery cost
-/// more than handling the delivery's PUBACK. Other packets are counted at
-/// once.
+/// One connection's count of the packets it read of the kinds a message
+/// costs (PUBLISH and its acknowledgements) and of every packet it encoded
+/// for writing, not yet added to the node's counters: it adds them once per
+/// write ([`MqttCounters::add`]). Two shared counters touched from both
+/// cores for every delivery cost more than handling the delivery's PUBACK.
+/// Other packets read are counted at once.
 #[derive(Debug, Default)]
 pub struct Tally {
     n: [u32; SLOTS],
+    /// Packets encoded of the kinds without a slot, in order.
+    other_sent: Vec<OtherSent>,
+}
+
+/// A packet written of a kind counted by its reason code, or rarely.
+#[derive(Debug, Clone, Copy)]
+enum OtherSent {
+    ConnAck(&'static str),
+    Disconnect(&'static str),
+    SubAck,
+    UnsubAck,
+    PingResp,
+}
+
+impl Tally {
+    /// Counts a packet encoded for a client speaking `proto`.
+    pub fn sent(&mut self, p: &Packet, proto: Protocol) {
+        let other = match p {
+            Packet::ConnAck(c) => OtherSent::ConnAck(connack_name(c.code, proto)),
+            Packet::Publish(p) => return self.sent_publish(p.qos),
+            Packet::PubAck(_) => return self.n[PUBACK_SENT] += 1,
+            Packet::PubRec(_) => return self.n[PUBREC_SENT] += 1,
+            Packet::PubRel(_) => return self.n[PUBREL_SENT] += 1,
+            Packet::PubComp(_) => return self.n[PUBCOMP_SENT] += 1,
+            Packet::SubAck(_) => OtherSent::SubAck,
+            Packet::UnsubAck(_) => OtherSent::UnsubAck,
+            Packet::PingResp => OtherSent::PingResp,
+            Packet::Disconnect(d) => OtherSent::Disconnect(disconnect_name(d.reason)),
+            Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Auth(_) => return,
+        };
+        self.other_sent.push(other);
+    }
+
+    /// Counts a PUBLISH encoded at `qos`.
+    pub fn sent_publish(&mut self, qos: QoS) {
+        self.n[PUBLISH_SENT + qos as usize] += 1;
+    }
+
+    /// Forgets what was encoded and will not be written.
+    pub fn forget_sent(&mut self) {
+        for slot in [PUBLISH_SENT, PUBLISH_SENT + 1, PUBLISH_SENT + 2]
+            .into_iter()
+            .chain([PUBACK_SENT, PUBREC_SENT, PUBREL_SENT, PUBCOMP_SENT])
+        {
+            self.n[slot] = 0;
+        }
+        self.other_sent.clear();
+    }
 }
 
 /// Counters of MQTT packets in and out of this node's connections.
@@ -126,30 +178,6 @@ impl MqttCounters {
         }
     }
 
-    /// Counts a packet written to a client speaking `proto`: in `tally` if
-    /// it is of a message's kinds, else at once.
-    pub fn sent(&self, p: &Packet, proto: Protocol, tally: &mut Tally) {
-        match p {
-            Packet::ConnAck(c) => labelled(&self.connack_sent, code(connack_name(c.code, proto))),
-            Packet::Publish(p) => tally.n[PUBLISH_SENT + p.qos as usize] += 1,
-            Packet::PubAck(_) => tally.n[PUBACK_SENT] += 1,
-            Packet::PubRec(_) => tally.n[PUBREC_SENT] += 1,
-            Packet::PubRel(_) => tally.n[PUBREL_SENT] += 1,
-            Packet::PubComp(_) => tally.n[PUBCOMP_SENT] += 1,
-            Packet::SubAck(_) => one(&self.suback_sent),
-            Packet::UnsubAck(_) => one(&self.unsuback_sent),
-            Packet::PingResp => one(&self.pingresp_sent),
-            Packet::Disconnect(d) => {
-                labelled(&self.disconnect_sent, code(disconnect_name(d.reason)))
-            }
-            Packet::Connect(_)
-            | Packet::Subscribe(_)
-            | Packet::Unsubscribe(_)
-            | Packet::PingReq
-            | Packet::Auth(_) => {}
-        }
-    }
-
     /// Adds a connection's tally to these counters and empties it.
     pub fn add(&self, tally: &mut Tally) {
         let [r0, r1, r2] = &self.publish_received.counters;
@@ -173,6 +201,15 @@ impl MqttCounters {
         for (c, n) in slots.into_iter().zip(&mut tally.n) {
             if *n > 0 {
                 c.inc_by(u64::from(std::mem::take(n)));
+            }
+        }
+        for other in tally.other_sent.drain(..) {
+            match other {
+                OtherSent::ConnAck(name) => labelled(&self.connack_sent, code(name)),
+                OtherSent::Disconnect(name) => labelled(&self.disconnect_sent, code(name)),
+                OtherSent::SubAck => one(&self.suback_sent),
+                OtherSent::UnsubAck => one(&self.unsuback_sent),
+                OtherSent::PingResp => one(&self.pingresp_sent),
             }
         }
     }
@@ -357,6 +394,7 @@ pub fn reason_name(code: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{PubResp, Publish};
 
     #[test]
     fn a_v311_wrong_password_is_named_by_the_return_code_the_client_reads() {
@@ -402,7 +440,6 @@ mod tests {
 
     #[test]
     fn a_tallied_packet_reaches_the_shared_counter_when_added_and_once() {
-        use crate::codec::{PubResp, Publish};
         let c = MqttCounters::default();
         let mut tally = Tally::default();
         let publish = Packet::Publish(Publish {
@@ -415,11 +452,8 @@ mod tests {
             properties: Default::default(),
         });
         c.received(&publish, &mut tally);
-        c.sent(
-            &Packet::PubAck(PubResp::default()),
-            Protocol::V311,
-            &mut tally,
-        );
+        tally.sent(&Packet::PubAck(PubResp::default()), Protocol::V311);
+        tally.sent(&Packet::PingResp, Protocol::V311);
         let received = "mqtt_publish_received_total{qos=\"1\"}";
         assert!(render(&c).contains(&format!("{received} 0")));
         c.add(&mut tally);
@@ -427,6 +461,22 @@ mod tests {
         let text = render(&c);
         assert!(text.contains(&format!("{received} 1")), "{text}");
         assert!(text.contains("mqtt_puback_sent_total 1"), "{text}");
+        assert!(text.contains("mqtt_pingresp_sent_total 1"), "{text}");
+    }
+
+    #[test]
+    fn packets_encoded_and_then_discarded_are_not_counted_as_sent() {
+        let c = MqttCounters::default();
+        let mut tally = Tally::default();
+        tally.sent(&Packet::PubAck(PubResp::default()), Protocol::V311);
+        tally.sent(&Packet::PingResp, Protocol::V311);
+        c.received(&Packet::PubAck(PubResp::default()), &mut tally);
+        tally.forget_sent();
+        c.add(&mut tally);
+        let text = render(&c);
+        assert!(text.contains("mqtt_puback_sent_total 0"), "{text}");
+        assert!(text.contains("mqtt_pingresp_sent_total 0"), "{text}");
+        assert!(text.contains("mqtt_puback_received_total 1"), "{text}");
     }
 
     #[test]
