@@ -602,6 +602,20 @@ proptest! {
 
 proptest! {
     #[test]
+    fn a_publish_from_borrowed_parts_is_the_bytes_of_the_same_publish(
+        p in publish(Protocol::V5),
+        proto in prop_oneof![Just(Protocol::V31), Just(Protocol::V311), Just(Protocol::V5)],
+    ) {
+        let Packet::Publish(p) = p else { unreachable!("publish() makes PUBLISH packets") };
+        let mut whole = BytesMut::new();
+        let mut parts = BytesMut::new();
+        encode(&Packet::Publish(p.clone()), proto, &mut whole).unwrap();
+        encode_publish(&p.borrowed(), proto, &mut parts).unwrap();
+        prop_assert_eq!(&whole, &parts);
+        prop_assert_eq!(publish_len(&p.borrowed(), proto), parts.len());
+    }
+
+    #[test]
     fn encoded_len_equals_bytes_written((proto, p) in protocol_and_packet()) {
         let mut out = BytesMut::from(&b"prefix"[..]);
         encode(&p, proto, &mut out).unwrap();
