@@ -145,7 +145,7 @@ where
         Ok(n)
     }
 
-    /// Gives back the buffers' memory when nothing is buffered or queued:
+    /// Gives back the buffers' memory when nothing is buffered or unwritten:
     /// for a connection that has gone idle. The next read starts small again.
     pub fn shrink_idle(&mut self) {
         // Even the first 128 B: an idle device's next PINGREQ may be a
@@ -154,11 +154,14 @@ where
             self.rbuf = BytesMut::new();
         }
         self.read_room = READ_MIN;
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-            self.wbuf = BytesMut::new();
+        if self.wbuf.is_empty() {
+            if self.wbuf.capacity() > 0 {
+                self.wbuf = BytesMut::new();
+            }
+            // Nothing encoded waits for a write: the tally can go.
+            self.add_tally();
+            self.tally = None;
         }
-        self.add_tally();
-        self.tally = None;
     }
 
     /// Reads until one packet is complete. `Ok(None)`: closed first.
