@@ -61,7 +61,11 @@ pub struct Outbound {
     pub counts: crate::metrics::OutboundCounts,
 }
 
-/// What the connection must do after an acknowledgement from the client.
+/// What a PUBACK or PUBCOMP settled: the queue sequence of the durable item
+/// whose removal the connection commits, if it was one.
+pub type Settled = Option<u64>;
+
+/// What the connection must do after a PUBREC from the client.
 pub enum AckEffect {
     None,
     /// Commit removal of this queue item.
@@ -297,14 +301,12 @@ impl Outbound {
     }
 
     /// PUBACK from the client.
-    pub fn puback(&mut self, pid: u16) -> AckEffect {
+    pub fn puback(&mut self, pid: u16) -> Settled {
         match self.inflight.get(&pid) {
             Some(f) if f.d.qos == 1 => {}
-            _ => return AckEffect::None,
+            _ => return None,
         }
-        let f = self.inflight.remove(&pid);
-        f.and_then(|f| f.d.seq)
-            .map_or(AckEffect::None, AckEffect::Commit)
+        self.inflight.remove(&pid).and_then(|f| f.d.seq)
     }
 
     /// PUBREC from the client. `failed` = reason code >= 0x80.
@@ -362,14 +364,12 @@ impl Outbound {
     }
 
     /// PUBCOMP from the client.
-    pub fn pubcomp(&mut self, pid: u16) -> AckEffect {
+    pub fn pubcomp(&mut self, pid: u16) -> Settled {
         match self.inflight.get(&pid) {
             Some(f) if f.d.qos == 2 && f.released => {}
-            _ => return AckEffect::None,
+            _ => return None,
         }
-        let f = self.inflight.remove(&pid);
-        f.and_then(|f| f.d.seq)
-            .map_or(AckEffect::None, AckEffect::Commit)
+        self.inflight.remove(&pid).and_then(|f| f.d.seq)
     }
 
     /// Resends what has waited longer than `after`, in the order first sent
@@ -476,9 +476,9 @@ mod tests {
     fn a_puback_frees_its_packet_id_and_only_its_own() {
         let mut o = outbound();
         let ids = send(&mut o, 2);
-        assert!(matches!(o.puback(ids[0]), AckEffect::None));
+        assert_eq!(o.puback(ids[0]), None, "a live delivery has no queue item");
         assert_eq!(o.inflight(), 1);
-        assert!(matches!(o.puback(ids[0]), AckEffect::None));
+        assert_eq!(o.puback(ids[0]), None);
         assert_eq!(
             o.inflight(),
             1,

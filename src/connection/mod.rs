@@ -352,7 +352,9 @@ impl Conn {
             .next_buffered()
             .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
         {
-            self.on_packet(p, now).await?;
+            if let Some(p) = self.on_packet_now(p, now) {
+                self.on_packet(p, now).await?;
+            }
         }
         Ok(())
     }

@@ -23,9 +23,9 @@ impl Conn {
     pub(super) async fn on_packet(&mut self, p: Packet, now: u64) -> Result<(), Exit> {
         match p {
             Packet::Publish(p) => self.on_publish(p, now).await,
-            Packet::PubAck(r) => {
-                let effect = self.outbound.puback(r.packet_id);
-                self.on_ack_effect(effect, now).await
+            p @ (Packet::PubAck(_) | Packet::PubComp(_) | Packet::PingReq) => {
+                let _handled = self.on_packet_now(p, now);
+                Ok(())
             }
             Packet::PubRec(r) => {
                 let failed = r.reason >= 0x80;
@@ -33,10 +33,6 @@ impl Conn {
                     AckEffect::None => Ok(()),
                     effect => self.on_ack_effect(effect, now).await,
                 }
-            }
-            Packet::PubComp(r) => {
-                let effect = self.outbound.pubcomp(r.packet_id);
-                self.on_ack_effect(effect, now).await
             }
             Packet::PubRel(r) => {
                 self.inbound.qos2_done(r.packet_id);
@@ -58,10 +54,6 @@ impl Conn {
             }
             Packet::Subscribe(s) => self.on_subscribe(s).await,
             Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
-            Packet::PingReq => {
-                self.io.push(Packet::PingResp);
-                Ok(())
-            }
             Packet::Disconnect(d) => Err(self.on_disconnect(d)),
             Packet::Connect(_) => Err(Exit::error(reason::PROTOCOL_ERROR, "second CONNECT")),
             Packet::Auth(_) => Err(Exit::error(
@@ -75,11 +67,37 @@ impl Conn {
         }
     }
 
-    /// A subscriber's acknowledgement moved the outbound window.
+    /// Handles a packet that needs nothing awaited: a subscriber's PUBACK or
+    /// PUBCOMP, or a PINGREQ. Gives any other packet back, for
+    /// [`on_packet`](Self::on_packet). A subscriber's connection reads
+    /// little else, and these go without building the handlers' future.
+    pub(super) fn on_packet_now(&mut self, p: Packet, now: u64) -> Option<Packet> {
+        let settled = match p {
+            Packet::PubAck(r) => self.outbound.puback(r.packet_id),
+            Packet::PubComp(r) => self.outbound.pubcomp(r.packet_id),
+            Packet::PingReq => {
+                self.io.push(Packet::PingResp);
+                return None;
+            }
+            other => return Some(other),
+        };
+        self.settled(settled, now);
+        None
+    }
+
+    /// A subscriber's acknowledgement moved the outbound window: the queue
+    /// item it settled (if durable) is committed with the turn's others, and
+    /// what waited for room goes out.
+    fn settled(&mut self, seq: Option<u64>, now: u64) {
+        self.acks.extend(seq);
+        self.outbound.fill(now, &mut self.io, &mut self.acks);
+    }
+
+    /// A subscriber's PUBREC moved the outbound window.
     async fn on_ack_effect(&mut self, effect: AckEffect, now: u64) -> Result<(), Exit> {
         match effect {
-            AckEffect::None => {}
-            AckEffect::Commit(seq) => self.acks.push(seq),
+            AckEffect::None => self.settled(None, now),
+            AckEffect::Commit(seq) => self.settled(Some(seq), now),
             AckEffect::CommitReceived(seq, pid) => {
                 let command = Command::Received(cmd::Received {
                     client_id: self.client_id.to_string(),
@@ -89,7 +107,6 @@ impl Conn {
                 return self.submit(command, Reply::PubRel(pid)).await;
             }
         }
-        self.outbound.fill(now, &mut self.io, &mut self.acks);
         Ok(())
     }
 
