@@ -44,7 +44,12 @@ const WRITE_QUEUE: usize = 16_384;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(2000);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Half the shortest election timeout (`node::ELECTION_TIMEOUT_MIN`, 400 ms):
+/// a peer that restarts hears from the leader before its own election
+/// timer fires. With a longer backoff, two followers restarted together
+/// could elect one of themselves and drop the leader's entries that had not
+/// reached a quorum (a membership change cancelled without one, say).
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// A peer counts as reachable if it answered within this long.
 const REACHABLE_WITHIN: Duration = Duration::from_millis(1500);
 
