@@ -180,12 +180,12 @@ where
 
     /// Encodes a packet for the next [`flush`](Self::flush).
     pub fn push(&mut self, p: Packet) {
+        if let Packet::Publish(p) = &p {
+            return self.push_publish(&p.borrowed());
+        }
         match codec::encode(&p, self.proto, &mut self.wbuf) {
             Err(e) => warn!(error = %e, "packet could not be encoded; dropped"),
             Ok(()) => {
-                if matches!(p, Packet::Publish(_)) {
-                    self.publishes += 1;
-                }
                 if self.counters.is_some() {
                     let proto = self.proto;
                     self.tally().sent(&p, proto);
