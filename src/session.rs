@@ -254,14 +254,14 @@ impl Outbound {
         let m = &d.msg;
         let mut topic = m.topic.as_str();
         let mut topic_alias = None;
-        let mut new_alias = false;
+        let mut new_alias = None;
         if self.alias_max > 0 {
             if let Some(a) = self.aliases.get(&m.topic) {
                 topic_alias = Some(*a);
                 topic = "";
             } else if self.aliases.len() < self.alias_max as usize {
-                topic_alias = Some(self.aliases.len() as u16 + 1);
-                new_alias = true;
+                new_alias = Some(self.aliases.len() as u16 + 1);
+                topic_alias = new_alias;
             }
         }
         let expiry = m
@@ -294,7 +294,7 @@ impl Outbound {
         }
         out.publish(&p);
         // A new alias is the client's only once a packet has carried it.
-        if let (true, Some(a)) = (new_alias, topic_alias) {
+        if let Some(a) = new_alias {
             self.aliases.insert(m.topic.clone(), a);
         }
         true
@@ -302,9 +302,14 @@ impl Outbound {
 
     /// PUBACK from the client.
     pub fn puback(&mut self, pid: u16) -> Settled {
-        match self.inflight.get(&pid) {
-            Some(f) if f.d.qos == 1 => {}
-            _ => return None,
+        self.settle(pid, |f| f.d.qos == 1)
+    }
+
+    /// Ends delivery `pid` if it is in flight and `done` says this
+    /// acknowledgement completes it.
+    fn settle(&mut self, pid: u16, done: impl FnOnce(&InFlight) -> bool) -> Settled {
+        if !self.inflight.get(&pid).is_some_and(done) {
+            return None;
         }
         self.inflight.remove(&pid).and_then(|f| f.d.seq)
     }
@@ -365,11 +370,7 @@ impl Outbound {
 
     /// PUBCOMP from the client.
     pub fn pubcomp(&mut self, pid: u16) -> Settled {
-        match self.inflight.get(&pid) {
-            Some(f) if f.d.qos == 2 && f.released => {}
-            _ => return None,
-        }
-        self.inflight.remove(&pid).and_then(|f| f.d.seq)
+        self.settle(pid, |f| f.d.qos == 2 && f.released)
     }
 
     /// Resends what has waited longer than `after`, in the order first sent
