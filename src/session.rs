@@ -26,6 +26,14 @@ pub trait Wire {
     fn publish(&mut self, p: &PublishRef);
 }
 
+/// A PUBREL for `pid`, reason success.
+fn pubrel(pid: u16) -> Packet {
+    Packet::PubRel(PubResp {
+        packet_id: pid,
+        ..Default::default()
+    })
+}
+
 pub fn pid_for_seq(seq: u64) -> u16 {
     (seq % 65535) as u16 + 1
 }
@@ -206,10 +214,7 @@ impl Outbound {
         commit: &mut Vec<u64>,
     ) {
         if d.received {
-            out.packet(Packet::PubRel(PubResp {
-                packet_id: pid,
-                ..Default::default()
-            }));
+            out.packet(pubrel(pid));
             self.hold(pid, d, true);
             return;
         }
@@ -335,10 +340,7 @@ impl Outbound {
                 .map_or(AckEffect::None, AckEffect::Commit);
         }
         if f.released {
-            out.packet(Packet::PubRel(PubResp {
-                packet_id: pid,
-                ..Default::default()
-            }));
+            out.packet(pubrel(pid));
             return AckEffect::None;
         }
         match f.d.seq {
@@ -346,10 +348,7 @@ impl Outbound {
             None => {
                 f.released = true;
                 f.sent = Instant::now();
-                out.packet(Packet::PubRel(PubResp {
-                    packet_id: pid,
-                    ..Default::default()
-                }));
+                out.packet(pubrel(pid));
                 AckEffect::None
             }
         }
@@ -361,10 +360,7 @@ impl Outbound {
             f.released = true;
             f.d.received = true;
             f.sent = Instant::now();
-            out.packet(Packet::PubRel(PubResp {
-                packet_id: pid,
-                ..Default::default()
-            }));
+            out.packet(pubrel(pid));
         }
     }
 
@@ -397,10 +393,7 @@ impl Outbound {
                 Some(d) => {
                     self.write_publish(&d, true, *pid, now_ms, out);
                 }
-                None => out.packet(Packet::PubRel(PubResp {
-                    packet_id: *pid,
-                    ..Default::default()
-                })),
+                None => out.packet(pubrel(*pid)),
             }
         }
         due.len()
