@@ -7,6 +7,40 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// Decoding the shared values a PUBLISH carries straight into their `Arc`.
+/// serde's own `Arc<T>` decodes a `Box<T>` and then copies it into a second
+/// allocation; these allocate once. (Encoding is serde's: the value itself.)
+mod shared {
+    use std::fmt;
+    use std::sync::Arc;
+
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::Deserialize;
+
+    use super::Message;
+
+    /// An `Arc<str>` from the string, borrowed from the input where the
+    /// decoder can (bincode from a slice): one allocation, one copy.
+    pub fn str<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        struct ArcStr;
+        impl Visitor<'_> for ArcStr {
+            type Value = Arc<str>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Arc<str>, E> {
+                Ok(Arc::from(v))
+            }
+        }
+        d.deserialize_str(ArcStr)
+    }
+
+    /// An `Arc<Message>` built around the decoded message.
+    pub fn message<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Message>, D::Error> {
+        Message::deserialize(d).map(Arc::new)
+    }
+}
+
 /// "Never" for expiry intervals, as in MQTT 5.
 pub const NEVER: u32 = u32::MAX;
 
@@ -29,6 +63,7 @@ pub struct Message {
     pub retain: bool,
     /// Client id of the publisher (for no-local); shared with its
     /// connection, encoded as the string itself.
+    #[serde(deserialize_with = "shared::str")]
     pub publisher: Arc<str>,
     pub props: MsgProps,
     /// Wall-clock ms when the broker accepted it.
@@ -255,7 +290,11 @@ pub struct Register {
     /// Session expiry in seconds after disconnect (0 = ends at disconnect,
     /// NEVER = never).
     pub expiry_s: u32,
-    pub will: Option<Will>,
+    /// Boxed: inline, the will (a whole message) made this the largest
+    /// variant, and every command as large as it (288 bytes, moved at each
+    /// channel send, batch push and decode); boxed, a command takes 72.
+    /// serde encodes a `Box<T>` as the `T`: the log format is unchanged.
+    pub will: Option<Box<Will>>,
     pub now_ms: u64,
 }
 
@@ -315,10 +354,12 @@ pub struct Unsubscribe {
 pub struct Publish {
     /// Shared with the connection that proposes it (a PUBLISH costs no copy
     /// of its client id); encoded as the string itself.
+    #[serde(deserialize_with = "shared::str")]
     pub client_id: Arc<str>,
     pub packet_id: u16,
     /// Shared: apply hands the message on to its targets without copying
     /// it; encoded as the message itself.
+    #[serde(deserialize_with = "shared::message")]
     pub msg: Arc<Message>,
 }
 
@@ -478,6 +519,19 @@ mod tests {
     use super::*;
     use crate::error::{decode, encode};
 
+    /// Commands are moved by value through the proposer's channel, its
+    /// batches and every decode; a large variant makes every command that
+    /// large (a will held inline made them 288 bytes).
+    #[test]
+    fn a_command_is_no_larger_than_a_few_words() {
+        let size = std::mem::size_of::<Command>();
+        eprintln!(
+            "Command: {size} bytes, Envelope: {} bytes",
+            std::mem::size_of::<Envelope>()
+        );
+        assert!(size <= 80, "Command is {size} bytes");
+    }
+
     /// `Command` as it was before its variants wrapped named structs: what
     /// existing logs and snapshots hold.
     #[derive(Serialize)]
@@ -582,7 +636,7 @@ mod tests {
                     node: 3,
                     clean_start: true,
                     expiry_s: NEVER,
-                    will: Some(will),
+                    will: Some(Box::new(will)),
                     now_ms: 11,
                 }),
             ),

@@ -75,7 +75,7 @@ impl Admission {
             node,
             clean_start: self.clean_start,
             expiry_s: self.expiry_s,
-            will: self.will.clone(),
+            will: self.will.clone().map(Box::new),
             now_ms,
         }
     }

@@ -28,7 +28,7 @@ impl MqttState {
             epoch: id,
             node: Some(cmd.node),
             expiry_s: cmd.expiry_s,
-            will: cmd.will.map(Box::new),
+            will: cmd.will,
             connected_ms: cmd.now_ms,
             disconnected_ms: None,
             will_at_ms: None,

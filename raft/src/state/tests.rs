@@ -65,7 +65,7 @@ impl Fixture {
             node: 1,
             clean_start: false,
             expiry_s,
-            will,
+            will: will.map(Box::new),
             now_ms: 1000,
         })]);
         match &r[0] {
