@@ -19,7 +19,7 @@
 //! carries the floor below which every id is resolved, which keeps apply's
 //! dedup sets small.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -476,14 +476,18 @@ impl Loop {
                         warn!(error = %e, "cannot forget committed netsplit commands; a restart proposes them again (they apply once)");
                     }
                 }
-                let mut results: HashMap<u64, CmdResult> =
-                    seqs.into_iter().zip(resp.results).collect();
+                // The attempt's commands and the batch's are both in
+                // ascending sequence order (the batch may since have lost
+                // some): one walk pairs each command with its result.
+                let mut results = seqs.into_iter().zip(resp.results).peekable();
                 for (env, p) in b.req.cmds.iter().zip(b.pending) {
+                    while results.next_if(|(seq, _)| *seq < env.seq).is_some() {}
+                    let res = results.next_if(|(seq, _)| *seq == env.seq);
                     if let Some(r) = p.reply {
-                        let res = results
-                            .remove(&env.seq)
-                            .ok_or(RaftError::Raft("missing result".into()));
-                        let _ = r.send(res);
+                        let _ = r.send(
+                            res.map(|(_, result)| result)
+                                .ok_or(RaftError::Raft("missing result".into())),
+                        );
                     }
                 }
             }
