@@ -292,7 +292,7 @@ pub struct Register {
     pub expiry_s: u32,
     /// Boxed: inline, the will (a whole message) made this the largest
     /// variant, and every command as large as it (288 bytes, moved at each
-    /// channel send, batch push and decode); boxed, a command takes 72.
+    /// channel send, batch push and decode); boxed, a command takes 64.
     /// serde encodes a `Box<T>` as the `T`: the log format is unchanged.
     pub will: Option<Box<Will>>,
     pub now_ms: u64,
@@ -525,10 +525,6 @@ mod tests {
     #[test]
     fn a_command_is_no_larger_than_a_few_words() {
         let size = std::mem::size_of::<Command>();
-        eprintln!(
-            "Command: {size} bytes, Envelope: {} bytes",
-            std::mem::size_of::<Envelope>()
-        );
         assert!(size <= 80, "Command is {size} bytes");
     }
 
