@@ -334,9 +334,9 @@ impl Outbound {
             return AckEffect::None;
         }
         if failed {
-            let f = self.inflight.remove(&pid);
-            return f
-                .and_then(|f| f.d.seq)
+            // A failed PUBREC ends the delivery, as a PUBACK does.
+            return self
+                .settle(pid, |_| true)
                 .map_or(AckEffect::None, AckEffect::Commit);
         }
         if f.released {
@@ -464,6 +464,29 @@ mod tests {
         assert_eq!(o.retransmit(Duration::ZERO, 0, &mut out), 3);
         assert_eq!(sent_ids(&out), first);
         assert!(matches!(&out[0], Packet::Publish(p) if p.dup));
+    }
+
+    #[test]
+    fn a_failed_pubrec_ends_the_delivery_and_commits_a_durable_items_removal() {
+        let mut o = outbound();
+        let (mut out, mut commit) = (Vec::new(), Vec::new());
+        let qos2 = |seq| {
+            let mut d = qos1();
+            d.qos = 2;
+            d.seq = seq;
+            d
+        };
+        o.offer(qos2(None), false, 0, &mut out, &mut commit);
+        o.offer(qos2(Some(7)), false, 0, &mut out, &mut commit);
+        let ids = sent_ids(&out);
+        let mut out = Vec::new();
+        assert!(matches!(o.pubrec(ids[0], true, &mut out), AckEffect::None));
+        assert!(matches!(
+            o.pubrec(ids[1], true, &mut out),
+            AckEffect::Commit(7)
+        ));
+        assert_eq!(o.inflight(), 0);
+        assert!(out.is_empty(), "no PUBREL for a failed PUBREC: {out:?}");
     }
 
     #[test]
