@@ -39,6 +39,12 @@ use crate::view::{Published, QueuePage, SessionPage, SessionQuery, StateSummary,
 pub const ELECTION_TIMEOUT_MIN: u64 = 400;
 pub const ELECTION_TIMEOUT_MAX: u64 = 800;
 pub const HEARTBEAT: u64 = 100;
+// A restarted peer must hear from the leader before its own election timer
+// fires (see `transport::BACKOFF_MAX`).
+const _: () = assert!(
+    2 * crate::transport::BACKOFF_MAX.as_millis() <= ELECTION_TIMEOUT_MIN as u128,
+    "the transport's reconnect backoff must stay within half the shortest election timeout"
+);
 
 /// Bounds of a snapshot chunk (`snapshot_chunk_bytes`). The largest leaves
 /// room in a transport frame ([`crate::transport::MAX_FRAME`], 64 MiB) for

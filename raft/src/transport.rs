@@ -49,7 +49,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// timer fires. With a longer backoff, two followers restarted together
 /// could elect one of themselves and drop the leader's entries that had not
 /// reached a quorum (a membership change cancelled without one, say).
-const BACKOFF_MAX: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// A peer counts as reachable if it answered within this long.
 const REACHABLE_WITHIN: Duration = Duration::from_millis(1500);
 
