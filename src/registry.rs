@@ -5,6 +5,7 @@
 //! filter them themselves).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use raftmq_raft::rpc::RemoteTarget;
 use raftmq_raft::{ApplyEvent, Delivery, EventSink, KickReason, Message};
+use rustc_hash::FxHasher;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -229,26 +231,86 @@ impl EventSink for Registry {
     /// lock with one wake-up: a fan-out batch holds many events for every
     /// subscriber's connection, and its connection task runs meanwhile on
     /// another thread. Each connection's events keep their order.
+    ///
+    /// Consecutive fan-outs to the same live sessions (one topic's messages)
+    /// go out session by session: each session's connection is looked up
+    /// once for the run, and gets the run's messages in order.
     fn emit_all(&self, events: Vec<ApplyEvent>) {
         let map = self.clients.read();
-        let mut by_conn: HashMap<u64, usize> = HashMap::new();
-        let mut groups: Vec<(&mailbox::Sender<ConnEvent>, Vec<ConnEvent>)> = Vec::new();
-        for ev in events {
-            self.route(&map, ev, &mut |slot, ce| {
-                let i = *by_conn.entry(slot.conn_id).or_insert_with(|| {
-                    groups.push((&slot.tx, Vec::new()));
-                    groups.len() - 1
-                });
-                groups[i].1.push(ce);
-            });
+        let mut groups = Groups::default();
+        let mut events = events.into_iter().peekable();
+        let mut run = Vec::new();
+        while let Some(ev) = events.next() {
+            let ApplyEvent::Fanout(first) = ev else {
+                self.route(&map, ev, &mut |slot, ce| groups.of(slot, 1).push(ce));
+                continue;
+            };
+            run.clear();
+            run.push(first);
+            while let Some(ApplyEvent::Fanout(next)) =
+                events.next_if(|e| matches!(e, ApplyEvent::Fanout(f) if run[0].same_sessions(f)))
+            {
+                run.push(next);
+            }
+            for (client_id, epoch, t) in run[0].targets() {
+                if let Some(slot) = Self::holder(&map, client_id, epoch) {
+                    let group = groups.of(slot, run.len());
+                    group.extend(
+                        run.iter()
+                            .map(|f| ConnEvent::Deliver(Some(epoch), f.delivery(t))),
+                    );
+                }
+            }
         }
-        for (tx, evs) in groups {
+        groups.send();
+    }
+}
+
+/// `emit_all`'s events by connection, in the order each connection was
+/// first given one.
+#[derive(Default)]
+struct Groups<'a> {
+    /// Connection ids are this node's own: a cheap hash is enough.
+    by_conn: HashMap<u64, usize, BuildHasherDefault<FxHasher>>,
+    groups: Vec<(&'a mailbox::Sender<ConnEvent>, Vec<ConnEvent>)>,
+}
+
+impl<'a> Groups<'a> {
+    /// The events for `slot`'s connection so far, with room for `more`.
+    fn of(&mut self, slot: &'a Slot, more: usize) -> &mut Vec<ConnEvent> {
+        let i = *self.by_conn.entry(slot.conn_id).or_insert_with(|| {
+            self.groups.push((&slot.tx, Vec::new()));
+            self.groups.len() - 1
+        });
+        let group = &mut self.groups[i].1;
+        group.reserve(more);
+        group
+    }
+
+    /// Hands each connection its events.
+    fn send(self) {
+        for (tx, evs) in self.groups {
             let _ = tx.send_all(evs);
         }
     }
 }
 
 impl Registry {
+    /// The connection a delivery for session `epoch` of `client_id` goes
+    /// to: the one holding that epoch, else the newest one still waiting to
+    /// learn its epoch (it filters itself).
+    fn holder<'a>(
+        map: &'a HashMap<Arc<str>, Vec<Slot>>,
+        client_id: &str,
+        epoch: u64,
+    ) -> Option<&'a Slot> {
+        let slots = map.get(client_id)?;
+        slots
+            .iter()
+            .find(|s| s.epoch == epoch)
+            .or_else(|| slots.iter().rev().find(|s| s.epoch == 0))
+    }
+
     /// Which connection (or connections) an apply event is for, handed to
     /// `send` with the event as that connection receives it; a registration
     /// no connection holds is reported as an orphan.
@@ -264,15 +326,14 @@ impl Registry {
                 epoch,
                 delivery,
             } => {
-                if let Some(slots) = map.get(&client_id) {
-                    // The connection holding this epoch, else the newest one
-                    // still waiting to learn its epoch (it filters itself).
-                    let slot = slots
-                        .iter()
-                        .find(|s| s.epoch == epoch)
-                        .or_else(|| slots.iter().rev().find(|s| s.epoch == 0));
-                    if let Some(s) = slot {
-                        send(s, ConnEvent::Deliver(Some(epoch), delivery));
+                if let Some(s) = Self::holder(map, &client_id, epoch) {
+                    send(s, ConnEvent::Deliver(Some(epoch), delivery));
+                }
+            }
+            ApplyEvent::Fanout(f) => {
+                for (client_id, epoch, t) in f.targets() {
+                    if let Some(s) = Self::holder(map, client_id, epoch) {
+                        send(s, ConnEvent::Deliver(Some(epoch), f.delivery(t)));
                     }
                 }
             }
@@ -312,6 +373,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raftmq_raft::trie::Target;
+    use raftmq_raft::Fanout;
 
     const PEER: Peer = Peer {
         addr: None,
@@ -409,5 +472,73 @@ mod tests {
             ["deliver 0", "deliver 1", "deliver 2", "kick 1"]
         );
         assert_eq!(seen(&mut rxs[1]), ["deliver 0", "deliver 1", "deliver 2"]);
+    }
+
+    #[test]
+    fn a_run_of_fanouts_reaches_each_sessions_connection_in_message_order() {
+        let r = Registry::default();
+        let mut rxs = Vec::new();
+        // c's connection holds a newer epoch than the fan-outs name.
+        for (client, epoch) in [("a", 1), ("b", 2), ("c", 4)] {
+            let (tx, rx) = mailbox::channel();
+            let id = r.next_conn_id();
+            r.attach(&client.into(), id, PEER, tx);
+            r.set_epoch(client, id, epoch);
+            rxs.push(rx);
+        }
+        let target = |qos| Target {
+            qos,
+            ..Target::default()
+        };
+        let targets: raftmq_raft::routes::Targets = vec![
+            ("a".into(), target(1)),
+            ("b".into(), target(0)),
+            ("c".into(), target(1)),
+        ]
+        .into();
+        let fanout = |topic: &str, live: Vec<(u32, u64)>| {
+            let m = Arc::new(Message {
+                qos: 1,
+                ..Message::system(topic.into(), "".into(), false, 0)
+            });
+            ApplyEvent::Fanout(Fanout::new(m, targets.clone(), live))
+        };
+        let all = vec![(0, 1), (1, 2), (2, 3)];
+        r.emit_all(vec![
+            fanout("m0", all.clone()),
+            fanout("m1", all),
+            // b went offline: a run of its own.
+            fanout("m2", vec![(0, 1), (2, 3)]),
+            ApplyEvent::Kick {
+                client_id: "a".into(),
+                epoch: 1,
+                why: KickReason::TakenOver,
+            },
+        ]);
+        let seen = |rx: &mut mailbox::Receiver<ConnEvent>| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|ev| match ev {
+                    ConnEvent::Deliver(e, d) => {
+                        format!("{} qos {} epoch {e:?}", d.msg.topic, d.qos)
+                    }
+                    ConnEvent::Kick(e, _) => format!("kick {e}"),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            seen(&mut rxs[0]),
+            [
+                "m0 qos 1 epoch Some(1)",
+                "m1 qos 1 epoch Some(1)",
+                "m2 qos 1 epoch Some(1)",
+                "kick 1"
+            ]
+        );
+        assert_eq!(
+            seen(&mut rxs[1]),
+            ["m0 qos 0 epoch Some(2)", "m1 qos 0 epoch Some(2)"]
+        );
+        assert!(seen(&mut rxs[2]).is_empty());
     }
 }

@@ -94,6 +94,6 @@ pub use error::RaftError;
 pub use node::{NodeStats, RaftNode, RaftNodeConfig, Removal};
 pub use proposer::Proposer;
 pub use settings::{ClusterConfig, SettingError, SettingSource};
-pub use state::{ApplyEvent, EventSink, KickReason, MqttState};
+pub use state::{ApplyEvent, EventSink, Fanout, KickReason, MqttState};
 pub use types::{NodeId, NodeInfo, TypeConfig};
 pub use view::{QueuePage, SessionPage, SessionQuery, StateSummary};

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::command::SubOpts;
+use crate::command::{Delivery, Message, SubOpts};
 use crate::routes::{Routes, Targets};
 
 /// A matching subscription.
@@ -43,6 +43,22 @@ pub struct Target {
 }
 
 impl Target {
+    /// The QoS and retain flag `msg` goes to this target with: the lower of
+    /// the two QoS, and retained only where the subscription keeps the flag
+    /// as published.
+    pub fn grant(&self, msg: &Message) -> (u8, bool) {
+        (
+            msg.qos.min(self.qos),
+            msg.retain && self.retain_as_published,
+        )
+    }
+
+    /// `msg` as delivered live (not queued) to this target.
+    pub fn live_delivery(&self, msg: &Arc<Message>) -> Delivery {
+        let (qos, retain) = self.grant(msg);
+        Delivery::live(msg.clone(), qos, retain, self.sub_ids.clone())
+    }
+
     fn merge(&mut self, o: &SubOpts) {
         self.qos = self.qos.max(o.qos);
         self.retain_as_published |= o.retain_as_published;

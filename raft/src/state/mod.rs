@@ -59,8 +59,9 @@ use crate::command::{CmdResult, Command, Delivery, Message, Request, Response, S
 use crate::dedup::Dedup;
 use crate::error::RaftError;
 use crate::retain::RetainedIndex;
+use crate::routes::Targets;
 use crate::settings::ClusterConfig;
-use crate::trie::Trie;
+use crate::trie::{Target, Trie};
 use crate::types::{Entry, LogId, Membership, NodeId};
 
 pub use auth::{AclRec, ApiKeyRec, AuthHandle, AuthTable, UserRec};
@@ -95,6 +96,52 @@ pub enum ApplyEvent {
         epoch: u64,
         why: KickReason,
     },
+    /// One message for each of many sessions that take it live: a `Deliver`
+    /// for each, in one event.
+    Fanout(Fanout),
+}
+
+/// A message for the sessions among a topic's targets that take it live
+/// (connected, and not queueing it). The targets are the route cache's,
+/// shared; what is per session is an index and an epoch. A `Deliver` per
+/// session copies a client id and a whole delivery for each subscriber of a
+/// wide topic: the client ids' reference counts alone were about 15% of a
+/// QoS 1 fan-out's broker CPU.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    msg: Arc<Message>,
+    targets: Targets,
+    /// Index into `targets` and session epoch of each live session, in
+    /// target order.
+    live: Vec<(u32, u64)>,
+}
+
+impl Fanout {
+    /// `msg` for the sessions of `targets` that `live` lists, each as its
+    /// index in `targets` and its session epoch, in target order.
+    pub fn new(msg: Arc<Message>, targets: Targets, live: Vec<(u32, u64)>) -> Fanout {
+        Fanout { msg, targets, live }
+    }
+
+    /// Each live session's client id and epoch, and its target: what a
+    /// `Deliver` would have said, in the same order.
+    pub fn targets(&self) -> impl Iterator<Item = (&Arc<str>, u64, &Target)> + '_ {
+        self.live.iter().filter_map(|&(i, epoch)| {
+            let (c, t) = self.targets.get(i as usize)?;
+            Some((c, epoch, t))
+        })
+    }
+
+    /// Whether `other` goes to the same sessions, at the same epochs: the
+    /// same topic's next message, no session having come or gone between.
+    pub fn same_sessions(&self, other: &Fanout) -> bool {
+        Arc::ptr_eq(&self.targets, &other.targets) && self.live == other.live
+    }
+
+    /// The delivery for `t`, one of [`Fanout::targets`].
+    pub fn delivery(&self, t: &Target) -> Delivery {
+        t.live_delivery(&self.msg)
+    }
 }
 
 /// Why apply closes a connection.
@@ -228,6 +275,8 @@ struct Ctx {
     dirty: HashSet<Arc<str>>,
     refs: HashMap<u64, u32>,
     events: Vec<ApplyEvent>,
+    /// The sessions that take the message being routed live (scratch).
+    live: Vec<(u32, u64)>,
 }
 
 impl MqttState {

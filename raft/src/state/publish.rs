@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use raftmq_storage::{keys, Table};
 
-use super::{Ctx, MqttState};
+use super::{ApplyEvent, Ctx, Fanout, MqttState};
 use crate::command::{CmdResult, Message, Publish};
 use crate::error::{encode, RaftError};
 use crate::routes::Targets;
@@ -78,7 +78,8 @@ impl MqttState {
     }
 
     /// Stores a retained change and hands the message to `targets`; queued
-    /// copies reference it by a fresh message id.
+    /// copies reference it by a fresh message id, and the sessions that take
+    /// it live get it in one [`Fanout`] (one session: a `Deliver`).
     fn route(
         &mut self,
         msg: Arc<Message>,
@@ -91,8 +92,29 @@ impl MqttState {
         let n = targets.len() as u32;
         if n > 0 {
             let msg_id = self.new_message_id();
-            for (c, t) in targets.iter() {
-                self.enqueue(msg_id, c, &msg, t, ctx)?;
+            ctx.live.clear();
+            for (i, (c, t)) in targets.iter().enumerate() {
+                if let Some(epoch) = self.enqueue(msg_id, c, &msg, t, ctx)? {
+                    ctx.live.push((i as u32, epoch));
+                }
+            }
+            match *ctx.live.as_slice() {
+                [] => {}
+                // One session: a delivery of its own, no list to allocate.
+                [(i, epoch)] => {
+                    if let Some((c, t)) = targets.get(i as usize) {
+                        ctx.events.push(ApplyEvent::Deliver {
+                            client_id: c.clone(),
+                            epoch,
+                            delivery: t.live_delivery(&msg),
+                        });
+                    }
+                }
+                _ => {
+                    let live = ctx.live.clone();
+                    ctx.events
+                        .push(ApplyEvent::Fanout(Fanout::new(msg, targets, live)));
+                }
             }
         }
         Ok(n)

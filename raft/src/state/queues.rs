@@ -17,15 +17,16 @@ use raftmq_storage::{keys, Table};
 use super::reclaim::{self, Span};
 use super::records::{QueueCounts, QueueRec};
 use super::{ApplyEvent, Ctx, MqttState};
-use crate::command::{Delivery, Message};
+use crate::command::Message;
 use crate::error::{decode, encode, RaftError};
 use crate::settings::ClusterConfig;
 use crate::trie::Target;
 
 impl MqttState {
     /// Hands message `msg_id` to session `c` for target `t`: queued if the
-    /// session is persistent and the QoS is 1 or 2, else delivered to its
-    /// connection (if any) without a trace.
+    /// session is persistent and the QoS is 1 or 2, else taken live by its
+    /// connection (if any) without a trace. Returns the session's epoch if
+    /// it takes the message live: the caller tells its connection.
     pub(super) fn enqueue(
         &mut self,
         msg_id: u64,
@@ -33,12 +34,11 @@ impl MqttState {
         msg: &Arc<Message>,
         t: &Target,
         ctx: &mut Ctx,
-    ) -> Result<(), RaftError> {
+    ) -> Result<Option<u64>, RaftError> {
         let Some(rec) = self.sessions.get(c) else {
-            return Ok(());
+            return Ok(None);
         };
-        let qos = msg.qos.min(t.qos);
-        let retain = msg.retain && t.retain_as_published;
+        let (qos, retain) = t.grant(msg);
         if rec.persistent() && qos > 0 {
             let item = QueueRec {
                 msg_id,
@@ -48,16 +48,10 @@ impl MqttState {
                 received: false,
                 bytes: msg.payload.len() as u32,
             };
-            return self.push(c, item, msg, ctx);
+            self.push(c, item, msg, ctx)?;
+            return Ok(None);
         }
-        if rec.node.is_some() {
-            ctx.events.push(ApplyEvent::Deliver {
-                client_id: c.clone(),
-                epoch: rec.epoch,
-                delivery: Delivery::live(msg.clone(), qos, retain, t.sub_ids.clone()),
-            });
-        }
-        Ok(())
+        Ok(rec.node.is_some().then_some(rec.epoch))
     }
 
     /// Whether queueing `msg` would take a session past `max_queue_bytes`:

@@ -97,13 +97,18 @@ impl Fixture {
             .0
             .lock()
             .iter()
-            .filter_map(|e| match e {
+            .flat_map(|e| match e {
                 ApplyEvent::Deliver {
                     client_id,
                     delivery,
                     ..
-                } if &**client_id == client => Some(delivery.clone()),
-                _ => None,
+                } if &**client_id == client => vec![delivery.clone()],
+                ApplyEvent::Fanout(f) => f
+                    .targets()
+                    .filter(|(c, _, _)| &***c == client)
+                    .map(|(_, _, t)| f.delivery(t))
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect()
     }
@@ -810,4 +815,76 @@ fn a_large_queue_of_an_ended_session_is_reclaimed_a_bounded_amount_per_entry() {
         (reopened.reclaim_pending(), reopened.queued_count()),
         (0, 1)
     );
+}
+
+/// The fan-out events a batch emitted.
+fn fanouts(f: &Fixture) -> Vec<crate::state::Fanout> {
+    f.sink
+        .0
+        .lock()
+        .iter()
+        .filter_map(|e| match e {
+            ApplyEvent::Fanout(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_for_live_sessions_is_one_fanout_with_each_sessions_epoch_and_qos() {
+    let mut f = Fixture::new();
+    let a = f.register("a", 0, None);
+    let b = f.register("b", 0, None);
+    let p = f.register("p", NEVER, None);
+    f.subscribe("a", a, "t", 1);
+    f.subscribe("b", b, "t", 0);
+    f.subscribe("p", p, "t", 1);
+    f.sink.0.lock().clear();
+    f.apply(vec![publish("x", 0, msg("t", 1, "x"))]);
+    let fanouts = fanouts(&f);
+    assert_eq!(fanouts.len(), 1);
+    let live: Vec<(String, u64, u8)> = fanouts[0]
+        .targets()
+        .map(|(c, epoch, t)| (c.to_string(), epoch, fanouts[0].delivery(t).qos))
+        .collect();
+    assert_eq!(live, vec![("a".into(), a, 1), ("b".into(), b, 0)]);
+    // The persistent session queues its copy, announced with its sequence.
+    assert!(f.sink.0.lock().iter().any(|e| matches!(
+        e,
+        ApplyEvent::Deliver { client_id, delivery, .. } if &**client_id == "p" && delivery.seq == Some(0)
+    )));
+}
+
+#[test]
+fn a_topics_messages_go_to_the_same_sessions_until_one_of_them_goes_offline() {
+    // Persistent sessions subscribed at QoS 0: one that goes offline keeps
+    // its subscription (the topic's targets do not change) but no longer
+    // takes the topic's messages live.
+    let mut f = Fixture::new();
+    let epochs: Vec<u64> = (0..20)
+        .map(|i| {
+            let c = format!("s{i:02}");
+            let e = f.register(&c, NEVER, None);
+            f.subscribe(&c, e, "t", 0);
+            e
+        })
+        .collect();
+    f.sink.0.lock().clear();
+    f.apply(vec![
+        publish("x", 0, msg("t", 1, "x")),
+        publish("x", 0, msg("t", 1, "x")),
+        Command::Disconnect(Disconnect {
+            client_id: "s00".into(),
+            epoch: epochs[0],
+            publish_will: false,
+            new_expiry_s: None,
+            now_ms: 1000,
+        }),
+        publish("x", 0, msg("t", 1, "x")),
+    ]);
+    let fanouts = fanouts(&f);
+    assert_eq!(fanouts.len(), 3);
+    assert!(fanouts[0].same_sessions(&fanouts[1]));
+    assert!(!fanouts[1].same_sessions(&fanouts[2]));
+    assert_eq!(fanouts[2].targets().count(), 19);
 }
