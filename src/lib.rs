@@ -15,6 +15,7 @@
 //!   their limits, and the transport handshakes before CONNECT.
 //! - [`connection`]: one connection from CONNECT to close.
 //! - [`session`]: a session's outbound window, packet ids and retransmission.
+//! - [`coarse_clock`]: the cheap monotonic clock the window times sends by.
 //! - [`registry`]: which clients are connected here; routes apply events.
 //! - [`orphans`]: ends registrations that committed after their CONNECT
 //!   gave up (outcome unknown), so no session stays "connected" to nothing.
@@ -33,6 +34,7 @@
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod coarse_clock;
 pub mod codec;
 pub mod config;
 pub mod connection;

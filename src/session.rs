@@ -8,14 +8,16 @@
 //! packet id across reconnects and restarts, which is what makes QoS 2
 //! exactly-once hold after a crash.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustc_hash::FxHasher;
 
 use raftmq_raft::Delivery;
 
+use crate::coarse_clock;
 use crate::codec::{self, Packet, PubResp, PublishProperties, PublishRef, QoS};
 
 /// Where the window's packets go: the connection's framing, which encodes
@@ -42,7 +44,8 @@ struct InFlight {
     d: Delivery,
     /// QoS 2: PUBREC seen (and committed, for durable items); PUBREL sent.
     released: bool,
-    sent: Instant,
+    /// When last sent, on the coarse clock: what retransmission times.
+    sent_ms: u64,
     /// When it was first sent, among this connection's deliveries: resends
     /// go out in this order, whatever their packet ids.
     order: u64,
@@ -239,7 +242,7 @@ impl Outbound {
             InFlight {
                 d,
                 released,
-                sent: Instant::now(),
+                sent_ms: coarse_clock::now_ms(),
                 order,
             },
         );
@@ -313,10 +316,10 @@ impl Outbound {
     /// Ends delivery `pid` if it is in flight and `done` says this
     /// acknowledgement completes it.
     fn settle(&mut self, pid: u16, done: impl FnOnce(&InFlight) -> bool) -> Settled {
-        if !self.inflight.get(&pid).is_some_and(done) {
-            return None;
+        match self.inflight.entry(pid) {
+            Entry::Occupied(f) if done(f.get()) => f.remove().d.seq,
+            _ => None,
         }
-        self.inflight.remove(&pid).and_then(|f| f.d.seq)
     }
 
     /// PUBREC from the client. `failed` = reason code >= 0x80.
@@ -347,7 +350,7 @@ impl Outbound {
             Some(seq) => AckEffect::CommitReceived(seq, pid),
             None => {
                 f.released = true;
-                f.sent = Instant::now();
+                f.sent_ms = coarse_clock::now_ms();
                 out.packet(pubrel(pid));
                 AckEffect::None
             }
@@ -359,7 +362,7 @@ impl Outbound {
         if let Some(f) = self.inflight.get_mut(&pid) {
             f.released = true;
             f.d.received = true;
-            f.sent = Instant::now();
+            f.sent_ms = coarse_clock::now_ms();
             out.packet(pubrel(pid));
         }
     }
@@ -372,18 +375,19 @@ impl Outbound {
     /// Resends what has waited longer than `after`, in the order first sent
     /// (MQTT 3 only: MQTT 5 forbids resending except on reconnect).
     pub fn retransmit(&mut self, after: Duration, now_ms: u64, out: &mut impl Wire) -> usize {
-        let now = Instant::now();
+        let now = coarse_clock::now_ms();
+        let after = after.as_millis() as u64;
         let mut due: Vec<(u64, u16)> = self
             .inflight
             .iter()
-            .filter(|(_, f)| now.duration_since(f.sent) >= after)
+            .filter(|(_, f)| now.saturating_sub(f.sent_ms) >= after)
             .map(|(p, f)| (f.order, *p))
             .collect();
         due.sort_unstable();
         for (_, pid) in &due {
             let d = match self.inflight.get_mut(pid) {
                 Some(f) => {
-                    f.sent = now;
+                    f.sent_ms = now;
                     (!f.released).then(|| f.d.clone())
                 }
                 None => continue,
