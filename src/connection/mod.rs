@@ -352,7 +352,7 @@ impl Conn {
             .next_buffered()
             .map_err(|e| Exit::Error(e.reason_code(), e.to_string()))?
         {
-            if let Some(p) = self.on_packet_now(p, now) {
+            if !self.on_packet_now(&p, now) {
                 self.on_packet(p, now).await?;
             }
         }

@@ -24,7 +24,7 @@ impl Conn {
         match p {
             Packet::Publish(p) => self.on_publish(p, now).await,
             p @ (Packet::PubAck(_) | Packet::PubComp(_) | Packet::PingReq) => {
-                let _handled = self.on_packet_now(p, now);
+                self.on_packet_now(&p, now);
                 Ok(())
             }
             Packet::PubRec(r) => {
@@ -68,21 +68,22 @@ impl Conn {
     }
 
     /// Handles a packet that needs nothing awaited: a subscriber's PUBACK or
-    /// PUBCOMP, or a PINGREQ. Gives any other packet back, for
-    /// [`on_packet`](Self::on_packet). A subscriber's connection reads
-    /// little else, and these go without building the handlers' future.
-    pub(super) fn on_packet_now(&mut self, p: Packet, now: u64) -> Option<Packet> {
+    /// PUBCOMP, or a PINGREQ; false for any other packet, which is
+    /// [`on_packet`](Self::on_packet)'s. A subscriber's connection reads
+    /// little else, and these go without building the handlers' future,
+    /// and without moving the packet (a `Packet` is as large as a PUBLISH).
+    pub(super) fn on_packet_now(&mut self, p: &Packet, now: u64) -> bool {
         let settled = match p {
             Packet::PubAck(r) => self.outbound.puback(r.packet_id),
             Packet::PubComp(r) => self.outbound.pubcomp(r.packet_id),
             Packet::PingReq => {
                 self.io.push(Packet::PingResp);
-                return None;
+                return true;
             }
-            other => return Some(other),
+            _ => return false,
         };
         self.settled(settled, now);
-        None
+        true
     }
 
     /// A subscriber's acknowledgement moved the outbound window: the queue
