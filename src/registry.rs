@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use raftmq_raft::rpc::RemoteTarget;
-use raftmq_raft::{ApplyEvent, Delivery, EventSink, KickReason, Message};
+use raftmq_raft::{ApplyEvent, Delivery, EventSink, Fanout, KickReason, Message};
 use rustc_hash::FxHasher;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -242,7 +242,7 @@ impl EventSink for Registry {
         let mut run = Vec::new();
         while let Some(ev) = events.next() {
             let ApplyEvent::Fanout(first) = ev else {
-                self.route(&map, ev, &mut |slot, ce| groups.of(slot, 1).push(ce));
+                self.route(&map, ev, &mut groups);
                 continue;
             };
             run.clear();
@@ -252,15 +252,7 @@ impl EventSink for Registry {
             {
                 run.push(next);
             }
-            for (client_id, epoch, t) in run[0].targets() {
-                if let Some(slot) = Self::holder(&map, client_id, epoch) {
-                    let group = groups.of(slot, run.len());
-                    group.extend(
-                        run.iter()
-                            .map(|f| ConnEvent::Deliver(Some(epoch), f.delivery(t))),
-                    );
-                }
-            }
+            Self::fan_out(&map, &run, &mut groups);
         }
         groups.send();
     }
@@ -311,15 +303,33 @@ impl Registry {
             .or_else(|| slots.iter().rev().find(|s| s.epoch == 0))
     }
 
-    /// Which connection (or connections) an apply event is for, handed to
-    /// `send` with the event as that connection receives it; a registration
-    /// no connection holds is reported as an orphan.
+    /// A run of fan-outs to the same sessions (`Fanout::same_sessions`),
+    /// session by session: each session's connection is looked up once and
+    /// given the run's messages in order.
+    fn fan_out<'a>(map: &'a HashMap<Arc<str>, Vec<Slot>>, run: &[Fanout], groups: &mut Groups<'a>) {
+        let Some(first) = run.first() else {
+            return;
+        };
+        for (client_id, epoch, t) in first.targets() {
+            if let Some(slot) = Self::holder(map, client_id, epoch) {
+                groups.of(slot, run.len()).extend(
+                    run.iter()
+                        .map(|f| ConnEvent::Deliver(Some(epoch), f.delivery(t))),
+                );
+            }
+        }
+    }
+
+    /// Which connection (or connections) an apply event is for, added to
+    /// that connection's group as the connection receives it; a
+    /// registration no connection holds is reported as an orphan.
     fn route<'a>(
         &self,
         map: &'a HashMap<Arc<str>, Vec<Slot>>,
         ev: ApplyEvent,
-        send: &mut impl FnMut(&'a Slot, ConnEvent),
+        groups: &mut Groups<'a>,
     ) {
+        let mut send = |s: &'a Slot, ce: ConnEvent| groups.of(s, 1).push(ce);
         match ev {
             ApplyEvent::Deliver {
                 client_id,
@@ -330,13 +340,8 @@ impl Registry {
                     send(s, ConnEvent::Deliver(Some(epoch), delivery));
                 }
             }
-            ApplyEvent::Fanout(f) => {
-                for (client_id, epoch, t) in f.targets() {
-                    if let Some(s) = Self::holder(map, client_id, epoch) {
-                        send(s, ConnEvent::Deliver(Some(epoch), f.delivery(t)));
-                    }
-                }
-            }
+            // `emit_all` gathers fan-outs into runs; a lone one is a run of one.
+            ApplyEvent::Fanout(f) => Self::fan_out(map, std::slice::from_ref(&f), groups),
             ApplyEvent::Registered {
                 client_id,
                 epoch,
@@ -374,7 +379,6 @@ impl Registry {
 mod tests {
     use super::*;
     use raftmq_raft::trie::Target;
-    use raftmq_raft::Fanout;
 
     const PEER: Peer = Peer {
         addr: None,
